@@ -1,0 +1,16 @@
+// Builds dist/ when it is missing or older than src/, so `npm start` works on a fresh clone.
+import { execSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+function newest(dir) {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+const stale = !existsSync("dist/cli.js") || newest("src") > statSync("dist/cli.js").mtimeMs;
+if (stale) execSync("npm run build", { stdio: "inherit" });

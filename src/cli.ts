@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+/** The `heartline` command: `serve`, `publish`, `subscribe`. */
+import { Command, CommanderError, Option } from "commander";
+import { ConfigError, flagName, loadConfig, OPTION_DEFS } from "./config.js";
+import { HeartlineError } from "./errors.js";
+import { Heartline } from "./server.js";
+import { publishCommand } from "./cli/publish.js";
+import { subscribeCommand } from "./cli/subscribe.js";
+
+const program = new Command();
+program.name("heartline").description("Real-time HTTP push: WebSocket, Server-Sent Events and long polling").exitOverride();
+
+const serve = program.command("serve").description("run the Heartline server").option("--config <file>", "JSON file of options (camelCase keys)");
+for (const [key, def] of Object.entries(OPTION_DEFS)) {
+  const flag = flagName(key);
+  const opt = key === "trustProxy" ? new Option(`--${flag} [bool]`, def.help) : new Option(`--${flag} <value>`, def.help);
+  serve.addOption(opt);
+}
+serve.action(async (flags: Record<string, unknown>) => {
+  const { config: configPath, ...rest } = flags;
+  let hl: Heartline;
+  try {
+    const config = loadConfig(rest, process.env, configPath as string | undefined);
+    hl = new Heartline(config);
+    await hl.listen(config.port, config.host);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof HeartlineError) {
+      process.stderr.write(`heartline: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`heartline: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    hl.log.info({ signal }, "draining");
+    hl.close(hl.config.drainTimeout).then(
+      () => {
+        hl.log.info("stopped");
+        process.exit(0);
+      },
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  process.on("uncaughtException", (err) => hl.log.fatal({ err }, "uncaught exception"));
+  process.on("unhandledRejection", (err) => hl.log.error({ err }, "unhandled rejection"));
+});
+
+const defaultUrl = process.env.HEARTLINE_URL ?? "http://localhost:8080";
+
+program
+  .command("publish")
+  .description("publish one message: heartline publish chat:lobby '{\"text\":\"hi\"}'")
+  .argument("<channel>")
+  .argument("<json>")
+  .option("--url <url>", "server URL", defaultUrl)
+  .option("--api-key <key>", "API key (or HEARTLINE_API_KEY)", process.env.HEARTLINE_API_KEY)
+  .action(async (channel: string, json: string, opts: { url: string; apiKey?: string }) => {
+    process.exitCode = await publishCommand(channel, json, opts);
+  });
+
+program
+  .command("subscribe")
+  .description("print one JSON line per message")
+  .argument("<channel...>")
+  .option("--url <url>", "server URL", defaultUrl)
+  .addOption(new Option("--transport <name>", "transport").choices(["ws", "sse", "poll"]).default("ws"))
+  .option("--cursor <cursor>", "resume after this cursor")
+  .option("--count <n>", "exit after n messages", (v) => Number.parseInt(v, 10))
+  .action(async (channels: string[], opts: { url: string; transport: "ws" | "sse" | "poll"; cursor?: string; count?: number }) => {
+    process.exit(await subscribeCommand(channels, opts));
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
+  throw err;
+}

@@ -1,0 +1,58 @@
+/** Reading a request body with a hard byte limit. */
+import type { IncomingMessage } from "node:http";
+import { httpError } from "../errors.js";
+
+/**
+ * Reads the whole body, refusing with 413 as soon as it passes `limit` bytes
+ * (by Content-Length, or while streaming for chunked bodies).
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = req.headers["content-length"];
+  if (declared !== undefined && Number(declared) > limit) {
+    return Promise.reject(httpError("message_too_large", `the body is larger than ${limit} bytes`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        reject(httpError("message_too_large", `the body is larger than ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onAborted = () => {
+      cleanup();
+      reject(httpError("bad_request", "the request was aborted"));
+    };
+    const cleanup = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("close", onAborted);
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("close", onAborted);
+  });
+}
+
+/** Parses JSON text, refusing with 400 bad_json. */
+export function parseJson(body: Buffer | string): unknown {
+  try {
+    return JSON.parse(typeof body === "string" ? body : body.toString("utf8"));
+  } catch {
+    throw httpError("bad_json", "the body is not valid JSON");
+  }
+}

@@ -1,0 +1,37 @@
+/** Writing answers: JSON bodies, SPEC §4 errors, and errors on a raw socket before a WebSocket upgrade. */
+import { STATUS_CODES, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { HeartlineError } from "../errors.js";
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...headers, "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text), "Cache-Control": "no-store" });
+  res.end(text);
+}
+
+/** Turns any thrown value into the SPEC §4 body. Unknown errors become 500 and are reported through `log`. */
+export function toHeartlineError(err: unknown, log: (err: unknown) => void): HeartlineError {
+  if (err instanceof HeartlineError) return err;
+  log(err);
+  return new HeartlineError("internal_error", "unexpected error; it was logged", { cause: err });
+}
+
+export function sendError(res: ServerResponse, err: HeartlineError, headers?: Record<string, string>): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, err.status, err.toJSON(), { ...headers, ...err.headers });
+}
+
+/** Answers an upgrade request with an HTTP error and closes the socket. */
+export function sendRawError(socket: Duplex, err: HeartlineError): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify(err.toJSON());
+  let head = `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? "Error"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n`;
+  for (const [k, v] of Object.entries(err.headers ?? {})) head += `${k}: ${v}\r\n`;
+  socket.end(head + "\r\n" + body);
+}

@@ -1,0 +1,86 @@
+/**
+ * Cursors (SPEC §2): one opaque string naming a position in every channel of a
+ * subscription, made only of URL-unreserved characters so it travels unescaped
+ * in a query string, an SSE `id:` line and a `Last-Event-ID` header.
+ *
+ * Layout (opaque to clients; documented in docs/PROTOCOL.md for debugging):
+ * `1` then, per channel, `~<key>.<epoch>.<offset>`, where `key` is a 32-bit
+ * FNV-1a hash of the channel name in base 36. Channel names are not spelled
+ * out (they may hold `: / @`, which are not unreserved, and they are already
+ * in the request); a channel missing from the cursor starts live.
+ * A cursor is input from the network: it is validated and never trusted.
+ */
+import { httpError } from "../errors.js";
+
+/** A position in one channel: the last offset seen, inside an epoch. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+const VERSION = "1";
+const MAX_CURSOR_LENGTH = 32 * 1024;
+const SEGMENT_RE = /^([0-9a-z]{1,7})\.([A-Za-z0-9_-]{1,64})\.(0|[1-9][0-9]{0,15})$/;
+/** Epochs must be safe inside a cursor segment. */
+export const EPOCH_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The short key of a channel inside a cursor. */
+export function channelKey(channel: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < channel.length; i++) {
+    h ^= channel.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(36);
+}
+
+/** One channel's part of a cursor; connections cache it and rebuild only what changed. */
+export function cursorSegment(key: string, pos: Position): string {
+  return "~" + key + "." + pos.epoch + "." + pos.offset;
+}
+
+/** Joins segments made by {@link cursorSegment}. */
+export function joinCursor(segments: Iterable<string>): string {
+  let s = VERSION;
+  for (const seg of segments) s += seg;
+  return s;
+}
+
+/** Encodes positions of `[channel, position]` pairs. */
+export function encodeCursor(entries: Iterable<readonly [string, Position]>): string {
+  let s = VERSION;
+  for (const [channel, pos] of entries) s += cursorSegment(channelKey(channel), pos);
+  return s;
+}
+
+/** Decodes a cursor into positions by channel key. Throws `bad_cursor` on anything malformed. */
+export function decodeCursor(text: unknown): Map<string, Position> {
+  if (typeof text !== "string" || text.length === 0) throw httpError("bad_cursor", "the cursor is empty");
+  if (text.length > MAX_CURSOR_LENGTH) throw httpError("bad_cursor", `the cursor is longer than ${MAX_CURSOR_LENGTH} characters`);
+  const parts = text.split("~");
+  if (parts[0] !== VERSION) throw httpError("bad_cursor", "the cursor is malformed: unknown version");
+  const out = new Map<string, Position>();
+  for (let i = 1; i < parts.length; i++) {
+    const m = SEGMENT_RE.exec(parts[i]!);
+    if (!m) throw httpError("bad_cursor", `the cursor is malformed at part ${i}`);
+    const offset = Number(m[3]);
+    if (!Number.isSafeInteger(offset)) throw httpError("bad_cursor", `the cursor's offset at part ${i} is too large`);
+    out.set(m[1]!, { epoch: m[2]!, offset });
+  }
+  return out;
+}
+
+/** The position a decoded cursor holds for `channel`, if any. */
+export function positionIn(cursor: Map<string, Position> | undefined, channel: string): Position | undefined {
+  return cursor?.get(channelKey(channel));
+}
+
+/** Validates a `since` object of a WebSocket subscribe frame. */
+export function parseSince(since: unknown): Position | undefined {
+  if (since === undefined || since === null) return undefined;
+  if (typeof since !== "object" || Array.isArray(since)) throw httpError("bad_cursor", "since must be an object {epoch, offset}");
+  const { epoch, offset } = since as Record<string, unknown>;
+  if (typeof epoch !== "string" || !EPOCH_RE.test(epoch)) throw httpError("bad_cursor", "since.epoch must be a string of 1–64 of A-Z a-z 0-9 _ -");
+  if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) throw httpError("bad_cursor", "since.offset must be a non-negative integer");
+  return { epoch, offset };
+}

@@ -1,0 +1,228 @@
+/**
+ * The hub: channels, subscriptions and fan-out on this node. It knows nothing
+ * about HTTP; connections reach it through the small {@link Subscriber}
+ * interface and the broker through {@link Broker}.
+ *
+ * Guarantees kept here, for every subscriber and channel:
+ * - messages are handed over in offset order, each once (a subscription
+ *   remembers the last offset it handed over and drops anything not newer);
+ * - a subscription started from a position replays history after it, then
+ *   goes live with no gap: live messages that arrive while history is being
+ *   read wait in `pending` and are merged by offset;
+ * - a position that history can no longer serve, or an epoch change, is
+ *   announced with `reset` before anything else of that channel.
+ */
+import type { Broker, StoredMessage } from "../broker/broker.js";
+import { channelKey, type Position } from "./cursor.js";
+
+/** A message on its way out, encoded at most once per wire format. */
+export class Outgoing {
+  private wsFrame: Buffer | undefined;
+  private sseEvent: Buffer | undefined;
+  constructor(readonly message: StoredMessage) {}
+
+  /** WebSocket text payload `{"type":"message",…}`. */
+  get ws(): Buffer {
+    return (this.wsFrame ??= Buffer.from('{"type":"message",' + this.message.json.slice(1)));
+  }
+
+  /** SSE event body `data: {…}\n\n` (the per-connection `id:` line goes before it). */
+  get sse(): Buffer {
+    return (this.sseEvent ??= Buffer.from("data: " + this.message.json + "\n\n"));
+  }
+}
+
+/** What a connection implements to receive from the hub. */
+export interface Subscriber {
+  /** A message of `sub`'s channel, in order, exactly once. */
+  deliver(sub: Subscription, out: Outgoing): void;
+  /** Loss announced: `sub` now stands at `offset` of `epoch`. */
+  reset(sub: Subscription, epoch: string, offset: number): void;
+  /** The subscription is established (sent before its replay). */
+  subscribed(sub: Subscription, epoch: string, latest: number, recovered: boolean): void;
+}
+
+const RECOVERING = 0;
+const LIVE = 1;
+const CLOSED = 2;
+
+export class Subscription {
+  state = RECOVERING;
+  /** Epoch and last offset handed to the subscriber. */
+  epoch = "";
+  offset = 0;
+  /** Live messages that arrived while history was being read. */
+  pending: StoredMessage[] | null = [];
+  /** The channel's key inside cursors. */
+  readonly key: string;
+  /** Settles once history is delivered and the subscription is live. */
+  ready: Promise<void> = Promise.resolve();
+  constructor(
+    readonly subscriber: Subscriber,
+    readonly channel: string,
+  ) {
+    this.key = channelKey(channel);
+  }
+
+  get live(): boolean {
+    return this.state === LIVE;
+  }
+
+  get closed(): boolean {
+    return this.state === CLOSED;
+  }
+
+  get position(): Position {
+    return { epoch: this.epoch, offset: this.offset };
+  }
+}
+
+/** A waiting long poll, woken when any of its channels gets a message. */
+export interface Waiter {
+  wake(): void;
+}
+
+export class Hub {
+  private readonly subs = new Map<string, Set<Subscription>>();
+  private readonly waiters = new Map<string, Set<Waiter>>();
+  /** Messages stored and fanned out on this node (`messages published`). */
+  published = 0;
+
+  constructor(readonly broker: Broker) {
+    broker.onMessage((m) => this.fanout(m));
+  }
+
+  /** Stores a message (data already validated JSON text) and fans it out. */
+  publish(channel: string, dataJson: string): Promise<StoredMessage> {
+    return this.broker.publish(channel, dataJson);
+  }
+
+  /**
+   * Subscribes `subscriber` to `channel`, from `since` when given (replay after
+   * it, or a reset when it is gone), else from the current position. The
+   * subscription is returned at once; `sub.ready` settles when its history is
+   * delivered, and rejects (leaving nothing behind) when the broker cannot be read.
+   */
+  subscribe(subscriber: Subscriber, channel: string, since?: Position): Subscription {
+    const sub = new Subscription(subscriber, channel);
+    if (since) {
+      sub.epoch = since.epoch;
+      sub.offset = since.offset;
+    }
+    let set = this.subs.get(channel);
+    if (!set) this.subs.set(channel, (set = new Set()));
+    set.add(sub);
+    sub.ready = this.recover(sub, since);
+    return sub;
+  }
+
+  private async recover(sub: Subscription, since: Position | undefined): Promise<void> {
+    let r;
+    try {
+      r = await this.broker.read(sub.channel, since);
+    } catch (err) {
+      this.unsubscribe(sub);
+      throw err;
+    }
+    if (sub.state === CLOSED) return;
+    const subscriber = sub.subscriber;
+    sub.epoch = r.epoch;
+    subscriber.subscribed(sub, r.epoch, r.offset, r.recovered);
+    if (since && r.recovered) {
+      sub.offset = since.offset;
+      for (const m of r.messages) this.emit(sub, m);
+    } else {
+      sub.offset = r.offset;
+      if (since) subscriber.reset(sub, r.epoch, r.offset);
+    }
+    const pending = sub.pending;
+    sub.pending = null;
+    if (pending) {
+      for (const m of pending) {
+        if (sub.state === CLOSED) break;
+        this.emit(sub, m);
+      }
+    }
+    if (sub.state !== CLOSED) sub.state = LIVE;
+  }
+
+  /** Ends a subscription; safe to call twice. */
+  unsubscribe(sub: Subscription): void {
+    if (sub.state === CLOSED) return;
+    sub.state = CLOSED;
+    sub.pending = null;
+    const set = this.subs.get(sub.channel);
+    if (set && set.delete(sub) && set.size === 0) this.subs.delete(sub.channel);
+  }
+
+  /** Registers a long poll to be woken by the next message on any of `channels`. */
+  addWaiter(channels: readonly string[], waiter: Waiter): void {
+    for (const c of channels) {
+      let set = this.waiters.get(c);
+      if (!set) this.waiters.set(c, (set = new Set()));
+      set.add(waiter);
+    }
+  }
+
+  removeWaiter(channels: readonly string[], waiter: Waiter): void {
+    for (const c of channels) {
+      const set = this.waiters.get(c);
+      if (set && set.delete(waiter) && set.size === 0) this.waiters.delete(c);
+    }
+  }
+
+  /** Subscriptions on `channel` on this node. */
+  subscriberCount(channel: string): number {
+    return this.subs.get(channel)?.size ?? 0;
+  }
+
+  /** Subscriptions on every channel of this node. */
+  get totalSubscriptions(): number {
+    let n = 0;
+    for (const set of this.subs.values()) n += set.size;
+    return n;
+  }
+
+  get totalWaiters(): number {
+    let n = 0;
+    for (const set of this.waiters.values()) n += set.size;
+    return n;
+  }
+
+  private fanout(m: StoredMessage): void {
+    this.published++;
+    const set = this.subs.get(m.channel);
+    if (set) {
+      const out = new Outgoing(m);
+      for (const sub of set) {
+        if (sub.state === LIVE) {
+          if (m.offset === sub.offset + 1 && m.epoch === sub.epoch) {
+            sub.offset = m.offset;
+            sub.subscriber.deliver(sub, out);
+          } else this.emit(sub, m, out);
+        } else if (sub.pending) sub.pending.push(m);
+      }
+    }
+    const waiting = this.waiters.get(m.channel);
+    if (waiting) for (const w of waiting) w.wake();
+  }
+
+  /** Hands `m` to `sub` unless it is old; announces an epoch change or a gap first. */
+  private emit(sub: Subscription, m: StoredMessage, out?: Outgoing): void {
+    if (m.epoch !== sub.epoch) {
+      sub.epoch = m.epoch;
+      sub.offset = m.offset - 1;
+      sub.subscriber.reset(sub, m.epoch, sub.offset);
+      if (sub.state === CLOSED) return;
+    } else if (m.offset <= sub.offset) {
+      return;
+    } else if (m.offset > sub.offset + 1) {
+      // A gap the broker could not fill: announce it rather than skip silently.
+      sub.offset = m.offset - 1;
+      sub.subscriber.reset(sub, m.epoch, sub.offset);
+      if (sub.state === CLOSED) return;
+    }
+    sub.offset = m.offset;
+    sub.subscriber.deliver(sub, out ?? new Outgoing(m));
+  }
+}

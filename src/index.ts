@@ -1,0 +1,31 @@
+/**
+ * Heartline as a library: `createHeartline(options)` gives a server that can
+ * `listen()` on its own or `attach()` to an existing `http.Server`.
+ *
+ * ```ts
+ * import { createHeartline } from "heartline";
+ * const hl = createHeartline({ apiKey: "secret" });
+ * await hl.listen(8080);
+ * await hl.publish("chat:lobby", { text: "hi" }); // → { channel, epoch, offset }
+ * await hl.close();
+ * ```
+ */
+import type { HeartlineOptions } from "./config.js";
+import { Heartline, type RuntimeOptions } from "./server.js";
+
+export { Heartline, type RuntimeOptions } from "./server.js";
+export { ConfigError, OPTION_DEFS, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
+export { ERROR_CODES, HeartlineError, type ErrorCode } from "./errors.js";
+export { CLOSE_CODES, shouldReconnect, type CloseReason } from "./close-codes.js";
+export { ManualClock, systemClock, type Clock } from "./clock.js";
+export { MemoryBroker } from "./broker/memory.js";
+export type { Broker, ReadResult, StoredMessage } from "./broker/broker.js";
+export type { PublishResult } from "./http/publish.js";
+
+/**
+ * Creates a Heartline server. Options are the `serve` options in camelCase
+ * (validated once; a bad value throws `ConfigError` naming it).
+ */
+export function createHeartline(options: HeartlineOptions = {}, runtime: RuntimeOptions = {}): Heartline {
+  return new Heartline(options, runtime);
+}

@@ -1,0 +1,125 @@
+/**
+ * Prometheus metrics. Values live in plain fields ({@link Stats}, the
+ * registry, the hub) and are read at scrape time, so the hot path never
+ * touches prom-client.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import type { ServerContext } from "./transports/connection.js";
+
+export function createMetrics(ctx: ServerContext, ready: () => boolean): Registry {
+  const register = new Registry();
+  const { stats, registry, hub } = ctx;
+
+  new Gauge({
+    name: "heartline_connections",
+    help: "Open subscriber connections by transport (poll = waiting long polls).",
+    labelNames: ["transport"],
+    registers: [register],
+    collect() {
+      for (const t of ["ws", "sse", "poll"] as const) this.set({ transport: t }, registry.byTransport[t]);
+    },
+  });
+  new Gauge({
+    name: "heartline_subscriptions",
+    help: "Channel subscriptions held by this node's WebSocket and SSE connections.",
+    registers: [register],
+    collect() {
+      this.set(hub.totalSubscriptions);
+    },
+  });
+  new Counter({
+    name: "heartline_messages_published_total",
+    help: "Messages accepted for publishing on this node (HTTP API, WebSocket frames, library).",
+    registers: [register],
+    collect() {
+      this.reset();
+      this.inc(stats.publishAccepted);
+    },
+  });
+  new Counter({
+    name: "heartline_messages_fanned_out_total",
+    help: "Stored messages fanned out by this node's hub.",
+    registers: [register],
+    collect() {
+      this.reset();
+      this.inc(hub.published);
+    },
+  });
+  new Counter({
+    name: "heartline_messages_delivered_total",
+    help: "Messages handed to subscribers, by transport.",
+    labelNames: ["transport"],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const t of ["ws", "sse", "poll"] as const) this.inc({ transport: t }, stats.delivered[t]);
+    },
+  });
+  new Counter({
+    name: "heartline_heartbeats_sent_total",
+    help: "Heartbeats sent, by transport.",
+    labelNames: ["transport"],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const t of ["ws", "sse"] as const) this.inc({ transport: t }, stats.heartbeats[t]);
+    },
+  });
+  new Counter({
+    name: "heartline_heartbeat_timeouts_total",
+    help: "WebSocket connections closed because the peer did not answer a heartbeat.",
+    registers: [register],
+    collect() {
+      this.reset();
+      this.inc(stats.heartbeatTimeouts);
+    },
+  });
+  new Counter({
+    name: "heartline_slow_consumer_drops_total",
+    help: "Connections dropped because their send queue passed --send-buffer-bytes.",
+    labelNames: ["transport"],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const t of ["ws", "sse"] as const) this.inc({ transport: t }, stats.slowConsumerDrops[t]);
+    },
+  });
+  new Counter({
+    name: "heartline_connections_rejected_total",
+    help: "Connections refused, by reason.",
+    labelNames: ["reason"],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(stats.rejected)) this.inc({ reason }, n);
+    },
+  });
+  new Counter({
+    name: "heartline_poll_waits_total",
+    help: "Long polls that found nothing and waited.",
+    registers: [register],
+    collect() {
+      this.reset();
+      this.inc(stats.pollWaits);
+    },
+  });
+  new Counter({
+    name: "heartline_broker_errors_total",
+    help: "Broker operations that failed.",
+    registers: [register],
+    collect() {
+      this.reset();
+      this.inc(stats.brokerErrors);
+    },
+  });
+  new Gauge({
+    name: "heartline_broker_ready",
+    help: "1 while the broker can store messages.",
+    registers: [register],
+    collect() {
+      this.set(ready() ? 1 : 0);
+    },
+  });
+  collectDefaultMetrics({ register, prefix: "heartline_" });
+  return register;
+}

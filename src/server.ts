@@ -1,0 +1,466 @@
+/**
+ * The Heartline server: builds the HTTP server (or attaches to one), routes
+ * requests to transports and HTTP handlers, and owns the lifecycle: listen,
+ * one ticker for every timed thing, drain and close.
+ */
+import { readFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import { fileURLToPath } from "node:url";
+import type { Registry } from "prom-client";
+import type { Broker } from "./broker/broker.js";
+import { MemoryBroker } from "./broker/memory.js";
+import { systemClock, type Clock } from "./clock.js";
+import { configFromOptions, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
+import { HeartlineError, httpError } from "./errors.js";
+import { assertChannelName } from "./hub/channel-name.js";
+import { decodeCursor, type Position } from "./hub/cursor.js";
+import { Hub } from "./hub/hub.js";
+import { Publisher, type PublishResult } from "./http/publish.js";
+import { sendError, sendJson, sendRawError, toHeartlineError } from "./http/respond.js";
+import { createLogger, type Logger } from "./log.js";
+import { createMetrics } from "./metrics.js";
+import { Stats } from "./stats.js";
+import { ConnectionRegistry, type ServerContext } from "./transports/connection.js";
+import { sweepClosing, sweepHeartbeats } from "./transports/heartbeat.js";
+import { PollTransport } from "./transports/poll.js";
+import { serveSse } from "./transports/sse.js";
+import { WebSocketTransport } from "./transports/websocket.js";
+
+/** Knobs for embedding and tests; not part of the CLI. */
+export interface RuntimeOptions {
+  /** Time source; tests pass a `ManualClock`. */
+  clock?: Clock;
+  /** A pino logger; by default one is made at `logLevel`. */
+  logger?: Logger;
+  /** A broker instead of the embedded memory broker. */
+  broker?: Broker;
+  /** Milliseconds between sweeps of the shared ticker. Default 250. */
+  tickMs?: number;
+  /** Milliseconds a client has to send complete request headers (slowloris guard). Default 10000. */
+  headersTimeoutMs?: number;
+}
+
+const WEB_DIR = fileURLToPath(new URL("../web/", import.meta.url));
+const PAGES: Record<string, { file: string; type: string }> = {
+  "/": { file: "demo.html", type: "text/html; charset=utf-8" },
+  "/demo": { file: "demo.html", type: "text/html; charset=utf-8" },
+  "/dashboard": { file: "dashboard.html", type: "text/html; charset=utf-8" },
+};
+
+/** The client address: the socket peer, or the last X-Forwarded-For hop with --trust-proxy. */
+function clientIp(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const xff = req.headers["x-forwarded-for"];
+    const value = Array.isArray(xff) ? xff.join(",") : xff;
+    if (value) {
+      const hops = value.split(",").map((s) => s.trim()).filter(Boolean);
+      const last = hops[hops.length - 1];
+      if (last && /^[0-9a-fA-F:.]{2,45}$/.test(last)) return last;
+    }
+  }
+  return req.socket.remoteAddress ?? "unknown";
+}
+
+interface SubscribeParams {
+  channels: string[];
+  cursor: Map<string, Position> | undefined;
+}
+
+export class Heartline {
+  readonly config: HeartlineConfig;
+  readonly log: Logger;
+  readonly hub: Hub;
+  readonly stats = new Stats();
+  readonly metrics: Registry;
+  private readonly ctx: ServerContext;
+  private readonly publisher: Publisher;
+  private readonly ws: WebSocketTransport;
+  private readonly poll: PollTransport;
+  private readonly clock: Clock;
+  private readonly stopTicker: () => void;
+  private readonly servers = new Set<Server>();
+  private readonly runtime: RuntimeOptions;
+  private lastBrokerSweep = 0;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: HeartlineOptions = {}, runtime: RuntimeOptions = {}) {
+    this.config = configFromOptions(options);
+    this.runtime = runtime;
+    if (this.config.jwtSecret || this.config.jwtPublicKey) {
+      throw new HeartlineError("not_available", "subscriber tokens (--jwt-secret, --jwt-public-key) are not available in this build");
+    }
+    if (this.config.redis) {
+      throw new HeartlineError("not_available", "cluster mode (--redis) is not available in this build");
+    }
+    this.clock = runtime.clock ?? systemClock;
+    this.log = runtime.logger ?? createLogger(this.config.logLevel);
+    const broker =
+      runtime.broker ??
+      new MemoryBroker({ historySize: this.config.historySize, historyTtl: this.config.historyTtl, clock: this.clock });
+    this.hub = new Hub(broker);
+    this.ctx = {
+      config: this.config,
+      hub: this.hub,
+      clock: this.clock,
+      log: this.log,
+      stats: this.stats,
+      registry: new ConnectionRegistry(this.config, this.stats),
+      now: this.clock.now(),
+      draining: false,
+    };
+    this.publisher = new Publisher(this.ctx);
+    this.ws = new WebSocketTransport(this.ctx, this.publisher);
+    this.poll = new PollTransport(this.ctx, (res, err) => this.fail(res, err));
+    this.metrics = createMetrics(this.ctx, () => broker.isReady());
+    this.stopTicker = this.clock.every(runtime.tickMs ?? 250, () => this.tick());
+    if (!this.config.apiKey) {
+      this.log.warn("no --api-key: publishing over HTTP is accepted only from loopback addresses");
+    }
+  }
+
+  /** Open subscriber connections (WS + SSE + waiting polls) on this process. */
+  get connections(): number {
+    return this.ctx.registry.total;
+  }
+
+  /** Connection counts by transport. */
+  get connectionsByTransport(): Readonly<Record<TransportName, number>> {
+    return this.ctx.registry.byTransport;
+  }
+
+  /** Publishes `data` (any JSON value) to `channel`; resolves once stored. */
+  publish(channel: string, data: unknown): Promise<PublishResult> {
+    return this.publisher.publish(channel, data);
+  }
+
+  /**
+   * Serves Heartline's routes on an existing server. Requests for other paths
+   * go to the server's previous `request` listeners (and upgrades on other
+   * paths to its previous `upgrade` listeners), so an app keeps its own routes.
+   */
+  attach(server: Server, { pages = false }: { pages?: boolean } = {}): Server {
+    const previous = server.listeners("request") as Array<(req: IncomingMessage, res: ServerResponse) => void>;
+    const previousUpgrade = server.listeners("upgrade") as Array<(req: IncomingMessage, socket: Duplex, head: Buffer) => void>;
+    server.removeAllListeners("request");
+    server.removeAllListeners("upgrade");
+    server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+      if (!this.handles(req, pages) && previous.length > 0) {
+        for (const l of previous) l.call(server, req, res);
+        return;
+      }
+      this.handleRequest(req, res, pages);
+    });
+    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (pathOf(req) !== "/ws" && previousUpgrade.length > 0) {
+        for (const l of previousUpgrade) l.call(server, req, socket, head);
+        return;
+      }
+      this.handleUpgrade(req, socket, head);
+    });
+    server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (err.code === "ECONNRESET" || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+      const code = status === 400 ? "bad_request" : "bad_request";
+      const body = JSON.stringify({ error: { code, message: status === 431 ? "request headers too large" : status === 408 ? "request timed out" : "malformed HTTP request" } });
+      socket.end(`HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    });
+    this.servers.add(server);
+    return server;
+  }
+
+  /** Creates a server with every route (pages included) and listens on `port` (0 = any). */
+  async listen(port = this.config.port, host = this.config.host): Promise<AddressInfo> {
+    const server = createServer({
+      headersTimeout: this.runtime.headersTimeoutMs ?? 10_000,
+      requestTimeout: 0,
+      connectionsCheckingInterval: Math.min(1000, this.runtime.headersTimeoutMs ?? 1000),
+      keepAliveTimeout: 5000,
+    });
+    this.attach(server, { pages: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const address = server.address() as AddressInfo;
+    this.log.info({ port: address.port, host: address.address }, "listening");
+    return address;
+  }
+
+  /** The first listening server's port. */
+  get port(): number | undefined {
+    for (const s of this.servers) {
+      const a = s.address();
+      if (a && typeof a === "object") return a.port;
+    }
+    return undefined;
+  }
+
+  /**
+   * Stops accepting, tells every client to reconnect elsewhere (WS 1012, SSE
+   * ended, waiting polls answered), and resolves when all are gone or after
+   * `drainTimeout` seconds, when the rest are cut.
+   */
+  async drain(timeoutSeconds = this.config.drainTimeout): Promise<void> {
+    const ctx = this.ctx;
+    ctx.draining = true;
+    for (const s of this.servers) s.close();
+    for (const c of [...ctx.registry.live]) c.close("service_restart");
+    this.poll.drain();
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    while ((ctx.registry.total > 0 || ctx.registry.closing.size > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const c of [...ctx.registry.closing]) c.terminate();
+    for (const c of [...ctx.registry.live]) c.terminate();
+    for (const s of this.servers) s.closeAllConnections();
+  }
+
+  /** Drains (briefly, by default) and releases everything. Safe to call twice. */
+  close(timeoutSeconds = 1): Promise<void> {
+    this.closing ??= (async () => {
+      await this.drain(timeoutSeconds);
+      this.stopTicker();
+      this.ws.wss.close();
+      await this.hub.broker.close();
+      await Promise.all([...this.servers].map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
+    })();
+    return this.closing;
+  }
+
+  /** One sweep of everything timed: heartbeats, poll holds, lingering closes, history expiry. */
+  private tick(): void {
+    const now = this.clock.now();
+    const ctx = this.ctx;
+    ctx.now = now;
+    try {
+      sweepHeartbeats(ctx.registry.live, now, this.config.heartbeatInterval * 1000, this.config.heartbeatTimeout * 1000);
+      sweepClosing(ctx.registry.closing, now);
+      this.poll.sweep(now);
+      if (now - this.lastBrokerSweep >= 1000) {
+        this.lastBrokerSweep = now;
+        this.hub.broker.sweep(now);
+      }
+    } catch (err) {
+      this.log.error({ err }, "error in the ticker");
+    }
+  }
+
+  private handles(req: IncomingMessage, pages: boolean): boolean {
+    const path = pathOf(req);
+    if (pages && (path in PAGES)) return true;
+    return (
+      path === "/ws" ||
+      path === "/sse" ||
+      path === "/poll" ||
+      path === "/healthz" ||
+      path === "/readyz" ||
+      path === "/metrics" ||
+      path === "/heartline.js" ||
+      path.startsWith("/api/")
+    );
+  }
+
+  private fail(res: ServerResponse, err: unknown, headers?: Record<string, string>): void {
+    const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error while serving a request"));
+    if (e.code === "broker_unavailable") this.stats.brokerErrors++;
+    sendError(res, e, headers);
+  }
+
+  /** CORS: which origins may use the API from a browser. */
+  private corsHeaders(req: IncomingMessage): Record<string, string> {
+    const origin = req.headers.origin;
+    if (!origin) return {};
+    if (this.config.allowedOrigins.includes("*")) return { "Access-Control-Allow-Origin": "*" };
+    if (this.originAllowed(req)) return { "Access-Control-Allow-Origin": origin, Vary: "Origin" };
+    return {};
+  }
+
+  private originAllowed(req: IncomingMessage): boolean {
+    const origin = req.headers.origin;
+    if (!origin || this.config.allowedOrigins.includes("*")) return true;
+    if (this.config.allowedOrigins.includes(origin)) return true;
+    // Pages served by this server itself are always allowed.
+    try {
+      return new URL(origin).host === req.headers.host;
+    } catch {
+      return false;
+    }
+  }
+
+  private handleRequest(req: IncomingMessage, res: ServerResponse, pages: boolean): void {
+    const cors = this.corsHeaders(req);
+    this.route(req, res, cors, pages).catch((err) => this.fail(res, err, cors));
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, pages: boolean): Promise<void> {
+    const url = parseUrl(req);
+    const path = url.pathname;
+    const method = req.method ?? "GET";
+    if (method === "OPTIONS") {
+      if (!this.originAllowed(req)) throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
+      res.writeHead(204, {
+        ...cors,
+        "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type, Last-Event-ID",
+        "Access-Control-Max-Age": "600",
+      });
+      res.end();
+      return;
+    }
+    if (!this.originAllowed(req)) {
+      this.stats.rejected.origin_not_allowed++;
+      throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
+    }
+    const get = method === "GET" || method === "HEAD";
+    switch (path) {
+      case "/healthz":
+        this.allow(get, "GET");
+        return sendJson(res, 200, { status: "ok" }, cors);
+      case "/readyz":
+        this.allow(get, "GET");
+        if (this.ctx.draining) throw httpError("shutting_down", "the server is draining");
+        if (!this.hub.broker.isReady()) throw httpError("broker_unavailable", "the broker is not reachable");
+        return sendJson(res, 200, { status: "ready" }, cors);
+      case "/metrics": {
+        this.allow(get, "GET");
+        const text = await this.metrics.metrics();
+        res.writeHead(200, { ...cors, "Content-Type": this.metrics.contentType });
+        res.end(text);
+        return;
+      }
+      case "/api/publish": {
+        this.allow(method === "POST", "POST");
+        if (this.ctx.draining) throw httpError("shutting_down", "the server is draining; publish to another node");
+        const result = await this.publisher.handleHttp(req, clientIp(req, this.config.trustProxy));
+        return sendJson(res, 200, result, cors);
+      }
+      case "/sse": {
+        this.allow(get, "GET");
+        this.offered("sse");
+        this.notDraining();
+        const params = this.subscribeParams(url, true, headerCursor(req));
+        const ip = clientIp(req, this.config.trustProxy);
+        this.ctx.registry.admit("sse", ip);
+        return serveSse(this.ctx, req, res, ip, params.channels, params.cursor, cors);
+      }
+      case "/poll": {
+        this.allow(get, "GET");
+        this.offered("poll");
+        this.notDraining();
+        const params = this.subscribeParams(url, true);
+        const hold = this.pollHold(url);
+        return this.poll.serve(res, clientIp(req, this.config.trustProxy), params.channels, params.cursor, hold, cors);
+      }
+      case "/ws":
+        this.offered("ws");
+        throw httpError("bad_request", "/ws expects a WebSocket upgrade");
+    }
+    if (path.startsWith("/api/channels/")) {
+      this.allow(get, "GET");
+      let name: string;
+      try {
+        name = decodeURIComponent(path.slice("/api/channels/".length));
+      } catch {
+        throw httpError("bad_channel", "the channel name is not valid percent-encoding");
+      }
+      const channel = assertChannelName(name);
+      const r = await this.hub.broker.read(channel);
+      return sendJson(res, 200, { channel, epoch: r.epoch, offset: r.offset, subscribers: this.hub.subscriberCount(channel) }, cors);
+    }
+    if (pages && path in PAGES) {
+      this.allow(get, "GET");
+      const page = PAGES[path]!;
+      let body: Buffer;
+      try {
+        body = await readFile(WEB_DIR + page.file);
+      } catch {
+        throw httpError("not_found", `${path} is not built`);
+      }
+      res.writeHead(200, { "Content-Type": page.type, "Content-Length": body.length, "Cache-Control": "no-cache" });
+      res.end(method === "HEAD" ? undefined : body);
+      return;
+    }
+    throw httpError("not_found", `no route for ${method} ${path.slice(0, 100)}`);
+  }
+
+  private allow(ok: boolean, allowed: string): void {
+    if (!ok) throw httpError("method_not_allowed", `this endpoint accepts ${allowed}`, { Allow: allowed });
+  }
+
+  private offered(t: TransportName): void {
+    if (!this.config.transports.includes(t)) throw httpError("transport_disabled", `the ${t} transport is disabled on this server (--transports)`);
+  }
+
+  private notDraining(): void {
+    if (this.ctx.draining) throw httpError("shutting_down", "the server is draining; reconnect to another node", { "Retry-After": "1" });
+  }
+
+  /** `channel=` (repeated), `cursor=` (or `lastEventId=`, or the `Last-Event-ID` header) of a subscribe request. */
+  private subscribeParams(url: URL, needChannel: boolean, headerCursorValue?: string): SubscribeParams {
+    const channels = [...new Set(url.searchParams.getAll("channel"))];
+    if (needChannel && channels.length === 0) throw httpError("bad_request", "give at least one channel= parameter");
+    const max = this.config.maxChannelsPerConnection;
+    if (channels.length > max) throw httpError("too_many_channels", `at most ${max} channels per connection (--max-channels-per-connection)`);
+    for (const c of channels) assertChannelName(c);
+    const raw = headerCursorValue ?? url.searchParams.get("lastEventId") ?? url.searchParams.get("cursor") ?? undefined;
+    const cursor = raw === undefined || raw === "" ? undefined : decodeCursor(raw);
+    return { channels, cursor };
+  }
+
+  private pollHold(url: URL): number {
+    const t = url.searchParams.get("timeout");
+    if (t === null) return this.config.pollTimeout;
+    const n = Number(t);
+    if (t.trim() === "" || !Number.isFinite(n) || n < 0) throw httpError("bad_request", "timeout must be a number of seconds ≥ 0");
+    return Math.min(n, this.config.pollTimeout);
+  }
+
+  private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on("error", noop);
+    try {
+      if (pathOf(req) !== "/ws") throw httpError("not_found", "WebSocket connections are served on /ws");
+      this.offered("ws");
+      this.notDraining();
+      if (!this.originAllowed(req)) {
+        this.stats.rejected.origin_not_allowed++;
+        throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
+      }
+      const params = this.subscribeParams(parseUrl(req), false);
+      const ip = clientIp(req, this.config.trustProxy);
+      this.ctx.registry.admit("ws", ip);
+      this.ws.accept(req, socket, head, ip, params);
+    } catch (err) {
+      const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error during a WebSocket upgrade"));
+      sendRawError(socket, e);
+    }
+  }
+}
+
+function noop(): void {}
+
+function pathOf(req: IncomingMessage): string {
+  const u = req.url ?? "/";
+  const q = u.indexOf("?");
+  return q < 0 ? u : u.slice(0, q);
+}
+
+function parseUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? "/", "http://heartline.invalid");
+  } catch {
+    throw httpError("bad_request", "the request URL is malformed");
+  }
+}
+
+function headerCursor(req: IncomingMessage): string | undefined {
+  const h = req.headers["last-event-id"];
+  return typeof h === "string" && h !== "" ? h : undefined;
+}

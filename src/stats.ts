@@ -1,0 +1,16 @@
+/**
+ * Plain counters bumped on the hot path (a field increment, no label lookup);
+ * `/metrics` reads them at scrape time.
+ */
+export class Stats {
+  readonly delivered = { ws: 0, sse: 0, poll: 0 };
+  readonly heartbeats = { ws: 0, sse: 0 };
+  readonly slowConsumerDrops = { ws: 0, sse: 0 };
+  heartbeatTimeouts = 0;
+  readonly rejected = { too_many_connections: 0, too_many_connections_per_ip: 0, origin_not_allowed: 0, bad_request: 0 };
+  /** Long polls that had to wait for data. */
+  pollWaits = 0;
+  brokerErrors = 0;
+  /** Publishes accepted through this node's API and WebSocket frames. */
+  publishAccepted = 0;
+}

@@ -1,0 +1,174 @@
+/**
+ * What every persistent connection (WebSocket, SSE) shares: its
+ * subscriptions, heartbeat deadlines as plain fields, a byte budget, and one
+ * idempotent `close(reason)` that every exit path goes through and that frees
+ * everything the connection holds. Transports subclass it and map their
+ * native events onto it, nothing more.
+ */
+import type { Clock } from "../clock.js";
+import type { HeartlineConfig, TransportName } from "../config.js";
+import { CLOSE_CODES, type CloseReason } from "../close-codes.js";
+import { httpError } from "../errors.js";
+import type { Hub, Outgoing, Subscriber, Subscription } from "../hub/hub.js";
+import type { Position } from "../hub/cursor.js";
+import type { Logger } from "../log.js";
+import type { Stats } from "../stats.js";
+
+/** Everything a transport needs from the server, passed as one object. */
+export interface ServerContext {
+  readonly config: HeartlineConfig;
+  readonly hub: Hub;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly stats: Stats;
+  readonly registry: ConnectionRegistry;
+  /** Coarse time, refreshed by the ticker; cheap to read on the hot path. */
+  now: number;
+  draining: boolean;
+}
+
+let nextId = 1;
+
+export abstract class Connection implements Subscriber {
+  readonly id = nextId++;
+  abstract readonly kind: "ws" | "sse";
+  readonly subs = new Map<string, Subscription>();
+  lastSendAt: number;
+  lastRecvAt: number;
+  /** When the outstanding heartbeat was sent; 0 when none is outstanding. */
+  pingSentAt = 0;
+  closed = false;
+  /** After a close that waits for the peer: when to cut the socket. */
+  terminateAt = 0;
+
+  constructor(
+    readonly ctx: ServerContext,
+    readonly ip: string,
+  ) {
+    this.lastSendAt = this.lastRecvAt = ctx.now;
+  }
+
+  /**
+   * Subscribes to `channel`, replaying after `since` when given. The slot is
+   * taken at once, so a burst of subscribe frames cannot pass the limit.
+   */
+  async subscribe(channel: string, since?: Position): Promise<void> {
+    const old = this.subs.get(channel);
+    if (old) this.ctx.hub.unsubscribe(old);
+    else if (this.subs.size >= this.ctx.config.maxChannelsPerConnection) {
+      throw httpError("too_many_channels", `a connection may subscribe to at most ${this.ctx.config.maxChannelsPerConnection} channels`);
+    }
+    const sub = this.ctx.hub.subscribe(this, channel, since);
+    this.subs.set(channel, sub);
+    try {
+      await sub.ready;
+    } catch (err) {
+      if (this.subs.get(channel) === sub) this.subs.delete(channel);
+      throw err;
+    }
+  }
+
+  unsubscribe(channel: string): boolean {
+    const sub = this.subs.get(channel);
+    if (!sub) return false;
+    this.subs.delete(channel);
+    this.ctx.hub.unsubscribe(sub);
+    return true;
+  }
+
+  /**
+   * The one way out. Frees subscriptions, the registry slot and counters, then
+   * lets the transport end its socket. Safe to call any number of times.
+   */
+  close(reason: CloseReason): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const sub of this.subs.values()) this.ctx.hub.unsubscribe(sub);
+    this.subs.clear();
+    this.ctx.registry.release(this.kind, this.ip, this);
+    if (reason === "slow_consumer") this.ctx.stats.slowConsumerDrops[this.kind]++;
+    if (reason === "heartbeat_timeout") this.ctx.stats.heartbeatTimeouts++;
+    try {
+      this.end(reason, CLOSE_CODES[reason].code);
+    } catch (err) {
+      this.ctx.log.warn({ err, conn: this.id }, "error while ending a connection");
+    }
+  }
+
+  /** Whether `bytes` more would exceed the send budget. */
+  protected overBudget(bytes: number): boolean {
+    return this.bufferedBytes() + bytes > this.ctx.config.sendBufferBytes;
+  }
+
+  /** Transport: end the socket for `reason`. */
+  protected abstract end(reason: CloseReason, code: number): void;
+  /** Transport: bytes queued and not yet written to the kernel. */
+  abstract bufferedBytes(): number;
+  /** Transport: send one heartbeat. */
+  abstract sendPing(): void;
+  /** Transport: cut the socket at once (after a close that the peer did not finish). */
+  abstract terminate(): void;
+
+  abstract deliver(sub: Subscription, out: Outgoing): void;
+  abstract reset(sub: Subscription, epoch: string, offset: number): void;
+  abstract subscribed(sub: Subscription, epoch: string, latest: number, recovered: boolean): void;
+}
+
+/**
+ * Counts open subscriber connections (WS, SSE and waiting polls) per process
+ * and per client address, refuses past the limits, and holds the persistent
+ * connections for the heartbeat sweep.
+ */
+export class ConnectionRegistry {
+  total = 0;
+  readonly byTransport: Record<TransportName, number> = { ws: 0, sse: 0, poll: 0 };
+  private readonly perIp = new Map<string, number>();
+  /** Persistent connections, swept by the heartbeat ticker. */
+  readonly live = new Set<Connection>();
+  /** Connections closed politely whose socket must be cut if the peer lingers. */
+  readonly closing = new Set<Connection>();
+
+  constructor(
+    private readonly config: HeartlineConfig,
+    private readonly stats: Stats,
+  ) {}
+
+  /** Takes a slot for a new connection from `ip`, or throws 503 / 429. */
+  admit(kind: TransportName, ip: string): void {
+    if (this.total >= this.config.maxConnections) {
+      this.stats.rejected.too_many_connections++;
+      throw httpError("too_many_connections", `the server holds its maximum of ${this.config.maxConnections} connections; retry later`, {
+        "Retry-After": "5",
+      });
+    }
+    const limit = this.config.maxConnectionsPerIp;
+    const n = this.perIp.get(ip) ?? 0;
+    if (limit > 0 && n >= limit) {
+      this.stats.rejected.too_many_connections_per_ip++;
+      throw httpError("too_many_connections_per_ip", `this address holds its maximum of ${limit} connections`, { "Retry-After": "5" });
+    }
+    this.perIp.set(ip, n + 1);
+    this.total++;
+    this.byTransport[kind]++;
+  }
+
+  /** Registers a persistent connection that was admitted. */
+  track(conn: Connection): void {
+    this.live.add(conn);
+  }
+
+  /** Gives back the slot taken by {@link admit}; for connections, exactly once from `close`. */
+  release(kind: TransportName, ip: string, conn?: Connection): void {
+    if (conn) this.live.delete(conn);
+    this.total--;
+    this.byTransport[kind]--;
+    const n = (this.perIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.perIp.delete(ip);
+    else this.perIp.set(ip, n);
+  }
+
+  /** Distinct client addresses holding connections. */
+  get addresses(): number {
+    return this.perIp.size;
+  }
+}

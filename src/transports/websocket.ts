@@ -1,0 +1,230 @@
+/**
+ * WebSocket transport (SPEC §3): JSON text frames over `ws`. Event handlers
+ * are shared functions that reach their connection through a field of the
+ * socket, so an open connection costs no closures.
+ */
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import type { CloseReason } from "../close-codes.js";
+import { HeartlineError, httpError } from "../errors.js";
+import { assertChannelName } from "../hub/channel-name.js";
+import { parseSince, positionIn, type Position } from "../hub/cursor.js";
+import type { Outgoing, Subscription } from "../hub/hub.js";
+import { Connection, type ServerContext } from "./connection.js";
+import type { Publisher } from "../http/publish.js";
+
+const CONN = Symbol("heartline.connection");
+type Socket = WebSocket & { [CONN]?: WsConnection };
+
+const PING_FRAME = Buffer.from('{"type":"ping"}');
+const TEXT = { binary: false } as const;
+
+export class WsConnection extends Connection {
+  readonly kind = "ws" as const;
+
+  constructor(
+    ctx: ServerContext,
+    ip: string,
+    readonly socket: Socket,
+    private readonly publisher: Publisher,
+  ) {
+    super(ctx, ip);
+    socket[CONN] = this;
+    socket.on("message", onMessage);
+    socket.on("pong", onPong);
+    socket.on("close", onClose);
+    socket.on("error", onError);
+  }
+
+  deliver(_sub: Subscription, out: Outgoing): void {
+    this.write(out.ws);
+    this.ctx.stats.delivered.ws++;
+  }
+
+  reset(sub: Subscription, epoch: string, offset: number): void {
+    this.sendJson({ type: "reset", channel: sub.channel, epoch, offset });
+  }
+
+  subscribed(sub: Subscription, epoch: string, latest: number, recovered: boolean): void {
+    this.sendJson({ type: "subscribed", channel: sub.channel, epoch, offset: latest, recovered });
+  }
+
+  sendPing(): void {
+    if (this.closed) return;
+    this.socket.ping();
+    this.write(PING_FRAME);
+    this.ctx.stats.heartbeats.ws++;
+  }
+
+  bufferedBytes(): number {
+    return this.socket.bufferedAmount;
+  }
+
+  /** Sends an error frame; `extra` may carry the `channel` or `id` it is about. */
+  sendError(err: HeartlineError, extra?: Record<string, unknown>): void {
+    this.sendJson({ type: "error", code: err.code, message: err.message, ...extra });
+  }
+
+  sendJson(frame: object): void {
+    this.write(Buffer.from(JSON.stringify(frame)));
+  }
+
+  private write(bytes: Buffer): void {
+    if (this.closed) return;
+    if (this.overBudget(bytes.length)) {
+      this.close("slow_consumer");
+      return;
+    }
+    this.socket.send(bytes, TEXT);
+    this.lastSendAt = this.ctx.now;
+  }
+
+  protected end(reason: CloseReason, code: number): void {
+    const s = this.socket;
+    if (s.readyState === s.OPEN || s.readyState === s.CONNECTING) {
+      s.close(code, reason.replace(/_/g, " "));
+      // The peer may never read our close frame (it is slow, or gone): cut it soon.
+      this.terminateAt = this.ctx.now + (reason === "slow_consumer" ? 1000 : 5000);
+      this.ctx.registry.closing.add(this);
+    }
+  }
+
+  terminate(): void {
+    this.ctx.registry.closing.delete(this);
+    this.socket.terminate();
+  }
+
+  /** One client frame. Every malformed frame gets an error frame; none closes the connection. */
+  handleFrame(data: RawData, isBinary: boolean): void {
+    this.lastRecvAt = this.ctx.now;
+    this.pingSentAt = 0;
+    if (isBinary) {
+      this.sendError(httpError("unsupported_frame", "binary frames are not supported; send JSON text frames"));
+      return;
+    }
+    let frame: unknown;
+    try {
+      frame = JSON.parse(data.toString());
+    } catch {
+      this.sendError(httpError("bad_json", "the frame is not valid JSON"));
+      return;
+    }
+    if (frame === null || typeof frame !== "object" || Array.isArray(frame)) {
+      this.sendError(httpError("bad_request", 'a frame must be a JSON object with a "type"'));
+      return;
+    }
+    const f = frame as Record<string, unknown>;
+    const id = typeof f.id === "string" || typeof f.id === "number" ? { id: f.id } : undefined;
+    try {
+      switch (f.type) {
+        case "subscribe": {
+          const channel = assertChannelName(f.channel);
+          const since = parseSince(f.since);
+          this.subscribe(channel, since).catch((err) => this.failed(err, { channel, ...id }));
+          return;
+        }
+        case "unsubscribe": {
+          const channel = assertChannelName(f.channel);
+          this.unsubscribe(channel);
+          this.sendJson({ type: "unsubscribed", channel, ...id });
+          return;
+        }
+        case "publish": {
+          const channel = assertChannelName(f.channel);
+          this.publisher
+            .publishFromClient(channel, f.data, "data" in f)
+            .then((r) => this.sendJson({ type: "published", channel, epoch: r.epoch, offset: r.offset, ...id }))
+            .catch((err) => this.failed(err, { channel, ...id }));
+          return;
+        }
+        case "pong":
+          return;
+        case "refresh":
+          throw httpError("not_available", "token refresh is not available in this build");
+        default:
+          throw httpError("bad_request", `unknown frame type ${JSON.stringify(f.type)?.slice(0, 40) ?? "undefined"}`);
+      }
+    } catch (err) {
+      this.failed(err, id);
+    }
+  }
+
+  private failed(err: unknown, extra?: Record<string, unknown>): void {
+    if (err instanceof HeartlineError) {
+      if (err.code === "broker_unavailable") this.ctx.stats.brokerErrors++;
+      this.sendError(err, extra);
+      return;
+    }
+    this.ctx.log.error({ err, conn: this.id }, "unexpected error on a WebSocket frame");
+    this.sendError(httpError("internal_error", "unexpected error; it was logged"), extra);
+  }
+}
+
+function onMessage(this: Socket, data: RawData, isBinary: boolean): void {
+  this[CONN]?.handleFrame(data, isBinary);
+}
+function onPong(this: Socket): void {
+  const c = this[CONN];
+  if (c) {
+    c.lastRecvAt = c.ctx.now;
+    c.pingSentAt = 0;
+  }
+}
+function onClose(this: Socket): void {
+  const c = this[CONN];
+  if (!c) return;
+  c.ctx.registry.closing.delete(c);
+  c.close("going_away");
+}
+function onError(this: Socket): void {
+  // ws emits 'close' after 'error'; the reason is logged at debug level only
+  // because a client sending garbage is not the server's problem.
+  this[CONN]?.ctx.log.debug({ conn: this[CONN]?.id }, "WebSocket protocol error");
+}
+
+/** Parameters of `GET /ws`, validated before the upgrade. */
+export interface WsRequest {
+  channels: string[];
+  cursor: Map<string, Position> | undefined;
+}
+
+/** Accepts upgrades on `/ws` after the server has validated and admitted them. */
+export class WebSocketTransport {
+  readonly wss: WebSocketServer;
+
+  constructor(
+    private readonly ctx: ServerContext,
+    private readonly publisher: Publisher,
+  ) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      // A frame carries one publish at most: data plus the envelope.
+      maxPayload: ctx.config.maxMessageBytes + 4096,
+    });
+  }
+
+  /** Completes the upgrade; the registry slot for `ip` is already taken. */
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer, ip: string, params: WsRequest): void {
+    let upgraded = false;
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      upgraded = true;
+      const conn = new WsConnection(this.ctx, ip, ws, this.publisher);
+      this.ctx.registry.track(conn);
+      if (this.ctx.draining) {
+        conn.close("service_restart");
+        return;
+      }
+      for (const channel of params.channels) {
+        conn.subscribe(channel, positionIn(params.cursor, channel)).catch((err) => {
+          if (err instanceof HeartlineError) conn.sendError(err, { channel });
+          else this.ctx.log.error({ err }, "subscribe failed");
+        });
+      }
+    });
+    // ws answers a malformed handshake itself (400) without calling back, synchronously.
+    if (!upgraded) this.ctx.registry.release("ws", ip);
+  }
+}

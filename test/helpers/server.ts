@@ -1,0 +1,128 @@
+/**
+ * Test helpers: a real Heartline on port 0, real clients, and waiting
+ * without fixed sleeps.
+ */
+import { once } from "node:events";
+import WebSocket from "ws";
+import { pino } from "pino";
+import { createHeartline, type Heartline, type HeartlineOptions, type RuntimeOptions } from "../../src/index.js";
+
+export interface TestServer {
+  hl: Heartline;
+  port: number;
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** `ws://127.0.0.1:<port>` */
+  wsUrl: string;
+  close(): Promise<void>;
+}
+
+/** A silent logger unless HEARTLINE_TEST_LOG is set. */
+export const quietLogger = () => pino({ level: process.env.HEARTLINE_TEST_LOG ?? "silent" });
+
+export async function startServer(options: HeartlineOptions = {}, runtime: RuntimeOptions = {}): Promise<TestServer> {
+  const hl = createHeartline({ host: "127.0.0.1", ...options }, { logger: quietLogger(), ...runtime });
+  const address = await hl.listen(0, "127.0.0.1");
+  const port = address.port;
+  return {
+    hl,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}`,
+    close: () => hl.close(0.5),
+  };
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
+export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 5000, what = "condition"): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export type Frame = { type: string; [k: string]: unknown };
+
+/** A `ws` client that records every JSON frame and lets a test await the next matching one. */
+export class WsClient {
+  readonly frames: Frame[] = [];
+  private cursor = 0;
+  closeCode: number | undefined;
+  closeReason = "";
+  readonly closed: Promise<void>;
+
+  constructor(readonly ws: WebSocket) {
+    ws.on("message", (data, isBinary) => {
+      if (!isBinary) this.frames.push(JSON.parse(data.toString()) as Frame);
+    });
+    this.closed = new Promise((resolve) =>
+      ws.on("close", (code, reason) => {
+        this.closeCode = code;
+        this.closeReason = reason.toString();
+        resolve();
+      }),
+    );
+    ws.on("error", () => {});
+  }
+
+  static async connect(url: string, options?: WebSocket.ClientOptions): Promise<WsClient> {
+    const c = new WsClient(new WebSocket(url, options));
+    await once(c.ws, "open");
+    return c;
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+  }
+
+  /** The next recorded frame (after those already taken) matching `pred`. */
+  async next(pred: (f: Frame) => boolean = () => true, timeoutMs = 5000): Promise<Frame> {
+    return waitFor(
+      () => {
+        for (let i = this.cursor; i < this.frames.length; i++) {
+          if (pred(this.frames[i]!)) {
+            this.cursor = i + 1;
+            return this.frames[i];
+          }
+        }
+        return undefined;
+      },
+      timeoutMs,
+      "a WebSocket frame",
+    );
+  }
+
+  /** Messages (type "message") received so far. */
+  messages(channel?: string): Frame[] {
+    return this.frames.filter((f) => f.type === "message" && (channel === undefined || f.channel === channel));
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+/** GET a URL and parse its JSON body. */
+export async function getJson(url: string, init?: RequestInit): Promise<{ status: number; headers: Headers; body: any }> {
+  const res = await fetch(url, init);
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, headers: res.headers, body };
+}
+
+/** POST /api/publish. */
+export function publishHttp(server: TestServer, channel: unknown, data: unknown, headers: Record<string, string> = {}) {
+  return getJson(`${server.url}/api/publish`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...headers },
+    body: JSON.stringify({ channel, data }),
+  });
+}
