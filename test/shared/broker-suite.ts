@@ -1,0 +1,110 @@
+/**
+ * The Broker contract as one suite, run against every implementation through
+ * a factory: offsets, epochs, history bounds, read consistency, fan-out order.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { Broker, StoredMessage } from "../../src/broker/broker.js";
+
+export interface BrokerFactory {
+  /** A fresh broker keeping `historySize` messages per channel. */
+  make(opts: { historySize: number; historyTtl: number }): Promise<Broker>;
+  /** Moves the broker's notion of time forward (and runs its upkeep). */
+  advance(broker: Broker, seconds: number): Promise<void>;
+}
+
+export function brokerSuite(name: string, factory: BrokerFactory): void {
+  describe(`Broker contract: ${name}`, () => {
+    const withBroker = async (opts: { historySize?: number; historyTtl?: number }, fn: (b: Broker) => Promise<void>) => {
+      const b = await factory.make({ historySize: opts.historySize ?? 100, historyTtl: opts.historyTtl ?? 300 });
+      try {
+        await fn(b);
+      } finally {
+        await b.close();
+      }
+    };
+
+    it("assigns offsets 1, 2, 3… per channel inside one epoch", () =>
+      withBroker({}, async (b) => {
+        const a1 = await b.publish("a", "1");
+        const a2 = await b.publish("a", "2");
+        const b1 = await b.publish("b", "3");
+        assert.deepEqual([a1.offset, a2.offset, b1.offset], [1, 2, 1]);
+        assert.equal(a1.epoch, a2.epoch);
+        assert.match(a1.epoch, /^[A-Za-z0-9_-]{1,64}$/);
+        assert.equal(a1.json, '{"channel":"a","offset":1,"data":1}');
+      }));
+
+    it("reports position 0 for a channel never published to, and keeps that epoch for its first message", () =>
+      withBroker({}, async (b) => {
+        const r = await b.read("fresh");
+        assert.equal(r.offset, 0);
+        assert.deepEqual(r.messages, []);
+        assert.equal(r.recovered, false);
+        const m = await b.publish("fresh", "true");
+        assert.equal(m.epoch, r.epoch);
+      }));
+
+    it("reads exactly the messages after a position, oldest first, and honours limit", () =>
+      withBroker({}, async (b) => {
+        for (let i = 1; i <= 10; i++) await b.publish("c", String(i));
+        const { epoch } = await b.read("c");
+        const r = await b.read("c", { epoch, offset: 4 });
+        assert.equal(r.recovered, true);
+        assert.equal(r.offset, 10);
+        assert.deepEqual(r.messages.map((m) => m.offset), [5, 6, 7, 8, 9, 10]);
+        const limited = await b.read("c", { epoch, offset: 4 }, 3);
+        assert.deepEqual(limited.messages.map((m) => m.offset), [5, 6, 7]);
+        assert.equal(limited.recovered, true);
+        const atEnd = await b.read("c", { epoch, offset: 10 });
+        assert.equal(atEnd.recovered, true);
+        assert.deepEqual(atEnd.messages, []);
+      }));
+
+    it("bounds history by historySize and refuses to recover from a trimmed position", () =>
+      withBroker({ historySize: 5 }, async (b) => {
+        for (let i = 1; i <= 12; i++) await b.publish("t", String(i));
+        const { epoch } = await b.read("t");
+        const ok = await b.read("t", { epoch, offset: 7 });
+        assert.equal(ok.recovered, true);
+        assert.deepEqual(ok.messages.map((m) => m.offset), [8, 9, 10, 11, 12]);
+        const gone = await b.read("t", { epoch, offset: 6 });
+        assert.equal(gone.recovered, false);
+        assert.deepEqual(gone.messages, []);
+        assert.equal(gone.offset, 12);
+      }));
+
+    it("refuses to recover from another epoch or from a position in the future", () =>
+      withBroker({}, async (b) => {
+        await b.publish("e", "1");
+        const { epoch } = await b.read("e");
+        assert.equal((await b.read("e", { epoch: "someOtherEpoch", offset: 0 })).recovered, false);
+        assert.equal((await b.read("e", { epoch, offset: 5 })).recovered, false);
+      }));
+
+    it("changes the epoch when history expires after historyTtl", () =>
+      withBroker({ historyTtl: 2 }, async (b) => {
+        const first = await b.publish("x", "1");
+        await factory.advance(b, 3);
+        const second = await b.publish("x", "2");
+        assert.notEqual(second.epoch, first.epoch);
+        assert.equal(second.offset, 1);
+        assert.equal((await b.read("x", { epoch: first.epoch, offset: 1 })).recovered, false);
+      }));
+
+    it("notifies the listener once per message, in offset order", () =>
+      withBroker({}, async (b) => {
+        const seen: StoredMessage[] = [];
+        b.onMessage((m) => seen.push(m));
+        await Promise.all(Array.from({ length: 50 }, (_, i) => b.publish("o", String(i))));
+        assert.deepEqual(seen.map((m) => m.offset), Array.from({ length: 50 }, (_, i) => i + 1));
+      }));
+
+    it("acknowledges a publish only once the message is readable", () =>
+      withBroker({}, async (b) => {
+        const m = await b.publish("ack", '{"k":"v"}');
+        const r = await b.read("ack", { epoch: m.epoch, offset: m.offset - 1 });
+        assert.deepEqual(r.messages.map((x) => x.json), [m.json]);
+      }));
+  });
+}

@@ -1,0 +1,182 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ManualClock } from "../../src/clock.js";
+import { MemoryBroker } from "../../src/broker/memory.js";
+import type { Broker, ReadResult } from "../../src/broker/broker.js";
+import { Hub, type Outgoing, type Subscriber, type Subscription } from "../../src/hub/hub.js";
+import type { Position } from "../../src/hub/cursor.js";
+
+type Event =
+  | { kind: "subscribed"; epoch: string; latest: number; recovered: boolean }
+  | { kind: "message"; offset: number; json: string }
+  | { kind: "reset"; epoch: string; offset: number };
+
+class Recorder implements Subscriber {
+  events: Event[] = [];
+  deliver(_sub: Subscription, out: Outgoing): void {
+    this.events.push({ kind: "message", offset: out.message.offset, json: out.message.json });
+  }
+  reset(_sub: Subscription, epoch: string, offset: number): void {
+    this.events.push({ kind: "reset", epoch, offset });
+  }
+  subscribed(_sub: Subscription, epoch: string, latest: number, recovered: boolean): void {
+    this.events.push({ kind: "subscribed", epoch, latest, recovered });
+  }
+  offsets(): number[] {
+    return this.events.flatMap((e) => (e.kind === "message" ? [e.offset] : []));
+  }
+}
+
+function setup(historySize = 100) {
+  const clock = new ManualClock();
+  const broker = new MemoryBroker({ historySize, historyTtl: 60, clock });
+  return { clock, broker, hub: new Hub(broker) };
+}
+
+describe("Hub", () => {
+  describe("fan-out", () => {
+    it("hands every live message to every subscriber of the channel, in order, once", async () => {
+      const { hub } = setup();
+      const a = new Recorder();
+      const b = new Recorder();
+      await hub.subscribe(a, "c").ready;
+      await hub.subscribe(b, "c").ready;
+      for (let i = 0; i < 5; i++) await hub.publish("c", String(i));
+      assert.deepEqual(a.offsets(), [1, 2, 3, 4, 5]);
+      assert.deepEqual(b.offsets(), [1, 2, 3, 4, 5]);
+    });
+
+    it("encodes each message once, whatever the number of subscribers", async () => {
+      const { hub } = setup();
+      const outs = new Set<Outgoing>();
+      const grab: Subscriber = { deliver: (_s, o) => void outs.add(o), reset() {}, subscribed() {} };
+      for (let i = 0; i < 10; i++) await hub.subscribe(grab, "c").ready;
+      await hub.publish("c", "1");
+      assert.equal(outs.size, 1);
+      const [out] = [...outs];
+      assert.equal(out!.ws, out!.ws, "the WebSocket payload is cached");
+      assert.equal(out!.ws.toString(), '{"type":"message","channel":"c","offset":1,"data":1}');
+      assert.equal(out!.sse.toString(), 'data: {"channel":"c","offset":1,"data":1}\n\n');
+    });
+
+    it("stops delivering after unsubscribe and forgets the channel", async () => {
+      const { hub } = setup();
+      const a = new Recorder();
+      const sub = hub.subscribe(a, "c");
+      await sub.ready;
+      await hub.publish("c", "1");
+      hub.unsubscribe(sub);
+      hub.unsubscribe(sub);
+      await hub.publish("c", "2");
+      assert.deepEqual(a.offsets(), [1]);
+      assert.equal(hub.subscriberCount("c"), 0);
+      assert.equal(hub.totalSubscriptions, 0);
+    });
+  });
+
+  describe("subscribe from a position", () => {
+    it("replays the messages after it, then continues live, with recovered: true", async () => {
+      const { hub } = setup();
+      const first = await hub.publish("c", "1");
+      for (let i = 2; i <= 4; i++) await hub.publish("c", String(i));
+      const a = new Recorder();
+      await hub.subscribe(a, "c", { epoch: first.epoch, offset: 1 }).ready;
+      await hub.publish("c", "5");
+      assert.deepEqual(a.events[0], { kind: "subscribed", epoch: first.epoch, latest: 4, recovered: true });
+      assert.deepEqual(a.offsets(), [2, 3, 4, 5]);
+    });
+
+    it("announces a reset when the position was trimmed, then continues live from the latest offset", async () => {
+      const { hub } = setup(3);
+      const first = await hub.publish("c", "1");
+      for (let i = 2; i <= 10; i++) await hub.publish("c", String(i));
+      const a = new Recorder();
+      await hub.subscribe(a, "c", { epoch: first.epoch, offset: 2 }).ready;
+      await hub.publish("c", "11");
+      assert.deepEqual(a.events.slice(0, 2), [
+        { kind: "subscribed", epoch: first.epoch, latest: 10, recovered: false },
+        { kind: "reset", epoch: first.epoch, offset: 10 },
+      ]);
+      assert.deepEqual(a.offsets(), [11]);
+    });
+
+    it("announces a reset for an unknown epoch", async () => {
+      const { hub } = setup();
+      const m = await hub.publish("c", "1");
+      const a = new Recorder();
+      await hub.subscribe(a, "c", { epoch: "gone", offset: 1 }).ready;
+      assert.deepEqual(a.events[1], { kind: "reset", epoch: m.epoch, offset: 1 });
+    });
+
+    it("merges messages published while history is being read, with no gap and no duplicate", async () => {
+      // A broker whose reads are slow: publishes land between the read's start and its answer.
+      const clock = new ManualClock();
+      const inner = new MemoryBroker({ historySize: 100, historyTtl: 60, clock });
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const slow: Broker = Object.assign(Object.create(inner) as MemoryBroker, {
+        async read(channel: string, since?: Position, limit?: number): Promise<ReadResult> {
+          const r = inner.readSync(channel, since, limit);
+          await gate;
+          return r;
+        },
+      });
+      const hub = new Hub(slow);
+      const first = await hub.publish("c", "1");
+      await hub.publish("c", "2");
+      const a = new Recorder();
+      const sub = hub.subscribe(a, "c", { epoch: first.epoch, offset: 0 });
+      for (let i = 3; i <= 6; i++) await hub.publish("c", String(i));
+      assert.deepEqual(a.offsets(), [], "nothing is delivered before history");
+      release();
+      await sub.ready;
+      await hub.publish("c", "7");
+      assert.deepEqual(a.offsets(), [1, 2, 3, 4, 5, 6, 7]);
+    });
+
+    it("leaves nothing behind when the broker read fails", async () => {
+      const { broker } = setup();
+      const failing: Broker = Object.assign(Object.create(broker) as MemoryBroker, {
+        read: async (): Promise<ReadResult> => {
+          throw new Error("down");
+        },
+      });
+      const hub = new Hub(failing);
+      await assert.rejects(hub.subscribe(new Recorder(), "c").ready, /down/);
+      assert.equal(hub.totalSubscriptions, 0);
+    });
+  });
+
+  describe("epochs", () => {
+    it("tells a live subscriber about a new epoch with a reset before its first message", async () => {
+      const { hub, broker, clock } = setup();
+      const a = new Recorder();
+      const m1 = await hub.publish("c", "1");
+      await hub.subscribe(a, "c").ready;
+      clock.advance(61_000);
+      broker.sweep(clock.now());
+      const m2 = await hub.publish("c", "2");
+      assert.notEqual(m2.epoch, m1.epoch);
+      assert.deepEqual(a.events.slice(1), [
+        { kind: "reset", epoch: m2.epoch, offset: 0 },
+        { kind: "message", offset: 1, json: '{"channel":"c","offset":1,"data":2}' },
+      ]);
+    });
+  });
+
+  describe("waiters", () => {
+    it("wakes a waiter on any of its channels and forgets it once removed", async () => {
+      const { hub } = setup();
+      let woken = 0;
+      const w = { wake: () => void woken++ };
+      hub.addWaiter(["a", "b"], w);
+      await hub.publish("b", "1");
+      assert.equal(woken, 1);
+      hub.removeWaiter(["a", "b"], w);
+      await hub.publish("a", "1");
+      assert.equal(woken, 1);
+      assert.equal(hub.totalWaiters, 0);
+    });
+  });
+});
+
