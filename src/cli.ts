@@ -22,7 +22,9 @@ serve.action(async (flags: Record<string, unknown>) => {
   try {
     const config = loadConfig(rest, process.env, configPath as string | undefined);
     hl = new Heartline(config);
-    await hl.listen(config.port, config.host);
+    const address = await hl.listen(config.port, config.host);
+    // The port line is part of the CLI's contract: print it even when info logs are off.
+    if (!hl.log.isLevelEnabled("info")) process.stdout.write(JSON.stringify({ msg: "listening", port: address.port }) + "\n");
   } catch (err) {
     if (err instanceof ConfigError || err instanceof HeartlineError) {
       process.stderr.write(`heartline: ${err.message}\n`);

@@ -40,6 +40,8 @@ export interface RuntimeOptions {
   tickMs?: number;
   /** Milliseconds a client has to send complete request headers (slowloris guard). Default 10000. */
   headersTimeoutMs?: number;
+  /** Milliseconds a client has to send a complete request, body included. Default 30000. Streams are not cut by it. */
+  requestTimeoutMs?: number;
 }
 
 const WEB_DIR = fileURLToPath(new URL("../web/", import.meta.url));
@@ -81,6 +83,8 @@ export class Heartline {
   private readonly clock: Clock;
   private readonly stopTicker: () => void;
   private readonly servers = new Set<Server>();
+  /** Servers made by `listen()`; attached servers belong to the app and are never closed here. */
+  private readonly owned = new Set<Server>();
   private readonly runtime: RuntimeOptions;
   private lastBrokerSweep = 0;
   private closing: Promise<void> | undefined;
@@ -177,11 +181,12 @@ export class Heartline {
   async listen(port = this.config.port, host = this.config.host): Promise<AddressInfo> {
     const server = createServer({
       headersTimeout: this.runtime.headersTimeoutMs ?? 10_000,
-      requestTimeout: 0,
+      requestTimeout: Math.max(this.runtime.requestTimeoutMs ?? 30_000, this.runtime.headersTimeoutMs ?? 10_000),
       connectionsCheckingInterval: Math.min(1000, this.runtime.headersTimeoutMs ?? 1000),
       keepAliveTimeout: 5000,
     });
     this.attach(server, { pages: true });
+    this.owned.add(server);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(port, host, () => {
@@ -211,7 +216,7 @@ export class Heartline {
   async drain(timeoutSeconds = this.config.drainTimeout): Promise<void> {
     const ctx = this.ctx;
     ctx.draining = true;
-    for (const s of this.servers) s.close();
+    for (const s of this.owned) s.close();
     for (const c of [...ctx.registry.live]) c.close("service_restart");
     this.poll.drain();
     const deadline = Date.now() + timeoutSeconds * 1000;
@@ -220,7 +225,7 @@ export class Heartline {
     }
     for (const c of [...ctx.registry.closing]) c.terminate();
     for (const c of [...ctx.registry.live]) c.terminate();
-    for (const s of this.servers) s.closeAllConnections();
+    for (const s of this.owned) s.closeAllConnections();
   }
 
   /** Drains (briefly, by default) and releases everything. Safe to call twice. */
@@ -230,7 +235,7 @@ export class Heartline {
       this.stopTicker();
       this.ws.wss.close();
       await this.hub.broker.close();
-      await Promise.all([...this.servers].map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
+      await Promise.all([...this.owned].map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
     })();
     return this.closing;
   }
