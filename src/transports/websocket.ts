@@ -33,6 +33,8 @@ export class WsConnection extends Connection {
     socket[CONN] = this;
     socket.on("message", onMessage);
     socket.on("pong", onPong);
+    // Any frame counts as a sign of life, the client's own pings included.
+    socket.on("ping", onPong);
     socket.on("close", onClose);
     socket.on("error", onError);
   }
