@@ -168,10 +168,13 @@ export class Heartline {
         socket.destroy();
         return;
       }
-      const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
-      const code = status === 400 ? "bad_request" : "bad_request";
-      const body = JSON.stringify({ error: { code, message: status === 431 ? "request headers too large" : status === 408 ? "request timed out" : "malformed HTTP request" } });
-      socket.end(`HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      const e =
+        err.code === "HPE_HEADER_OVERFLOW"
+          ? httpError("headers_too_large", "the request headers are too large")
+          : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+            ? httpError("request_timeout", "the request did not arrive in time")
+            : httpError("bad_request", "malformed HTTP request");
+      sendRawError(socket, e);
     });
     this.servers.add(server);
     return server;
@@ -269,7 +272,8 @@ export class Heartline {
       path === "/readyz" ||
       path === "/metrics" ||
       path === "/heartline.js" ||
-      path.startsWith("/api/")
+      path === "/api/publish" ||
+      path.startsWith("/api/channels/")
     );
   }
 

@@ -63,7 +63,14 @@ export async function subscribeCommand(channels: string[], opts: SubscribeOption
             throw new Error(`HTTP ${res.status}`);
           }
           for (const r of body.resets ?? []) out.info({ type: "reset", ...(r as object) });
-          for (const m of body.messages ?? []) if (!out.message(m)) return;
+          const batch = body.messages ?? [];
+          for (let i = 0; i < batch.length; i++) {
+            if (!out.message(batch[i])) {
+              // Stopped inside the batch: keep the older cursor unless all of it was printed.
+              if (i === batch.length - 1) cursor = body.cursor;
+              return;
+            }
+          }
           cursor = body.cursor;
           out.info({ cursor });
         } else if (opts.transport === "sse") {

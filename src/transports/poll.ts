@@ -67,7 +67,12 @@ class PendingPoll implements Waiter {
     readonly cursor: Map<string, Position>,
     readonly deadline: number,
     readonly headers: Record<string, string>,
-  ) {}
+  ) {
+    this.cursorChannels = channels.filter((ch) => positionIn(cursor, ch) !== undefined).length;
+  }
+
+  /** How many of `channels` the cursor holds a position for. */
+  private readonly cursorChannels: number;
 
   wake(): void {
     if (this.done) return;
@@ -86,7 +91,10 @@ class PendingPoll implements Waiter {
         this.dirty = false;
         const c = await collect(this.transport.ctx, this.channels, this.cursor);
         if (this.done) return;
-        if (c.messages.length > 0 || c.resets.length > 0) {
+        // A channel the cursor did not name has just been given a position:
+        // answer now, so the client holds it before anything is published there.
+        const joined = c.positions.length > this.cursorChannels;
+        if (c.messages.length > 0 || c.resets.length > 0 || joined) {
           this.finish(c);
           return;
         }

@@ -6,7 +6,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
-import type { CloseReason } from "../close-codes.js";
+import { CLOSE_CODES, type CloseReason } from "../close-codes.js";
 import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
 import { parseSince, positionIn, type Position } from "../hub/cursor.js";
@@ -85,7 +85,7 @@ export class WsConnection extends Connection {
   protected end(reason: CloseReason, code: number): void {
     const s = this.socket;
     if (s.readyState === s.OPEN || s.readyState === s.CONNECTING) {
-      s.close(code, reason.replace(/_/g, " "));
+      s.close(code, CLOSE_CODES[reason].reason);
       // The peer may never read our close frame (it is slow, or gone): cut it soon.
       this.terminateAt = this.ctx.now + (reason === "slow_consumer" ? 1000 : 5000);
       this.ctx.registry.closing.add(this);
