@@ -104,8 +104,8 @@ function onClose(this: Response): void {
 
 /**
  * Serves an admitted SSE request: headers and `retry:` at once, then the
- * subscriptions (replay from the cursor), then an `id:` line with the
- * position, so a client that hears nothing still resumes from here.
+ * subscriptions (replay from the cursor), then an `event: position` carrying
+ * the cursor as its id, so a client that hears nothing still resumes from here.
  */
 export async function serveSse(
   ctx: ServerContext,
@@ -138,5 +138,7 @@ export async function serveSse(
     }
     return;
   }
-  if (!conn.closed) conn.writeText("id: " + conn.cursor() + "\n\n");
+  // A named event with data: every EventSource implementation records its id,
+  // while a bare id: line is dropped by some of them.
+  if (!conn.closed) conn.writeText("event: position\nid: " + conn.cursor() + "\ndata: {}\n\n");
 }
