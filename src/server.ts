@@ -136,6 +136,7 @@ export class Heartline {
 
   /** Publishes `data` (any JSON value) to `channel`; resolves once stored. */
   publish(channel: string, data: unknown): Promise<PublishResult> {
+    if (this.closing) return Promise.reject(httpError("shutting_down", "this Heartline instance is closed"));
     return this.publisher.publish(channel, data);
   }
 

@@ -250,7 +250,7 @@ describe("library: attach to an existing server", () => {
     assert.equal(sse.status, 200);
     assert.match(sse.headers.get("content-type") ?? "", /^text\/event-stream/);
     assert.ok(sse.body);
-    await readSse(sse.body, (t) => /^id: \S+\n\n/m.test(t));
+    await readSse(sse.body, (t) => /^event: position\nid: \S+\ndata: \{\}\n\n/m.test(t));
     const poll0 = await getJson(`${base}/poll?channel=att:room`);
     assert.equal(poll0.status, 200);
     assert.deepEqual(poll0.body.messages, []);
@@ -358,3 +358,12 @@ describe("library: close()", () => {
   });
 });
 
+
+describe("createHeartline(): after close()", () => {
+  it("refuses publish() with shutting_down instead of storing into a closed broker", async () => {
+    const hl = createHeartline({}, { logger: quietLogger() });
+    await hl.listen(0, "127.0.0.1");
+    await hl.close();
+    await assert.rejects(hl.publish("after:close", 1), { code: "shutting_down" });
+  });
+});
