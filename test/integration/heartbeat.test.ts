@@ -81,7 +81,7 @@ describe("heartbeats", () => {
       req.on("error", reject);
     });
     assert.equal(status, 200);
-    await waitFor(() => /\nid: 1~[^\n]+\n\n/.test(text), 2000, "the position after setup");
+    await waitFor(() => /\nevent: position\nid: 1~[^\n]+\ndata: \{\}\n\n/.test(text), 2000, "the position after setup");
     assert.ok(text.startsWith("retry: 2000\n\n"));
     assert.equal(server.hl.connectionsByTransport.sse, 1);
 
