@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 /** The `heartline` command: `serve`, `publish`, `subscribe`. */
+import cluster from "node:cluster";
 import { Command, CommanderError, Option } from "commander";
 import { ConfigError, flagName, loadConfig, OPTION_DEFS } from "./config.js";
 import { HeartlineError } from "./errors.js";
 import { Heartline } from "./server.js";
 import { publishCommand } from "./cli/publish.js";
 import { subscribeCommand } from "./cli/subscribe.js";
+import { DRAIN_MESSAGE, runPrimary } from "./cli/cluster.js";
 
 const program = new Command();
 program.name("heartline").description("Real-time HTTP push: WebSocket, Server-Sent Events and long polling").exitOverride();
@@ -21,6 +23,10 @@ serve.action(async (flags: Record<string, unknown>) => {
   let hl: Heartline;
   try {
     const config = loadConfig(rest, process.env, configPath as string | undefined);
+    if (config.workers > 1 && cluster.isPrimary) {
+      runPrimary(config);
+      return;
+    }
     hl = new Heartline(config);
     const address = await hl.listen(config.port, config.host);
     // The port line is part of the CLI's contract: print it even when info logs are off.
@@ -35,7 +41,11 @@ serve.action(async (flags: Record<string, unknown>) => {
   }
   let stopping = false;
   const shutdown = (signal: string) => {
-    if (stopping) process.exit(1);
+    if (stopping) {
+      // The primary's drain request after a signal already taken is not a second signal.
+      if (signal === "primary") return;
+      process.exit(1);
+    }
     stopping = true;
     hl.log.info({ signal }, "draining");
     hl.close(hl.config.drainTimeout).then(
@@ -48,6 +58,7 @@ serve.action(async (flags: Record<string, unknown>) => {
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
+  if (cluster.isWorker) process.on("message", (m) => m === DRAIN_MESSAGE && shutdown("primary"));
   process.on("uncaughtException", (err) => hl.log.fatal({ err }, "uncaught exception"));
   process.on("unhandledRejection", (err) => hl.log.error({ err }, "unhandled rejection"));
 });

@@ -19,6 +19,7 @@ export { ERROR_CODES, HeartlineError, type ErrorCode } from "./errors.js";
 export { CLOSE_CODES, shouldReconnect, type CloseReason } from "./close-codes.js";
 export { ManualClock, systemClock, type Clock } from "./clock.js";
 export { MemoryBroker } from "./broker/memory.js";
+export { RedisBroker, type RedisBrokerOptions } from "./broker/redis.js";
 export type { Broker, ReadResult, StoredMessage } from "./broker/broker.js";
 export type { PublishResult } from "./http/publish.js";
 

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import type { Registry } from "prom-client";
 import type { Broker } from "./broker/broker.js";
 import { MemoryBroker } from "./broker/memory.js";
+import { RedisBroker } from "./broker/redis.js";
 import { systemClock, type Clock } from "./clock.js";
 import { configFromOptions, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
 import { HeartlineError, httpError } from "./errors.js";
@@ -95,14 +96,14 @@ export class Heartline {
     if (this.config.jwtSecret || this.config.jwtPublicKey) {
       throw new HeartlineError("not_available", "subscriber tokens (--jwt-secret, --jwt-public-key) are not available in this build");
     }
-    if (this.config.redis) {
-      throw new HeartlineError("not_available", "cluster mode (--redis) is not available in this build");
-    }
     this.clock = runtime.clock ?? systemClock;
     this.log = runtime.logger ?? createLogger(this.config.logLevel);
+    const { historySize, historyTtl, redis } = this.config;
     const broker =
       runtime.broker ??
-      new MemoryBroker({ historySize: this.config.historySize, historyTtl: this.config.historyTtl, clock: this.clock });
+      (redis
+        ? new RedisBroker({ url: redis, historySize, historyTtl, clock: this.clock, logger: this.log })
+        : new MemoryBroker({ historySize, historyTtl, clock: this.clock }));
     this.hub = new Hub(broker);
     this.ctx = {
       config: this.config,
@@ -189,6 +190,10 @@ export class Heartline {
       connectionsCheckingInterval: Math.min(1000, this.runtime.headersTimeoutMs ?? 1000),
       keepAliveTimeout: 5000,
     });
+    const broker = this.hub.broker;
+    if (broker instanceof RedisBroker && !(await broker.waitReady(5000))) {
+      this.log.warn("Redis is not reachable yet; serving with /readyz 503 and publishes answered 503 until it is");
+    }
     this.attach(server, { pages: true });
     this.owned.add(server);
     await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,91 @@
+/**
+ * The two Lua scripts of the Redis broker. Each runs atomically inside Redis,
+ * which is what makes offsets, history and fan-out agree across nodes.
+ *
+ * Per channel (both keys share the hash tag `{<channel>}`, so they live in one
+ * slot of a Redis Cluster):
+ * - `<prefix>{<channel>}:m` — hash `{epoch, offset}`: the channel's lifetime
+ *   and its latest offset;
+ * - `<prefix>{<channel>}:s` — stream of the last `historySize` messages, entry
+ *   id `<offset>-0`, one field `d` holding the message's data as JSON.
+ * Both expire `historyTtl` after the channel's last publish. A missing meta
+ * hash means the history is gone (expired, evicted, Redis restarted without
+ * data): the next read or publish starts a new epoch, given by the node, and
+ * drops any stream left over.
+ *
+ * The fan-out notification, published on `<prefix>fanout` inside the same
+ * script (so notifications leave in offset order), is
+ * `<epoch>\n<offset>\n<channel>\n<message JSON>`.
+ */
+
+/**
+ * KEYS: meta, stream.
+ * ARGV: [1] epoch for a new history, [2] channel as a JSON string, [3] data JSON,
+ * [4] history size, [5] ttl in ms, [6] fan-out channel, [7] channel name.
+ * Returns `{epoch, offset}`.
+ */
+export const PUBLISH_LUA = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local id = string.format('%d', offset)
+if tonumber(ARGV[4]) > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], id .. '-0', 'd', ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', ARGV[6], epoch .. '\\n' .. id .. '\\n' .. ARGV[7] .. '\\n' ..
+  '{"channel":' .. ARGV[2] .. ',"offset":' .. id .. ',"data":' .. ARGV[3] .. '}')
+return {epoch, offset}
+`;
+
+/**
+ * KEYS: meta, stream.
+ * ARGV: [1] epoch for a new history, [2] ttl in ms, [3] since epoch ('' = no
+ * position), [4] since offset, [5] limit (-1 = no limit).
+ * Returns `{epoch, offset, recovered (0|1), id1, data1, id2, data2, …}`.
+ * `recovered` is 1 when the position is in this epoch, not in the future, and
+ * every message after it is still in the stream (at most `limit` are returned).
+ */
+export const READ_LUA = `
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
+local epoch = meta[1]
+local offset = 0
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  offset = tonumber(meta[2]) or 0
+end
+local out = {epoch, offset, 0}
+if ARGV[3] ~= epoch then return out end
+local since = tonumber(ARGV[4])
+if since > offset then return out end
+if since == offset then
+  out[3] = 1
+  return out
+end
+local limit = tonumber(ARGV[5])
+local start = string.format('%d', since + 1)
+local entries
+if limit < 0 then
+  entries = redis.call('XRANGE', KEYS[2], start, '+')
+else
+  entries = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', math.max(limit, 1))
+end
+if #entries == 0 or tonumber(string.match(entries[1][1], '^%d+')) ~= since + 1 then return out end
+out[3] = 1
+local n = #entries
+if limit >= 0 and n > limit then n = limit end
+for i = 1, n do
+  out[#out + 1] = entries[i][1]
+  out[#out + 1] = entries[i][2][2]
+end
+return out
+`;
