@@ -2,6 +2,7 @@
 /** The `heartline` command: `serve`, `publish`, `subscribe`. */
 import cluster from "node:cluster";
 import { Command, CommanderError, Option } from "commander";
+import { createTokenVerifier } from "./auth/tokens.js";
 import { ConfigError, flagName, loadConfig, OPTION_DEFS } from "./config.js";
 import { HeartlineError } from "./errors.js";
 import { Heartline } from "./server.js";
@@ -23,6 +24,8 @@ serve.action(async (flags: Record<string, unknown>) => {
   let hl: Heartline;
   try {
     const config = loadConfig(rest, process.env, configPath as string | undefined);
+    // A bad --jwt-public-key file stops here, before any worker is forked.
+    createTokenVerifier(config);
     if (config.workers > 1 && cluster.isPrimary) {
       runPrimary(config);
       return;

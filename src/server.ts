@@ -9,12 +9,14 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import type { Registry } from "prom-client";
+import { Auth } from "./auth/auth.js";
+import { sweepTokens } from "./auth/expiry.js";
 import type { Broker } from "./broker/broker.js";
 import { MemoryBroker } from "./broker/memory.js";
 import { RedisBroker } from "./broker/redis.js";
 import { systemClock, type Clock } from "./clock.js";
 import { configFromOptions, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
-import { HeartlineError, httpError } from "./errors.js";
+import { httpError } from "./errors.js";
 import { assertChannelName } from "./hub/channel-name.js";
 import { decodeCursor, type Position } from "./hub/cursor.js";
 import { Hub } from "./hub/hub.js";
@@ -43,6 +45,11 @@ export interface RuntimeOptions {
   headersTimeoutMs?: number;
   /** Milliseconds a client has to send a complete request, body included. Default 30000. Streams are not cut by it. */
   requestTimeoutMs?: number;
+  /**
+   * Wall-clock milliseconds since the epoch, the time base of token `exp`.
+   * Default `Date.now`; with a custom `clock`, that clock anchored to `Date.now()` at start.
+   */
+  wallClock?: () => number;
 }
 
 const WEB_DIR = fileURLToPath(new URL("../web/", import.meta.url));
@@ -50,6 +57,8 @@ const PAGES: Record<string, { file: string; type: string }> = {
   "/": { file: "demo.html", type: "text/html; charset=utf-8" },
   "/demo": { file: "demo.html", type: "text/html; charset=utf-8" },
   "/dashboard": { file: "dashboard.html", type: "text/html; charset=utf-8" },
+  // The browser client, built by `npm run build`; served in attach mode too.
+  "/heartline.js": { file: "build/heartline.js", type: "text/javascript; charset=utf-8" },
 };
 
 /** The client address: the socket peer, or the last X-Forwarded-For hop with --trust-proxy. */
@@ -82,6 +91,7 @@ export class Heartline {
   private readonly ws: WebSocketTransport;
   private readonly poll: PollTransport;
   private readonly clock: Clock;
+  private readonly auth: Auth;
   private readonly stopTicker: () => void;
   private readonly servers = new Set<Server>();
   /** Servers made by `listen()`; attached servers belong to the app and are never closed here. */
@@ -93,11 +103,11 @@ export class Heartline {
   constructor(options: HeartlineOptions = {}, runtime: RuntimeOptions = {}) {
     this.config = configFromOptions(options);
     this.runtime = runtime;
-    if (this.config.jwtSecret || this.config.jwtPublicKey) {
-      throw new HeartlineError("not_available", "subscriber tokens (--jwt-secret, --jwt-public-key) are not available in this build");
-    }
     this.clock = runtime.clock ?? systemClock;
     this.log = runtime.logger ?? createLogger(this.config.logLevel);
+    const tickMs = runtime.tickMs ?? 250;
+    // Reads and checks the key file first: a bad one is a ConfigError at start.
+    this.auth = new Auth(this.config, { clock: this.clock, wallClock: runtime.wallClock, tickMs, log: this.log, stats: this.stats });
     const { historySize, historyTtl, redis } = this.config;
     const broker =
       runtime.broker ??
@@ -112,6 +122,7 @@ export class Heartline {
       log: this.log,
       stats: this.stats,
       registry: new ConnectionRegistry(this.config, this.stats),
+      auth: this.auth,
       now: this.clock.now(),
       draining: false,
     };
@@ -119,7 +130,7 @@ export class Heartline {
     this.ws = new WebSocketTransport(this.ctx, this.publisher);
     this.poll = new PollTransport(this.ctx, (res, err) => this.fail(res, err));
     this.metrics = createMetrics(this.ctx, () => broker.isReady());
-    this.stopTicker = this.clock.every(runtime.tickMs ?? 250, () => this.tick());
+    this.stopTicker = this.clock.every(tickMs, () => this.tick());
     if (!this.config.apiKey) {
       this.log.warn("no --api-key: publishing over HTTP is accepted only from loopback addresses");
     }
@@ -257,6 +268,7 @@ export class Heartline {
     try {
       sweepHeartbeats(ctx.registry.live, now, this.config.heartbeatInterval * 1000, this.config.heartbeatTimeout * 1000);
       sweepClosing(ctx.registry.closing, now);
+      if (this.auth.enabled) sweepTokens(ctx.registry.live, this.auth.now(), this.auth.marginMs);
       this.poll.sweep(now);
       if (now - this.lastBrokerSweep >= 1000) {
         this.lastBrokerSweep = now;
@@ -362,9 +374,11 @@ export class Heartline {
         this.offered("sse");
         this.notDraining();
         const params = this.subscribeParams(url, true, headerCursor(req));
+        const claims = await this.auth.authorizeSubscribe(req, url, params.channels);
+        this.notDraining();
         const ip = clientIp(req, this.config.trustProxy);
         this.ctx.registry.admit("sse", ip);
-        return serveSse(this.ctx, req, res, ip, params.channels, params.cursor, cors);
+        return serveSse(this.ctx, req, res, ip, params.channels, params.cursor, cors, claims);
       }
       case "/poll": {
         this.allow(get, "GET");
@@ -372,7 +386,9 @@ export class Heartline {
         this.notDraining();
         const params = this.subscribeParams(url, true);
         const hold = this.pollHold(url);
-        return this.poll.serve(res, clientIp(req, this.config.trustProxy), params.channels, params.cursor, hold, cors);
+        const claims = await this.auth.authorizeSubscribe(req, url, params.channels);
+        this.notDraining();
+        return this.poll.serve(res, clientIp(req, this.config.trustProxy), params.channels, params.cursor, hold, cors, claims);
       }
       case "/ws":
         this.offered("ws");
@@ -390,16 +406,17 @@ export class Heartline {
       const r = await this.hub.broker.read(channel);
       return sendJson(res, 200, { channel, epoch: r.epoch, offset: r.offset, subscribers: this.hub.subscriberCount(channel) }, cors);
     }
-    if (pages && path in PAGES) {
+    if ((pages || path === "/heartline.js") && path in PAGES) {
       this.allow(get, "GET");
       const page = PAGES[path]!;
       let body: Buffer;
       try {
         body = await readFile(WEB_DIR + page.file);
       } catch {
-        throw httpError("not_found", `${path} is not built`);
+        throw httpError("not_found", path === "/heartline.js" ? "/heartline.js is not built; run npm run build" : `${path} is not built`);
       }
-      res.writeHead(200, { "Content-Type": page.type, "Content-Length": body.length, "Cache-Control": "no-cache" });
+      // cors: a module script from another origin is fetched in CORS mode.
+      res.writeHead(200, { ...cors, "Content-Type": page.type, "Content-Length": body.length, "Cache-Control": "no-cache" });
       res.end(method === "HEAD" ? undefined : body);
       return;
     }
@@ -440,22 +457,29 @@ export class Heartline {
 
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", noop);
-    try {
-      if (pathOf(req) !== "/ws") throw httpError("not_found", "WebSocket connections are served on /ws");
-      this.offered("ws");
-      this.notDraining();
-      if (!this.originAllowed(req)) {
-        this.stats.rejected.origin_not_allowed++;
-        throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
-      }
-      const params = this.subscribeParams(parseUrl(req), false);
-      const ip = clientIp(req, this.config.trustProxy);
-      this.ctx.registry.admit("ws", ip);
-      this.ws.accept(req, socket, head, ip, params);
-    } catch (err) {
+    this.upgrade(req, socket, head).catch((err) => {
       const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error during a WebSocket upgrade"));
       sendRawError(socket, e);
+    });
+  }
+
+  /** Checks an upgrade (origin, parameters, token, limits) before `ws` completes it; any throw is answered as HTTP. */
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (pathOf(req) !== "/ws") throw httpError("not_found", "WebSocket connections are served on /ws");
+    this.offered("ws");
+    this.notDraining();
+    if (!this.originAllowed(req)) {
+      this.stats.rejected.origin_not_allowed++;
+      throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
     }
+    const url = parseUrl(req);
+    const params = this.subscribeParams(url, false);
+    const claims = await this.auth.authorizeSubscribe(req, url, params.channels);
+    if (socket.destroyed) return;
+    this.notDraining();
+    const ip = clientIp(req, this.config.trustProxy);
+    this.ctx.registry.admit("ws", ip);
+    this.ws.accept(req, socket, head, ip, { ...params, claims });
   }
 }
 

@@ -5,6 +5,8 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import { isPublicChannel } from "../auth/permissions.js";
+import type { TokenClaims } from "../auth/tokens.js";
 import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName, ChannelPatterns } from "../hub/channel-name.js";
 import type { ServerContext } from "../transports/connection.js";
@@ -65,11 +67,17 @@ export class Publisher {
     }
   }
 
-  /** A publish from a subscriber (WebSocket frame): only on `--client-publish` channels. */
-  publishFromClient(channel: string, data: unknown, hasData: boolean): Promise<PublishResult> {
+  /**
+   * A publish from a subscriber (WebSocket frame): only on `--client-publish`
+   * channels and, with tokens on, only where the connection's token `publish`
+   * claim allows (or on `public:` channels).
+   */
+  publishFromClient(channel: string, data: unknown, hasData: boolean, claims?: TokenClaims): Promise<PublishResult> {
     if (!this.clientPatterns.matches(channel)) {
       return Promise.reject(httpError("forbidden", `clients may not publish to ${channel} (see --client-publish)`));
     }
+    const denied = this.ctx.auth.publishDenied(claims, channel);
+    if (denied) return Promise.reject(denied);
     if (!hasData) return Promise.reject(httpError("bad_request", 'the publish frame needs a "data" field'));
     return this.publish(channel, data);
   }
@@ -92,11 +100,29 @@ export class Publisher {
     }
     const { channel, data } = parsed as Record<string, unknown>;
     const name = assertChannelName(channel);
-    if (!keyOk) this.authorizeWithoutKey(req, ip, name);
+    if (!keyOk) await this.authorizeWithoutKey(req, ip, name);
     return this.publish(name, data);
   }
 
-  private authorizeWithoutKey(req: IncomingMessage, ip: string, channel: string): void {
+  /**
+   * A publish without the API key. Without `--api-key`, loopback is trusted
+   * (the backend on this machine). With tokens on, a request carrying a token
+   * may publish where `--client-publish` and its `publish` claim both allow;
+   * without a token, only to `public:` channels of `--client-publish`.
+   */
+  private async authorizeWithoutKey(req: IncomingMessage, ip: string, channel: string): Promise<void> {
+    const auth = this.ctx.auth;
+    if (auth.enabled) {
+      if (!this.apiKeyDigest && isLoopback(ip)) return;
+      const token = auth.tokenOf(req, new URL(req.url ?? "/", "http://heartline.invalid"));
+      if (token !== undefined || (this.clientPatterns.matches(channel) && !isPublicChannel(channel))) {
+        const claims = token === undefined ? undefined : await auth.verify(token);
+        if (!this.clientPatterns.matches(channel)) throw httpError("forbidden", `clients may not publish to ${channel} (see --client-publish)`);
+        const denied = auth.publishDenied(claims, channel);
+        if (denied) throw denied;
+        return;
+      }
+    }
     if (this.clientPatterns.matches(channel)) return;
     if (this.apiKeyDigest) {
       const given = req.headers.authorization !== undefined;

@@ -5,6 +5,8 @@
  * everything the connection holds. Transports subclass it and map their
  * native events onto it, nothing more.
  */
+import type { Auth } from "../auth/auth.js";
+import type { TokenClaims } from "../auth/tokens.js";
 import type { Clock } from "../clock.js";
 import type { HeartlineConfig, TransportName } from "../config.js";
 import { CLOSE_CODES, type CloseReason } from "../close-codes.js";
@@ -22,6 +24,8 @@ export interface ServerContext {
   readonly log: Logger;
   readonly stats: Stats;
   readonly registry: ConnectionRegistry;
+  /** Subscriber tokens and channel permissions. */
+  readonly auth: Auth;
   /** Coarse time, refreshed by the ticker; cheap to read on the hot path. */
   now: number;
   draining: boolean;
@@ -40,6 +44,12 @@ export abstract class Connection implements Subscriber {
   closed = false;
   /** After a close that waits for the peer: when to cut the socket. */
   terminateAt = 0;
+  /** The verified subscriber token the connection's frames are checked against; none when anonymous. */
+  claims: TokenClaims | undefined = undefined;
+  /** When the token expires, in wall-clock ms (read by the token sweep); 0 = no token. */
+  tokenExp = 0;
+  /** When to ask the client for a fresh token, in wall-clock ms (WebSocket); 0 = nothing to ask. */
+  refreshAt = 0;
 
   constructor(
     readonly ctx: ServerContext,
@@ -108,6 +118,8 @@ export abstract class Connection implements Subscriber {
   abstract sendPing(): void;
   /** Transport: cut the socket at once (after a close that the peer did not finish). */
   abstract terminate(): void;
+  /** Transport: ask the client for a fresh token before `tokenExp`. Only a WebSocket can be asked. */
+  requestRefresh(): void {}
 
   abstract deliver(sub: Subscription, out: Outgoing): void;
   abstract reset(sub: Subscription, epoch: string, offset: number): void;

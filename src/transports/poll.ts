@@ -5,6 +5,7 @@
  * shared ticker, not by a timer of its own.
  */
 import type { ServerResponse } from "node:http";
+import type { TokenClaims } from "../auth/tokens.js";
 import type { StoredMessage } from "../broker/broker.js";
 import { encodeCursor, positionIn, type Position } from "../hub/cursor.js";
 import type { Waiter } from "../hub/hub.js";
@@ -67,6 +68,8 @@ class PendingPoll implements Waiter {
     readonly cursor: Map<string, Position>,
     readonly deadline: number,
     readonly headers: Record<string, string>,
+    /** The poll's token expiry in wall-clock ms (0 = none): nothing is delivered on an expired token. */
+    readonly tokenExp = 0,
   ) {
     this.cursorChannels = channels.filter((ch) => positionIn(cursor, ch) !== undefined).length;
   }
@@ -91,6 +94,12 @@ class PendingPoll implements Waiter {
         this.dirty = false;
         const c = await collect(this.transport.ctx, this.channels, this.cursor);
         if (this.done) return;
+        if (this.tokenExp !== 0 && this.transport.ctx.auth.now() >= this.tokenExp) {
+          // Woken after the token expired (before the sweep): answer without news;
+          // the next poll is refused and the client resumes with a new token.
+          this.finish();
+          return;
+        }
         // A channel the cursor did not name has just been given a position:
         // answer now, so the client holds it before anything is published there.
         const joined = c.positions.length > this.cursorChannels;
@@ -156,7 +165,10 @@ export class PollTransport {
     cursor: Map<string, Position> | undefined,
     holdSeconds: number,
     headers: Record<string, string>,
+    claims?: TokenClaims,
   ): Promise<void> {
+    // A poll never waits past its token's expiry.
+    holdSeconds = Math.min(holdSeconds, this.ctx.auth.holdLimit(claims));
     if (!cursor || holdSeconds <= 0) {
       const c = await collect(this.ctx, channels, cursor);
       this.ctx.stats.delivered.poll += c.messages.length;
@@ -166,7 +178,7 @@ export class PollTransport {
     // Take the slot and register before the first read, so a message stored
     // between the read and the wait still wakes this poll.
     this.ctx.registry.admit("poll", ip);
-    const p = new PendingPoll(this, res, ip, channels, cursor, this.ctx.now + holdSeconds * 1000, headers);
+    const p = new PendingPoll(this, res, ip, channels, cursor, this.ctx.now + holdSeconds * 1000, headers, claims?.expMs ?? 0);
     this.waiting.add(p);
     this.ctx.hub.addWaiter(channels, p);
     res.on("close", () => p.abandon());

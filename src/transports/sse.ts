@@ -5,6 +5,7 @@
  * is encoded once per message; only the short `id:` line is per connection.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { TokenClaims } from "../auth/tokens.js";
 import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
@@ -17,6 +18,8 @@ type Response = ServerResponse & { [CONN]?: SseConnection };
 /** Reconnection delay the stream announces first (SPEC: 1000–5000 ms). */
 export const SSE_RETRY_MS = 2000;
 const PING_EVENT = Buffer.from("event: ping\ndata: {}\n\n");
+const TOKEN_EXPIRED_EVENT =
+  "event: error\ndata: " + JSON.stringify({ code: "token_expired", message: "the token has expired; reconnect with a new one" }) + "\n\n";
 
 export class SseConnection extends Connection {
   readonly kind = "sse" as const;
@@ -90,7 +93,7 @@ export class SseConnection extends Connection {
     // A slow consumer's queue is dropped at once; otherwise end the stream
     // cleanly so EventSource reconnects after `retry`.
     if (reason === "slow_consumer") this.res.destroy();
-    else if (!this.res.writableEnded) this.res.end();
+    else if (!this.res.writableEnded) this.res.end(reason === "token_expired" ? TOKEN_EXPIRED_EVENT : undefined);
   }
 
   terminate(): void {
@@ -115,6 +118,7 @@ export async function serveSse(
   channels: string[],
   cursor: Map<string, Position> | undefined,
   headers: Record<string, string>,
+  claims?: TokenClaims,
 ): Promise<void> {
   res.writeHead(200, {
     ...headers,
@@ -126,6 +130,7 @@ export async function serveSse(
   res.write("retry: " + SSE_RETRY_MS + "\n\n");
   req.socket.setNoDelay(true);
   const conn = new SseConnection(ctx, ip, res);
+  ctx.auth.bind(conn, claims);
   ctx.registry.track(conn);
   try {
     await Promise.all(channels.map((c) => conn.subscribe(c, positionIn(cursor, c))));

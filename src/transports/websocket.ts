@@ -6,6 +6,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import type { TokenClaims } from "../auth/tokens.js";
 import { CLOSE_CODES, type CloseReason } from "../close-codes.js";
 import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
@@ -18,6 +19,7 @@ const CONN = Symbol("heartline.connection");
 type Socket = WebSocket & { [CONN]?: WsConnection };
 
 const PING_FRAME = Buffer.from('{"type":"ping"}');
+const REFRESH_FRAME = Buffer.from('{"type":"refresh"}');
 const TEXT = { binary: false } as const;
 
 export class WsConnection extends Connection {
@@ -61,6 +63,35 @@ export class WsConnection extends Connection {
 
   bufferedBytes(): number {
     return this.socket.bufferedAmount;
+  }
+
+  override requestRefresh(): void {
+    this.write(REFRESH_FRAME);
+  }
+
+  /**
+   * A `refresh` frame: a valid token for the same subject (or any subject, on
+   * a connection that had none) replaces the current one and moves its
+   * deadlines; subscriptions the new claims no longer allow are dropped, each
+   * with an error frame `forbidden`. Anything wrong leaves the old token, and
+   * its deadline, in place.
+   */
+  async refresh(token: string): Promise<TokenClaims> {
+    const auth = this.ctx.auth;
+    const claims = await auth.verify(token);
+    if (this.claims && claims.sub !== this.claims.sub) {
+      throw httpError("forbidden", "the new token is for another subject (sub) than the connection's token");
+    }
+    if (this.closed) return claims;
+    auth.bind(this, claims);
+    for (const channel of [...this.subs.keys()]) {
+      const denied = auth.subscribeDenied(claims, channel);
+      if (denied) {
+        this.unsubscribe(channel);
+        this.sendError(denied, { channel });
+      }
+    }
+    return claims;
   }
 
   /** Sends an error frame; `extra` may carry the `channel` or `id` it is about. */
@@ -123,6 +154,11 @@ export class WsConnection extends Connection {
         case "subscribe": {
           const channel = assertChannelName(f.channel);
           const since = parseSince(f.since);
+          const denied = this.ctx.auth.subscribeDenied(this.claims, channel);
+          if (denied) {
+            this.failed(denied, { channel, ...id });
+            return;
+          }
           this.subscribe(channel, since).catch((err) => this.failed(err, { channel, ...id }));
           return;
         }
@@ -135,15 +171,21 @@ export class WsConnection extends Connection {
         case "publish": {
           const channel = assertChannelName(f.channel);
           this.publisher
-            .publishFromClient(channel, f.data, "data" in f)
+            .publishFromClient(channel, f.data, "data" in f, this.claims)
             .then((r) => this.sendJson({ type: "published", channel, epoch: r.epoch, offset: r.offset, ...id }))
             .catch((err) => this.failed(err, { channel, ...id }));
           return;
         }
         case "pong":
           return;
-        case "refresh":
-          throw httpError("not_available", "token refresh is not available in this build");
+        case "refresh": {
+          if (typeof f.token !== "string" || f.token === "") throw httpError("bad_request", 'a refresh frame needs a "token" string');
+          this.refresh(f.token).then(
+            (claims) => this.sendJson({ type: "refreshed", exp: claims.expMs / 1000, ...id }),
+            (err) => this.failed(err, id),
+          );
+          return;
+        }
         default:
           throw httpError("bad_request", `unknown frame type ${JSON.stringify(f.type)?.slice(0, 40) ?? "undefined"}`);
       }
@@ -189,6 +231,8 @@ function onError(this: Socket): void {
 export interface WsRequest {
   channels: string[];
   cursor: Map<string, Position> | undefined;
+  /** The verified token of the upgrade request, if any; the channels above are already allowed by it. */
+  claims?: TokenClaims | undefined;
 }
 
 /** Accepts upgrades on `/ws` after the server has validated and admitted them. */
@@ -214,6 +258,7 @@ export class WebSocketTransport {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       upgraded = true;
       const conn = new WsConnection(this.ctx, ip, ws, this.publisher);
+      this.ctx.auth.bind(conn, params.claims);
       this.ctx.registry.track(conn);
       if (this.ctx.draining) {
         conn.close("service_restart");

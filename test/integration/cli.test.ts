@@ -180,8 +180,10 @@ describe("heartline CLI", { concurrency: true }, () => {
       await refusedWith(["serve", "--port", "0", "--transports", "ws,foo"], {}, /--transports/, /"ws,foo"/, /a comma-separated subset of ws,sse,poll/);
     });
 
-    it("--jwt-secret exits 2: not available in this build", async () => {
-      await refusedWith(["serve", "--port", "0", "--jwt-secret", "x"], {}, /--jwt-secret/, /not available in this build/);
+    it("--jwt-public-key naming a file that is not a PEM public key exits 2 naming the flag and what is expected", async () => {
+      const file = join(tmp, "not-a-key.pem");
+      writeFileSync(file, "hello\n");
+      await refusedWith(["serve", "--port", "0", "--jwt-public-key", file], {}, /--jwt-public-key/, /not-a-key\.pem/, /is not a PEM public key/);
     });
 
     it("--workers 2 without --redis exits 2", async () => {

@@ -1,0 +1,24 @@
+/**
+ * Token deadlines of live connections, swept by the server's one ticker next
+ * to the heartbeats: no timer per connection, only two fields read per tick.
+ *
+ * - At `refreshAt` a WebSocket is sent `{"type":"refresh"}` once; a valid
+ *   refresh frame from the client moves both deadlines.
+ * - At the last tick before `tokenExp` the connection is closed with
+ *   `token_expired` (WebSocket close 4001; SSE `event: error`, then the end).
+ */
+import type { Connection } from "../transports/connection.js";
+
+export function sweepTokens(conns: Iterable<Connection>, nowMs: number, marginMs: number): void {
+  for (const c of conns) {
+    if (c.tokenExp === 0) continue;
+    if (nowMs + marginMs >= c.tokenExp) {
+      c.close("token_expired");
+      continue;
+    }
+    if (c.refreshAt !== 0 && nowMs >= c.refreshAt) {
+      c.refreshAt = 0;
+      c.requestRefresh();
+    }
+  }
+}
