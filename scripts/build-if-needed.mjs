@@ -1,4 +1,4 @@
-// Builds dist/ when it is missing or older than src/, so `npm start` works on a fresh clone.
+// Builds dist/ and the browser bundle when missing or older than src/, so `npm start` works on a fresh clone.
 import { execSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -12,5 +12,6 @@ function newest(dir) {
   return t;
 }
 
-const stale = !existsSync("dist/cli.js") || newest("src") > statSync("dist/cli.js").mtimeMs;
+const outputs = ["dist/cli.js", "web/build/heartline.js"];
+const stale = outputs.some((f) => !existsSync(f) || newest("src") > statSync(f).mtimeMs);
 if (stale) execSync("npm run build", { stdio: "inherit" });

@@ -73,7 +73,8 @@ describe("heartline serve --workers", { skip: redisSkip }, () => {
   it("runs 2 workers on one port that share messages through Redis, replaces a killed worker, and stops on SIGTERM", async () => {
     proc = spawn(
       process.execPath,
-      ["--import", "tsx", "src/cli.ts", "serve", "--host", "127.0.0.1", "--port", String(port), "--workers", "2", "--redis", redis.url, "--drain-timeout", "2"],
+      // The built CLI (npm test builds first): three processes transpiling src/ are too slow on a busy machine.
+      ["dist/cli.js", "serve", "--host", "127.0.0.1", "--port", String(port), "--workers", "2", "--redis", redis.url, "--drain-timeout", "2"],
       { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, HEARTLINE_LOG_LEVEL: "info" } },
     );
     let stderr = "";

@@ -1,0 +1,63 @@
+// Bundles the browser client (src/client/browser.ts) into one minified ES
+// module at web/build/heartline.js, prints its size minified and gzipped, and
+// fails above the budget. `--measure <package>` measures a package's browser
+// build the same way (esbuild, minified, gzip level 9) for comparison.
+import { build } from "esbuild";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+
+export const BUDGET = 6144;
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Bundles `entry` (a file, or code given as `stdin`) and returns the minified bytes. */
+export async function bundle({ entry, stdin }) {
+  const result = await build({
+    entryPoints: entry ? [entry] : undefined,
+    stdin: stdin ? { contents: stdin, resolveDir: root, loader: "js" } : undefined,
+    bundle: true,
+    minify: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    write: false,
+    legalComments: "none",
+    logLevel: "silent",
+  });
+  return Buffer.from(result.outputFiles[0].contents);
+}
+
+export function sizes(bytes) {
+  return { min: bytes.length, gzip: gzipSync(bytes, { level: 9 }).length };
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  const m = args.indexOf("--measure");
+  if (m >= 0) {
+    const pkg = args[m + 1];
+    const s = sizes(await bundle({ stdin: `export * from ${JSON.stringify(pkg)};` }));
+    console.log(`${pkg}: ${s.min} bytes minified, ${s.gzip} bytes min+gzip`);
+    return;
+  }
+  const bytes = await bundle({ entry: join(root, "src/client/browser.ts") });
+  const out = join(root, "web/build/heartline.js");
+  mkdirSync(dirname(out), { recursive: true });
+  // Written aside and renamed: a server reading the file never sees half of it.
+  writeFileSync(out + ".tmp", bytes);
+  renameSync(out + ".tmp", out);
+  const s = sizes(bytes);
+  console.log(`web/build/heartline.js: ${s.min} bytes minified, ${s.gzip} bytes min+gzip (budget ${BUDGET})`);
+  if (s.gzip > BUDGET) {
+    console.error(`the browser client is over its budget: ${s.gzip} > ${BUDGET} bytes min+gzip`);
+    process.exit(1);
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,20 @@
+/**
+ * Errors the client surfaces: a stable `code` (the server's snake_case codes,
+ * plus `timeout`, `disconnected` and `closed` of the client itself) and a
+ * human message.
+ */
+export class HeartlineError extends Error {
+  /**
+   * @param code - stable snake_case code, e.g. `forbidden`, `bad_channel`, `timeout`.
+   * @param message - a human sentence.
+   * @param status - the HTTP status, when the error came from an HTTP answer.
+   */
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = "HeartlineError";
+  }
+}

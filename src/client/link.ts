@@ -1,0 +1,36 @@
+/**
+ * The seam for cross-tab sharing: a client made while a linker is installed
+ * (the browser bundle installs one) asks it for a {@link Link} and, when it
+ * gets one, talks through it instead of opening transports itself.
+ */
+import type { HeartlineOptions } from "./options.js";
+import type { ClientState, Message, Position, PublishResult, ResetInfo, TransportName } from "./types.js";
+
+/** @internal A client's connection through another context (cross-tab sharing). */
+export interface Link {
+  sub(channel: string, since: Position | undefined): void;
+  unsub(channel: string): void;
+  pub(channel: string, data: unknown): Promise<PublishResult>;
+  wake(): void;
+  close(): void;
+}
+
+/** @internal What a {@link Link} reports to its client. */
+export interface LinkHooks {
+  state(to: ClientState, transport: TransportName | undefined): void;
+  message(m: Message): void;
+  reset(r: ResetInfo): void;
+  error(code: string, message: string, channel?: string): void;
+  channels(): Array<[string, Position | undefined]>;
+}
+
+/** @internal Makes the link of a client, or undefined to let it connect on its own. */
+export type Linker = (base: string, options: HeartlineOptions, hooks: LinkHooks) => Link | undefined;
+
+/** @internal The installed linker, if any. */
+export const sharing: { linker?: Linker } = {};
+
+/** @internal Installs cross-tab sharing (the browser bundle does), or removes it. */
+export function setLinker(l: Linker | undefined): void {
+  sharing.linker = l;
+}

@@ -1,0 +1,72 @@
+/**
+ * The client's options and events. Durations are in seconds, like the
+ * server's options.
+ */
+import type { ClientClock } from "./clock.js";
+import type { HeartlineError } from "./errors.js";
+import type { ClientState, EventSourceConstructor, FetchFunction, TransportName, WebSocketConstructor } from "./types.js";
+
+/** Options of the `Heartline` client. Durations are in seconds, like the server's options. */
+export interface HeartlineOptions {
+  /** Transports to use, in order of preference. Default `["ws", "sse", "poll"]`. */
+  transports?: TransportName[];
+  /** Gives a token for the server (sent as `token=`); called before every connection attempt and HTTP publish. */
+  getToken?: () => string | Promise<string>;
+  /** WebSocket constructor; default `globalThis.WebSocket` (pass the `ws` package's on Node 20). */
+  WebSocket?: WebSocketConstructor;
+  /** EventSource constructor; default `globalThis.EventSource` (pass the `eventsource` package's on Node). */
+  EventSource?: EventSourceConstructor;
+  /** `fetch`; default `globalThis.fetch`. */
+  fetch?: FetchFunction;
+  /** Timers and time; tests pass a manual clock. */
+  clock?: ClientClock;
+  /** The server's `--heartbeat-interval`. Default 25. */
+  heartbeatInterval?: number;
+  /** How long past the heartbeat interval a silent connection is kept before it is replaced. Default 10. */
+  heartbeatGrace?: number;
+  /** How long a transport has to prove it works (first frame, first stream event, first poll answer). Default 5. */
+  openTimeout?: number;
+  /** Bound of the first reconnection wait. Default 0.25. */
+  backoffBase?: number;
+  /** Largest reconnection wait. Default 30. */
+  backoffMax?: number;
+  /** A connection up this long resets the backoff. Default 10. */
+  stableAfter?: number;
+  /** On a fallback transport, first retry of the better ones after this (doubling while they fail, up to 16×). Default 60. */
+  upgradeAfter?: number;
+  /** How long a publish over WebSocket waits for its acknowledgement. Default 10. */
+  publishTimeout?: number;
+  /** Source of randomness for the backoff jitter; default `Math.random`. */
+  random?: () => number;
+  /**
+   * Browser bundle (`/heartline.js`): share one server connection between the
+   * tabs of an origin through a SharedWorker. Default true there; a client
+   * whose options hold functions other than `getToken` (injected constructors,
+   * clock, random) connects on its own, as does every client of
+   * `heartline/client` itself. `getToken` is called in the tabs.
+   */
+  shared?: boolean;
+}
+
+/** Events of {@link Heartline}. */
+export interface HeartlineEvents {
+  /** The connection state changed. */
+  state: { from: ClientState; to: ClientState };
+  /** The client now uses this transport (after connecting, or after switching to a better one). */
+  transport: TransportName;
+  /** Something failed that no promise reports: a refused subscription, a final close, a failing `getToken`. */
+  error: HeartlineError;
+}
+
+/** Options given in seconds, and their defaults. */
+export const SECONDS = {
+  heartbeatInterval: 25,
+  heartbeatGrace: 10,
+  openTimeout: 5,
+  backoffBase: 0.25,
+  backoffMax: 30,
+  stableAfter: 10,
+  upgradeAfter: 60,
+  publishTimeout: 10,
+};
+export type Seconds = keyof typeof SECONDS;

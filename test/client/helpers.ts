@@ -1,0 +1,201 @@
+/**
+ * Client test helpers: a manual clock for the client's timers, Node's
+ * WebSocket and EventSource for the client, and a recorder of what a
+ * subscription hands to its handler.
+ */
+import { createServer, connect, type AddressInfo, type Server, type Socket } from "node:net";
+import { EventSource } from "eventsource";
+import WebSocket from "ws";
+import { Heartline, type ClientClock, type HeartlineOptions, type Message, type ResetInfo, type TimerHandle } from "../../src/client/index.js";
+import { waitFor } from "../helpers/server.js";
+
+/** A clock whose timers fire only when {@link ManualClientClock.advance} passes them. */
+export class ManualClientClock implements ClientClock {
+  private time = 0;
+  private seq = 0;
+  readonly timers = new Map<number, { at: number; fn: () => void; ms: number }>();
+
+  now(): number {
+    return this.time;
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const id = ++this.seq;
+    this.timers.set(id, { at: this.time + ms, fn, ms });
+    return id;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    this.timers.delete(handle as number);
+  }
+
+  /** Delays (as scheduled) of the timers still pending. */
+  pending(): number[] {
+    return [...this.timers.values()].map((t) => t.ms);
+  }
+
+  /** Moves time forward by `ms`, firing due timers in order. */
+  advance(ms: number): void {
+    const end = this.time + ms;
+    for (;;) {
+      let dueId: number | undefined;
+      let due: { at: number; fn: () => void } | undefined;
+      for (const [id, t] of this.timers) if (t.at <= end && (!due || t.at < due.at)) (dueId = id), (due = t);
+      if (!due) break;
+      this.timers.delete(dueId!);
+      this.time = due.at;
+      due.fn();
+    }
+    this.time = end;
+  }
+}
+
+/** Options that make the client work on Node 20. */
+export const nodeEnv: Pick<HeartlineOptions, "WebSocket" | "EventSource"> = { WebSocket, EventSource };
+
+/** A client on `url` with Node's constructors and `options`. */
+export function client(url: string, options: HeartlineOptions = {}): Heartline {
+  return new Heartline(url, { ...nodeEnv, ...options });
+}
+
+/** Records what a subscription delivers. */
+export class Recorder {
+  readonly messages: Message[] = [];
+  readonly resets: ResetInfo[] = [];
+  readonly handler = (m: Message): void => {
+    this.messages.push(m);
+  };
+  readonly onReset = (r: ResetInfo): void => {
+    this.resets.push(r);
+  };
+
+  offsets(): number[] {
+    return this.messages.map((m) => m.offset);
+  }
+
+  /** Waits until `n` messages arrived. */
+  until(n: number, timeoutMs = 5000): Promise<true> {
+    return waitFor(() => this.messages.length >= n || undefined, timeoutMs, `${n} messages (have ${this.messages.length})`);
+  }
+}
+
+/** Waits until the client is connected (on `transport`, when given). */
+export function connected(hl: Heartline, transport?: string, timeoutMs = 5000): Promise<true> {
+  return waitFor(
+    () => (hl.state === "connected" && (transport === undefined || hl.transport === transport)) || undefined,
+    timeoutMs,
+    `connected${transport ? " on " + transport : ""} (state ${hl.state}, transport ${hl.transport})`,
+  );
+}
+
+/**
+ * A TCP proxy in front of a server that a test can cut (every connection
+ * dropped at once), block by request path (new requests on that path are
+ * dropped before reaching the server) and read (the request lines it saw).
+ */
+export class CutProxy {
+  readonly requests: string[] = [];
+  private readonly pairs = new Set<[Socket, Socket]>();
+  private readonly blocked = new Set<string>();
+  private blockAll = false;
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  /** `http://127.0.0.1:<proxy port>` */
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  static async start(targetPort: number): Promise<CutProxy> {
+    let proxy: CutProxy | undefined;
+    const server = createServer((client) => proxy!.accept(client, targetPort));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    proxy = new CutProxy(server, (server.address() as AddressInfo).port);
+    return proxy;
+  }
+
+  private accept(client: Socket, targetPort: number): void {
+    client.on("error", () => {});
+    client.once("data", (first) => {
+      if (!this.pass(first)) {
+        client.destroy();
+        return;
+      }
+      const upstream = connect(targetPort, "127.0.0.1");
+      const pair: [Socket, Socket] = [client, upstream];
+      this.pairs.add(pair);
+      upstream.on("error", () => {});
+      const drop = (): void => {
+        this.pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on("close", drop);
+      upstream.on("close", drop);
+      upstream.write(first);
+      // Later requests on a kept-alive connection are read (and blocked) too.
+      client.on("data", (chunk: Buffer) => {
+        if (this.pass(chunk)) upstream.write(chunk);
+        else drop();
+      });
+      upstream.pipe(client);
+    });
+  }
+
+  /** Records the request lines in `chunk`; false when one of them is blocked. */
+  private pass(chunk: Buffer): boolean {
+    let ok = true;
+    for (const m of chunk.toString("latin1").matchAll(/^(?:GET|POST|HEAD|OPTIONS) (\S+) HTTP\/1\.1$/gm)) {
+      this.requests.push(m[0]);
+      const path = m[1]!.split("?")[0]!;
+      if (this.blockAll || this.blocked.has(path)) ok = false;
+    }
+    return ok;
+  }
+
+  /** Drops every open connection. */
+  cut(): void {
+    for (const [a, b] of this.pairs) {
+      a.destroy();
+      b.destroy();
+    }
+    this.pairs.clear();
+  }
+
+  /** Drops new requests on `paths` (all requests when none are given) until {@link CutProxy.unblock}. */
+  block(...paths: string[]): void {
+    if (paths.length === 0) this.blockAll = true;
+    for (const p of paths) this.blocked.add(p);
+  }
+
+  unblock(): void {
+    this.blockAll = false;
+    this.blocked.clear();
+  }
+
+  /** Open proxied connections. */
+  get open(): number {
+    return this.pairs.size;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+/** Resolves at the client's next transition to `state` (create it before causing the transition). */
+export function nextState(hl: Heartline, state: string, timeoutMs = 5000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for state ${state}`)), timeoutMs);
+    const on = ({ to }: { to: string }): void => {
+      if (to !== state) return;
+      clearTimeout(timer);
+      hl.off("state", on);
+      resolve();
+    };
+    hl.on("state", on);
+  });
+}

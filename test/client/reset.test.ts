@@ -1,0 +1,125 @@
+/**
+ * Loss is announced, never silent: a position gone from history surfaces as a
+ * reset on every transport; and whatever a server or a transport hands over
+ * twice or out of order never reaches a handler.
+ */
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { WebSocketServer, type WebSocket as WsSocket } from "ws";
+import { publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { client, connected, CutProxy, nextState, Recorder } from "./helpers.js";
+
+const TRANSPORTS = ["ws", "sse", "poll"] as const;
+const FAST = { backoffBase: 0.02, backoffMax: 0.1 };
+
+async function publishMany(s: TestServer, channel: string, from: number, to: number): Promise<void> {
+  for (let i = from; i <= to; i++) {
+    const r = await publishHttp(s, channel, { i });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.offset, i);
+  }
+}
+
+
+/** Waits until the server side holds the client's subscription (stream or held poll). */
+function onServer(s: TestServer, channel: string, transport: string): Promise<true> {
+  return waitFor(
+    () => (transport === "poll" ? s.hl.hub.totalWaiters > 0 : s.hl.hub.subscriberCount(channel) === 1) || undefined,
+    5000,
+    `the ${transport} subscription on the server`,
+  );
+}
+
+describe("Heartline client: resets", () => {
+  let s: TestServer;
+  let proxy: CutProxy;
+  before(async () => {
+    s = await startServer({ historySize: 3 });
+    proxy = await CutProxy.start(s.port);
+  });
+  after(async () => {
+    await proxy.close();
+    await s.close();
+  });
+
+  for (const t of TRANSPORTS) {
+    it(`${t}: a position trimmed from history is surfaced to sub.on("reset"), then delivery goes on live`, async () => {
+      const channel = `reset:${t}`;
+      const hl = client(proxy.url, { transports: [t], ...FAST });
+      const r = new Recorder();
+      const sub = hl.subscribe(channel, r.handler);
+      sub.on("reset", r.onReset);
+      try {
+        await connected(hl, t);
+        await onServer(s, channel, t);
+        await publishMany(s, channel, 1, 2);
+        await r.until(2);
+        proxy.block();
+        const gone = nextState(hl, "disconnected");
+        proxy.cut();
+        await gone;
+        await publishMany(s, channel, 3, 10); // history keeps 8..10 only
+        proxy.unblock();
+        await waitFor(() => r.resets.length > 0 || undefined, 5000, "a reset");
+        const epoch = sub.position?.epoch;
+        assert.equal(typeof epoch, "string");
+        assert.deepEqual(r.resets, [{ channel, epoch, offset: 10 }]);
+        await connected(hl, t);
+        await onServer(s, channel, t);
+        await publishMany(s, channel, 11, 11);
+        await r.until(3);
+        assert.deepEqual(r.offsets(), [1, 2, 11]);
+        assert.deepEqual(sub.position, { epoch, offset: 11 });
+      } finally {
+        hl.close();
+      }
+    });
+  }
+});
+
+describe("Heartline client: last line of defence", () => {
+  let server: Server;
+  let wss: WebSocketServer;
+  let url: string;
+  const frames: string[] = [];
+  before(async () => {
+    server = createServer();
+    wss = new WebSocketServer({ server });
+    wss.on("connection", (ws: WsSocket) => {
+      ws.on("message", (d) => frames.push(d.toString()));
+      const send = (f: object): void => ws.send(JSON.stringify(f));
+      send({ type: "subscribed", channel: "dup", epoch: "E1", offset: 0, recovered: false });
+      for (const offset of [1, 2, 2, 1, 3, 3, 5, 4, 6]) send({ type: "message", channel: "dup", offset, data: offset });
+      send({ type: "reset", channel: "dup", epoch: "E2", offset: 0 });
+      send({ type: "reset", channel: "dup", epoch: "E2", offset: 0 });
+      for (const offset of [1, 1, 2]) send({ type: "message", channel: "dup", offset, data: `E2.${offset}` });
+      send({ type: "ping" });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    wss.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  it("drops duplicate and out-of-order offsets, announces one reset once, answers pings", async () => {
+    const hl = client(url, { transports: ["ws"] });
+    const r = new Recorder();
+    const sub = hl.subscribe("dup", r.handler);
+    sub.on("reset", r.onReset);
+    try {
+      await r.until(7);
+      await waitFor(() => frames.includes('{"type":"pong"}') || undefined, 2000, "a pong");
+      assert.deepEqual(r.messages.map((m) => m.data), [1, 2, 3, 5, 6, "E2.1", "E2.2"]);
+      assert.deepEqual(r.resets, [{ channel: "dup", epoch: "E2", offset: 0 }]);
+      assert.deepEqual(sub.position, { epoch: "E2", offset: 2 });
+      assert.deepEqual(JSON.parse(frames[0]!), { type: "subscribe", channel: "dup" });
+    } finally {
+      hl.close();
+    }
+  });
+});

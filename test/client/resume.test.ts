@@ -1,0 +1,187 @@
+/**
+ * The client resumes every subscription from its last position on whatever
+ * transport it lands on: handlers see every offset once, in order, across cut
+ * connections and changes of transport.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { getJson, publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { client, connected, CutProxy, nextState, Recorder } from "./helpers.js";
+
+const TRANSPORTS = ["ws", "sse", "poll"] as const;
+const FAST = { backoffBase: 0.02, backoffMax: 0.1 };
+
+async function publishMany(s: TestServer, channel: string, from: number, to: number): Promise<void> {
+  for (let i = from; i <= to; i++) {
+    const r = await publishHttp(s, channel, { i });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.offset, i);
+  }
+}
+
+const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, k) => from + k);
+
+/** Waits until the server side holds the client's subscription (stream or held poll). */
+function onServer(s: TestServer, channel: string, transport: string): Promise<true> {
+  return waitFor(
+    () => (transport === "poll" ? s.hl.hub.totalWaiters > 0 : s.hl.hub.subscriberCount(channel) === 1) || undefined,
+    5000,
+    `the ${transport} subscription on the server`,
+  );
+}
+
+describe("Heartline client: resume", () => {
+  let s: TestServer;
+  let proxy: CutProxy;
+  before(async () => {
+    s = await startServer({ historySize: 100 });
+    proxy = await CutProxy.start(s.port);
+  });
+  after(async () => {
+    await proxy.close();
+    await s.close();
+  });
+
+  for (const t of TRANSPORTS) {
+    it(`${t}: handlers see every offset once, in order, across three cut connections`, async () => {
+      const channel = `resume:${t}`;
+      const hl = client(proxy.url, { transports: [t], ...FAST });
+      const r = new Recorder();
+      const sub = hl.subscribe(channel, r.handler);
+      sub.on("reset", r.onReset);
+      try {
+        await connected(hl, t);
+        await onServer(s, channel, t);
+        await publishMany(s, channel, 1, 3);
+        await r.until(3);
+        let last = 3;
+        for (let round = 0; round < 3; round++) {
+          proxy.block();
+          const gone = nextState(hl, "disconnected");
+          proxy.cut();
+          await gone;
+          await publishMany(s, channel, last + 1, last + 4); // published while the client is away
+          proxy.unblock();
+          await connected(hl, t);
+          await publishMany(s, channel, last + 5, last + 6);
+          last += 6;
+          await r.until(last);
+        }
+        await new Promise((res) => setTimeout(res, 50));
+        assert.deepEqual(r.offsets(), range(1, last));
+        assert.deepEqual(r.messages.map((m) => (m.data as { i: number }).i), range(1, last));
+        assert.deepEqual(r.resets, []);
+        assert.equal(sub.position?.offset, last);
+      } finally {
+        hl.close();
+      }
+      await waitFor(() => (s.hl.connections === 0 && s.hl.hub.totalSubscriptions === 0 && s.hl.hub.totalWaiters === 0) || undefined);
+    });
+  }
+
+  for (const t of TRANSPORTS) {
+    it(`${t}: subscribe(channel, handler, since) replays after a kept position, and a foreign epoch is a reset`, async () => {
+      const channel = `since:${t}`;
+      await publishMany(s, channel, 1, 4);
+      const { body: info } = await getJson(`${s.url}/api/channels/${channel}`);
+      const hl = client(proxy.url, { transports: [t], ...FAST });
+      const r = new Recorder();
+      const other = new Recorder();
+      const sub = hl.subscribe(channel, r.handler, { epoch: info.epoch, offset: 2 });
+      hl.subscribe(`${channel}:b`, other.handler, { epoch: "OLDEPOCH", offset: 7 }).on("reset", other.onReset);
+      try {
+        await r.until(2);
+        assert.deepEqual(r.offsets(), [3, 4]);
+        await waitFor(() => other.resets.length === 1 || undefined);
+        assert.equal(other.resets[0]!.channel, `${channel}:b`);
+        assert.notEqual(other.resets[0]!.epoch, "OLDEPOCH");
+        await onServer(s, channel, t);
+        await publishMany(s, channel, 5, 5);
+        await r.until(3);
+        assert.deepEqual(r.offsets(), [3, 4, 5]);
+        assert.deepEqual(sub.position, { epoch: info.epoch, offset: 5 });
+      } finally {
+        hl.close();
+      }
+    });
+  }
+
+  it("sse: a stream cut before its first message still resumes from where it started", async () => {
+    const channel = "resume:quiet-sse";
+    const hl = client(proxy.url, { transports: ["sse"], ...FAST });
+    const r = new Recorder();
+    hl.subscribe(channel, r.handler);
+    try {
+      await connected(hl, "sse");
+      await onServer(s, channel, "sse");
+      proxy.block();
+      const gone = nextState(hl, "disconnected");
+      proxy.cut();
+      await gone;
+      await publishMany(s, channel, 1, 2);
+      proxy.unblock();
+      await r.until(2);
+      assert.deepEqual(r.offsets(), [1, 2]);
+    } finally {
+      hl.close();
+    }
+  });
+
+  it("carries positions across transports: ws → sse → poll → back to ws, every offset once", async () => {
+    const channels = ["move:a", "move:b"];
+    const hl = client(proxy.url, { ...FAST, upgradeAfter: 0.2 });
+    const rec = new Map(channels.map((c) => [c, new Recorder()]));
+    for (const c of channels) {
+      const sub = hl.subscribe(c, rec.get(c)!.handler);
+      sub.on("reset", rec.get(c)!.onReset);
+    }
+    const seen: string[] = [];
+    hl.on("transport", (t) => seen.push(t));
+    let last = 0;
+    const step = async (n: number): Promise<void> => {
+      for (const c of channels) await publishMany(s, c, last + 1, last + n);
+      last += n;
+      for (const c of channels) await rec.get(c)!.until(last);
+    };
+    try {
+      await connected(hl, "ws");
+      await onServer(s, "move:b", "ws");
+      await step(2);
+      // WebSocket refused from now on: the client lands on SSE and resumes there.
+      proxy.block("/ws");
+      const leftWs = nextState(hl, "disconnected");
+      proxy.cut();
+      await leftWs;
+      for (const c of channels) await publishMany(s, c, last + 1, last + 2);
+      last += 2;
+      await connected(hl, "sse");
+      for (const c of channels) await rec.get(c)!.until(last);
+      // SSE refused too: long polling, resumed from the SSE cursor.
+      proxy.block("/sse");
+      const leftSse = nextState(hl, "disconnected");
+      proxy.cut();
+      await leftSse;
+      for (const c of channels) await publishMany(s, c, last + 1, last + 2);
+      last += 2;
+      await connected(hl, "poll");
+      for (const c of channels) await rec.get(c)!.until(last);
+      await step(1);
+      // WebSocket works again: the client switches back by itself, without a disconnect.
+      proxy.unblock();
+      const states: string[] = [];
+      hl.on("state", ({ to }) => states.push(to));
+      await connected(hl, "ws", 8000);
+      assert.deepEqual(states, []);
+      await step(2);
+      await new Promise((res) => setTimeout(res, 50));
+      for (const c of channels) {
+        assert.deepEqual(rec.get(c)!.offsets(), range(1, last), c);
+        assert.deepEqual(rec.get(c)!.resets, [], c);
+      }
+      assert.deepEqual(seen, ["ws", "sse", "poll", "ws"]);
+    } finally {
+      hl.close();
+    }
+    await waitFor(() => (s.hl.connections === 0 && s.hl.hub.totalSubscriptions === 0 && s.hl.hub.totalWaiters === 0) || undefined);
+  });
+});

@@ -1,0 +1,151 @@
+/**
+ * Cross-tab sharing, on Node: a SharedWorker stand-in runs the worker side
+ * (createHub) behind real MessagePorts in this process, so clients made
+ * without `shared: false` ("tabs") hold one server connection between them.
+ * The same code runs in a real SharedWorker in test/e2e/tabs.test.ts.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { MessageChannel, type MessagePort } from "node:worker_threads";
+import { EventSource } from "eventsource";
+import WebSocket from "ws";
+import { Heartline, HeartlineError } from "../../src/client/index.js";
+import { setLinker } from "../../src/client/link.js";
+import { createHub, installSharing } from "../../src/client/shared.js";
+import { publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { connected, CutProxy, Recorder } from "./helpers.js";
+
+/** One hub per worker name, as a browser keeps one SharedWorker per (script, name). */
+const hubs = new Map<string, ReturnType<typeof createHub>>();
+const ports: MessagePort[] = [];
+
+class FakeSharedWorker {
+  readonly port: MessagePort;
+  constructor(_url: string | URL, options: { name: string }) {
+    let hub = hubs.get(options.name);
+    if (!hub) hubs.set(options.name, (hub = createHub()));
+    const { port1, port2 } = new MessageChannel();
+    const serve = hub;
+    port2.on("message", (m) => serve(port2 as unknown as { postMessage(m: unknown): void } as never, m));
+    ports.push(port1, port2);
+    this.port = port1;
+  }
+}
+
+const globals = globalThis as Record<string, unknown>;
+
+describe("Heartline client: tabs sharing one connection", () => {
+  let s: TestServer;
+  let proxy: CutProxy;
+  before(async () => {
+    s = await startServer({ clientPublish: ["game:*"] });
+    proxy = await CutProxy.start(s.port);
+    globals.SharedWorker = FakeSharedWorker;
+    // The worker's own client finds the platform's constructors, as in a browser.
+    globals.WebSocket = WebSocket;
+    globals.EventSource = EventSource;
+    installSharing();
+  });
+  after(async () => {
+    setLinker(undefined);
+    delete globals.SharedWorker;
+    delete globals.WebSocket;
+    delete globals.EventSource;
+    for (const p of ports) p.close();
+    await proxy.close();
+    await s.close();
+  });
+
+  it("holds one server connection for several tabs, fans messages out, and closes it with the last tab", async () => {
+    const tabs = [new Heartline(proxy.url), new Heartline(proxy.url), new Heartline(proxy.url)];
+    const recs = tabs.map(() => new Recorder());
+    tabs.forEach((hl, i) => hl.subscribe("shared:a", recs[i]!.handler));
+    for (const hl of tabs) await connected(hl, "ws");
+    await waitFor(() => s.hl.hub.subscriberCount("shared:a") === 1 || undefined);
+    assert.equal(s.hl.connections, 1);
+    assert.equal(proxy.requests.filter((l) => l.startsWith("GET /ws")).length, 1);
+
+    await publishHttp(s, "shared:a", "one");
+    for (const r of recs) await r.until(1);
+
+    // A tab publishes through the worker's WebSocket: the answer comes back to it.
+    const res = await tabs[1]!.publish("game:1", { x: 1 });
+    assert.equal(res.offset, 1);
+    await assert.rejects(tabs[1]!.publish("chat:x", 1), (e: unknown) => e instanceof HeartlineError && e.code === "forbidden");
+
+    // The first tab goes: the others keep the connection.
+    tabs[0]!.close();
+    assert.equal(tabs[0]!.state, "closed");
+    await publishHttp(s, "shared:a", "two");
+    for (const r of recs.slice(1)) await r.until(2);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(recs[0]!.offsets(), [1]);
+    for (const r of recs.slice(1)) assert.deepEqual(r.offsets(), [1, 2]);
+    assert.equal(s.hl.connections, 1);
+
+    // A tab that closes stops receiving; the channel stays for the tab still on it.
+    tabs[1]!.close();
+    await publishHttp(s, "shared:a", "three");
+    await recs[2]!.until(3);
+    assert.deepEqual(recs[1]!.offsets(), [1, 2]);
+
+    tabs[2]!.close();
+    await waitFor(() => (s.hl.connections === 0 && s.hl.hub.totalSubscriptions === 0) || undefined, 5000, "the shared connection to close");
+  });
+
+  it("mirrors the worker's connection state in every tab, and resumes across a cut without loss", async () => {
+    const a = new Heartline(proxy.url, { backoffBase: 0.02 });
+    const b = new Heartline(proxy.url, { backoffBase: 0.02 });
+    const ra = new Recorder();
+    const rb = new Recorder();
+    a.subscribe("shared:b", ra.handler);
+    b.subscribe("shared:b", rb.handler);
+    const states: string[] = [];
+    b.on("state", ({ to }) => states.push(to));
+    try {
+      await connected(a, "ws");
+      await connected(b, "ws");
+      await waitFor(() => s.hl.hub.subscriberCount("shared:b") === 1 || undefined);
+      await publishHttp(s, "shared:b", 1);
+      await rb.until(1);
+      proxy.block();
+      proxy.cut();
+      await waitFor(() => b.state !== "connected" || undefined);
+      await publishHttp(s, "shared:b", 2);
+      await publishHttp(s, "shared:b", 3);
+      proxy.unblock();
+      await ra.until(3);
+      await rb.until(3);
+      assert.deepEqual(ra.offsets(), [1, 2, 3]);
+      assert.deepEqual(rb.offsets(), [1, 2, 3]);
+      assert.ok(states.includes("disconnected") && states.at(-1) === "connected", states.join(","));
+      // Both tabs show the worker's transport (it may have fallen back while the proxy refused WebSocket).
+      assert.ok(b.transport !== undefined);
+      assert.equal(b.transport, a.transport);
+    } finally {
+      a.close();
+      b.close();
+    }
+    await waitFor(() => s.hl.connections === 0 || undefined);
+  });
+
+  it("asks the tabs for tokens, and keeps clients with injected constructors or shared: false on their own", async () => {
+    const from = proxy.requests.length;
+    const withToken = new Heartline(proxy.url, { getToken: () => "tab-token" });
+    withToken.subscribe("shared:c", () => {});
+    const own = new Heartline(proxy.url, { shared: false, WebSocket });
+    own.subscribe("shared:c", () => {});
+    const injected = new Heartline(proxy.url, { WebSocket });
+    injected.subscribe("shared:c", () => {});
+    try {
+      for (const hl of [withToken, own, injected]) await connected(hl, "ws");
+      await waitFor(() => s.hl.connections === 3 || undefined);
+      const ws = proxy.requests.slice(from).filter((l) => l.startsWith("GET /ws"));
+      assert.equal(ws.length, 3);
+      assert.equal(ws.filter((l) => l.includes("token=tab-token")).length, 1);
+    } finally {
+      for (const hl of [withToken, own, injected]) hl.close();
+    }
+    await waitFor(() => s.hl.connections === 0 || undefined);
+  });
+});
