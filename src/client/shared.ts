@@ -93,7 +93,9 @@ function link(base: string, options: HeartlineOptions, hooks: LinkHooks): Link |
   if (!g.SharedWorker || Object.entries(options).some(([k, v]) => typeof v === "function" && k !== "getToken")) return undefined;
   let port: MessagePort;
   try {
-    port = new g.SharedWorker(import.meta.url, { type: "module", name: "heartline " + base }).port;
+    // Tabs share a worker only when they ask for the same options (getToken aside).
+    const name = "heartline " + base + JSON.stringify(options, (_, v) => (typeof v === "function" ? undefined : v));
+    port = new g.SharedWorker(import.meta.url, { type: "module", name }).port;
   } catch {
     return undefined;
   }

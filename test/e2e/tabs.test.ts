@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { connected, e2eSkipReason, launchBrowser, newContext, received, recorded, recordPageErrors, sleep, startClient } from "./helpers.js";
+import { BLANK_PATH, startProxy, type TestProxy } from "./proxy.js";
+
+const skip = e2eSkipReason();
+
+describe("tabs of one origin", { skip }, () => {
+  let s: TestServer;
+  let browser: Browser;
+  let proxy: TestProxy;
+  let context: BrowserContext | undefined;
+
+  before(async () => {
+    [s, browser] = await Promise.all([startServer(), launchBrowser()]);
+    proxy = await startProxy({ port: s.port });
+  });
+  after(async () => {
+    await context?.close();
+    await proxy?.close();
+    await browser?.close();
+    await s?.close();
+  });
+
+  it("three tabs hold one server connection between them (the client shares it through a SharedWorker)", async () => {
+    context = await newContext(browser);
+    const ctx = context;
+    const tabs: Page[] = await Promise.all([0, 1, 2].map(() => ctx.newPage()));
+    const errors = tabs.map((page) => recordPageErrors(page));
+    await Promise.all(tabs.map((page) => page.goto(proxy.url + BLANK_PATH)));
+    for (const page of tabs) await startClient(page, "c", { channel: "tabs:1", shared: true });
+    for (const page of tabs) await connected(page, "c");
+    await sleep(300); // a late second connection would show up here
+    assert.equal(s.hl.connections, 1, "one connection for three tabs");
+    assert.equal(s.hl.hub.subscriberCount("tabs:1"), 1);
+
+    await s.hl.publish("tabs:1", { n: 1 });
+    for (const page of tabs) await received(page, "c", 1);
+
+    // The tab that opened the connection goes away; the others keep theirs (still one).
+    await tabs.shift()!.close();
+    await s.hl.publish("tabs:1", { n: 2 });
+    for (const page of tabs) await received(page, "c", 2);
+    for (const page of tabs) assert.deepEqual((await recorded(page, "c")).offsets, [1, 2]);
+    await waitFor(() => s.hl.connections === 1, 5000, "one connection for the remaining tabs");
+    assert.deepEqual(errors.flat(), []);
+
+    await context.close();
+    context = undefined;
+    await waitFor(() => s.hl.connections === 0 && s.hl.hub.totalSubscriptions === 0, 5000, "the shared connection to close with the last tab");
+  });
+});
