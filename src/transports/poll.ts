@@ -55,8 +55,28 @@ function answer(res: ServerResponse, c: Collected, headers: Record<string, strin
   res.end(body);
 }
 
+/**
+ * Woken polls are read at the end of the turn, not at once: the messages of a
+ * burst (several publishes handled in one turn) then leave in one answer
+ * instead of one answer each, and the client's next poll has the rest.
+ */
+const woken: PendingPoll[] = [];
+let wakeScheduled = false;
+
+function runWakes(): void {
+  wakeScheduled = false;
+  const list = woken.splice(0, woken.length);
+  for (let i = 0; i < list.length; i++) {
+    const p = list[i]!;
+    p.queued = false;
+    if (!p.done) void p.check();
+  }
+}
+
 class PendingPoll implements Waiter {
   done = false;
+  /** Waiting in the end-of-turn wake queue. */
+  queued = false;
   private collecting = false;
   private dirty = false;
 
@@ -83,7 +103,13 @@ class PendingPoll implements Waiter {
       this.dirty = true;
       return;
     }
-    void this.check();
+    if (this.queued) return;
+    this.queued = true;
+    woken.push(this);
+    if (!wakeScheduled) {
+      wakeScheduled = true;
+      setImmediate(runWakes);
+    }
   }
 
   /** Reads again; answers if anything is there. Re-reads when woken meanwhile. */

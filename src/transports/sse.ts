@@ -10,6 +10,7 @@ import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
+import { corkUntilTurnEnds } from "./batch.js";
 import { Connection, type ServerContext } from "./connection.js";
 
 const CONN = Symbol("heartline.connection");
@@ -34,6 +35,18 @@ export class SseConnection extends Connection {
     res.on("close", onClose);
   }
 
+  /** True while the response is corked for this turn (see batch.ts). */
+  corked = false;
+
+  cork(): void {
+    this.res.cork();
+  }
+
+  uncork(): void {
+    this.corked = false;
+    this.res.uncork();
+  }
+
   /** The cursor of every channel this stream has a position in. */
   cursor(): string {
     let s = "1";
@@ -46,10 +59,12 @@ export class SseConnection extends Connection {
     const body = out.sse;
     if (!this.writable(id.length + body.length)) return;
     const res = this.res;
-    res.cork();
+    if (!this.corked) {
+      this.corked = true;
+      corkUntilTurnEnds(this);
+    }
     res.write(id);
     res.write(body);
-    res.uncork();
     this.lastSendAt = this.ctx.now;
     this.ctx.stats.delivered.sse++;
   }

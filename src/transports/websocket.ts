@@ -12,11 +12,13 @@ import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
 import { parseSince, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
+import { corkUntilTurnEnds } from "./batch.js";
 import { Connection, type ServerContext } from "./connection.js";
 import type { Publisher } from "../http/publish.js";
 
 const CONN = Symbol("heartline.connection");
-type Socket = WebSocket & { [CONN]?: WsConnection };
+/** `ws` keeps the TCP socket in `_socket`; fan-out writes whole frames to it directly. */
+type Socket = WebSocket & { [CONN]?: WsConnection; _socket?: import("node:net").Socket | null };
 
 const PING_FRAME = Buffer.from('{"type":"ping"}');
 const REFRESH_FRAME = Buffer.from('{"type":"refresh"}');
@@ -41,9 +43,36 @@ export class WsConnection extends Connection {
     socket.on("error", onError);
   }
 
+  /** True while the TCP socket is corked for this turn (see batch.ts). */
+  corked = false;
+
   deliver(_sub: Subscription, out: Outgoing): void {
-    this.write(out.ws);
+    if (this.closed) return;
+    const raw = this.socket._socket;
+    if (!raw || this.socket.readyState !== 1) return;
+    // The frame is encoded once per message and shared by every subscriber;
+    // with compression off, ws would only add the same header around it.
+    const frame = out.wsFrame;
+    if (this.overBudget(frame.length)) {
+      this.close("slow_consumer");
+      return;
+    }
+    if (!this.corked) {
+      this.corked = true;
+      corkUntilTurnEnds(this);
+    }
+    raw.write(frame);
+    this.lastSendAt = this.ctx.now;
     this.ctx.stats.delivered.ws++;
+  }
+
+  cork(): void {
+    this.socket._socket?.cork();
+  }
+
+  uncork(): void {
+    this.corked = false;
+    this.socket._socket?.uncork();
   }
 
   reset(sub: Subscription, epoch: string, offset: number): void {
