@@ -1,0 +1,350 @@
+/**
+ * Turns the benchmark's measurements into the tables printed on stdout (and
+ * pasted into docs/PERFORMANCE.md): one table per scenario, every figure
+ * beside the same figure of the peers measured in the same run, and the
+ * Heartline/peer ratios; then the project's targets, met or missed.
+ */
+import type { ProfileSummary } from "./cpu-profile.js";
+import type { ServerName, Transport } from "./servers.js";
+
+export interface FanoutRow {
+  server: ServerName;
+  transport: Transport;
+  subscribers: number;
+  /** Server CPU (utime + stime) per delivered message, µs. */
+  serverUsPerMsg?: number;
+  /** The kernel (system time) part of `serverUsPerMsg`, µs. */
+  serverSysUsPerMsg?: number;
+  /** The load generator's own CPU per delivered message, µs. */
+  generatorUsPerMsg?: number;
+  deliveredPerSec?: number;
+  delivered?: number;
+  rounds?: number;
+  extra?: number;
+  error?: string;
+}
+
+export interface IdleRow {
+  server: ServerName;
+  transport: Transport;
+  connections: number;
+  opened?: number;
+  rssBeforeKiB?: number;
+  rssAfterKiB?: number;
+  /** (RSS after − before) ÷ connections, KiB. */
+  perConnKiB?: number;
+  /** Heartline only: JS heap in use (from its /metrics) after − before, ÷ connections, KiB. */
+  heapPerConnKiB?: number;
+  error?: string;
+}
+
+export interface LatencyRow {
+  server: ServerName;
+  transport: Transport;
+  subscribers: number;
+  rate: number;
+  samples?: number;
+  expected?: number;
+  p50?: number;
+  p99?: number;
+  max?: number;
+  publishErrors?: number;
+  /** p99 lateness of the generator's publish timer, ms (scheduling noise of the machine). */
+  timerLateP99?: number;
+  error?: string;
+}
+
+export interface HoldResult {
+  connections: number;
+  opened: number;
+  failed: number;
+  openSeconds: number;
+  holdSeconds: number;
+  heartbeatSeconds: number;
+  dropped: number;
+  heartbeatsPerConnection: number;
+  /** The server's own count (GET /api/channels/…) at the end. */
+  serverSubscribers: number;
+  /** Connections that received the message published at the end. */
+  finalDelivered: number;
+  rssBeforeKiB: number;
+  rssOpenKiB: number;
+  rssEndKiB: number;
+  perConnKiB: number;
+  serverCpuPct: number;
+  errors: string[];
+  error?: string;
+}
+
+export interface ProfileResult {
+  subscribers: number;
+  transport: Transport;
+  serverUsPerMsg?: number;
+  file?: string;
+  summary?: ProfileSummary;
+  error?: string;
+}
+
+export interface Results {
+  startedAt: string;
+  quick: boolean;
+  machine: { cpus: number; model: string; loadavg: number[]; node: string; pinned: boolean; loadavgEnd?: number[] };
+  skipped: string[];
+  plan: unknown;
+  fanout: FanoutRow[];
+  idle: IdleRow[];
+  latency: LatencyRow[];
+  hold?: HoldResult;
+  profile?: ProfileResult;
+  targets: Target[];
+}
+
+export interface Target {
+  target: string;
+  measured: string;
+  met: boolean | null;
+}
+
+const PEERS: ServerName[] = ["socketio", "nchan"];
+const LABEL: Record<ServerName, string> = { heartline: "Heartline", socketio: "Socket.IO", nchan: "nchan" };
+const TRANSPORT_LABEL: Record<Transport, string> = { ws: "WebSocket", sse: "SSE", poll: "long-poll" };
+
+function num(v: number | undefined, digits = 1): string {
+  if (v === undefined || !Number.isFinite(v)) return "—";
+  return v >= 100 ? v.toFixed(0) : v.toFixed(digits);
+}
+
+function ratio(a: number | undefined, b: number | undefined): string {
+  if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return "—";
+  return (a / b).toFixed(2);
+}
+
+function table(headers: string[], rows: string[][]): string {
+  const out = ["| " + headers.join(" | ") + " |", "|" + headers.map(() => "---").join("|") + "|"];
+  for (const r of rows) out.push("| " + r.join(" | ") + " |");
+  return out.join("\n");
+}
+
+function cell<T extends { server: ServerName; error?: string }>(row: T | undefined, f: (r: T) => string): string {
+  if (!row) return "—";
+  if (row.error) return "error";
+  return f(row);
+}
+
+/** The scenario keys present, in order: (transport, size). */
+function keys<T extends { transport: Transport }>(rows: T[], size: (r: T) => number): Array<[Transport, number]> {
+  const seen = new Set<string>();
+  const out: Array<[Transport, number]> = [];
+  for (const t of ["ws", "sse", "poll"] as Transport[]) {
+    for (const r of rows) {
+      if (r.transport !== t) continue;
+      const k = t + "/" + size(r);
+      if (!seen.has(k)) {
+        seen.add(k);
+        out.push([t, size(r)]);
+      }
+    }
+  }
+  return out;
+}
+
+export function fanoutTable(rows: FanoutRow[]): string {
+  const body = keys(rows, (r) => r.subscribers).map(([t, n]) => {
+    const by = (s: ServerName) => rows.find((r) => r.server === s && r.transport === t && r.subscribers === n);
+    const hl = by("heartline");
+    return [
+      TRANSPORT_LABEL[t],
+      String(n),
+      ...(["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => num(r.serverUsPerMsg, 2))),
+      ...PEERS.map((s) => ratio(hl?.serverUsPerMsg, by(s)?.serverUsPerMsg)),
+      (["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => num(r.serverSysUsPerMsg, 2))).join(" / "),
+      (["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => num(r.generatorUsPerMsg, 2))).join(" / "),
+      (["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => (r.deliveredPerSec ? Math.round(r.deliveredPerSec / 1000) + "k" : "—"))).join(" / "),
+    ];
+  });
+  return table(
+    [
+      "transport",
+      "subscribers",
+      "Heartline µs/msg",
+      "Socket.IO µs/msg",
+      "nchan µs/msg",
+      "HL/Socket.IO",
+      "HL/nchan",
+      "of which kernel µs/msg (HL / SIO / nchan)",
+      "generator µs/msg (HL / SIO / nchan)",
+      "delivered/s (HL / SIO / nchan)",
+    ],
+    body,
+  );
+}
+
+export function idleTable(rows: IdleRow[]): string {
+  const body = keys(rows, (r) => r.connections).map(([t, n]) => {
+    const by = (s: ServerName) => rows.find((r) => r.server === s && r.transport === t && r.connections === n);
+    const hl = by("heartline");
+    return [
+      TRANSPORT_LABEL[t],
+      n.toLocaleString("en-US"),
+      ...(["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => num(r.perConnKiB, 2))),
+      ...PEERS.map((s) => ratio(hl?.perConnKiB, by(s)?.perConnKiB)),
+      cell(hl, (r) => num(r.heapPerConnKiB, 2)),
+    ];
+  });
+  return table(
+    ["transport", "connections", "Heartline KiB/conn", "Socket.IO KiB/conn", "nchan KiB/conn", "HL/Socket.IO", "HL/nchan", "of which Heartline JS heap KiB/conn"],
+    body,
+  );
+}
+
+export function latencyTable(rows: LatencyRow[]): string {
+  const body = keys(rows, (r) => r.subscribers).map(([t]) => {
+    const by = (s: ServerName) => rows.find((r) => r.server === s && r.transport === t);
+    const hl = by("heartline");
+    const f = (r: LatencyRow) => `${num(r.p50, 2)} / ${num(r.p99, 2)} / ${num(r.max, 1)}`;
+    return [
+      TRANSPORT_LABEL[t],
+      ...(["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), f)),
+      ...PEERS.map((s) => ratio(hl?.p99, by(s)?.p99)),
+      (["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => `${r.samples}/${r.expected}` + (r.publishErrors ? ` (${r.publishErrors} publishes failed)` : ""))).join(" · "),
+      (["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => num(r.timerLateP99, 1))).join(" / "),
+    ];
+  });
+  return table(
+    [
+      "transport",
+      "Heartline p50 / p99 / max ms",
+      "Socket.IO p50 / p99 / max ms",
+      "nchan p50 / p99 / max ms",
+      "p99 HL/Socket.IO",
+      "p99 HL/nchan",
+      "samples/expected (HL · SIO · nchan)",
+      "generator timer late p99 ms (HL / SIO / nchan)",
+    ],
+    body,
+  );
+}
+
+export function holdTable(h: HoldResult): string {
+  if (h.error) return `error: ${h.error}`;
+  return table(
+    ["connections held", "opened (s)", "held (s)", "heartbeat (s)", "dropped", "heartbeats/conn", "server count at end", "final message delivered", "RSS before → open → end (MiB)", "KiB/conn", "server CPU %"],
+    [
+      [
+        `${h.opened.toLocaleString("en-US")} / ${h.connections.toLocaleString("en-US")}`,
+        num(h.openSeconds),
+        String(h.holdSeconds),
+        String(h.heartbeatSeconds),
+        String(h.dropped),
+        num(h.heartbeatsPerConnection),
+        h.serverSubscribers.toLocaleString("en-US"),
+        h.finalDelivered.toLocaleString("en-US"),
+        `${(h.rssBeforeKiB / 1024).toFixed(0)} → ${(h.rssOpenKiB / 1024).toFixed(0)} → ${(h.rssEndKiB / 1024).toFixed(0)}`,
+        num(h.perConnKiB, 2),
+        num(h.serverCpuPct),
+      ],
+    ],
+  );
+}
+
+export function profileTable(p: ProfileResult): string {
+  if (p.error || !p.summary) return `error: ${p.error ?? "no profile"}`;
+  const s = p.summary;
+  const areas = table(
+    ["area", "self ms", "% of busy"],
+    s.byArea.slice(0, 10).map((a) => [a.area, String(a.selfMs), a.selfPct.toFixed(1)]),
+  );
+  const top = table(
+    ["function", "where", "self ms", "% of busy"],
+    s.top.map((h) => [h.function, h.where, h.selfMs.toFixed(1), h.selfPct.toFixed(1)]),
+  );
+  return `busy ${s.busyMs} ms, idle ${s.idleMs} ms in the measured window (${p.subscribers} ${TRANSPORT_LABEL[p.transport]} subscribers, ${num(p.serverUsPerMsg, 2)} µs/msg while profiled)\n\n${areas}\n\n${top}`;
+}
+
+/** The project's targets against this run's figures. */
+export function evaluateTargets(r: Results): Target[] {
+  const out: Target[] = [];
+  const f = (s: ServerName, t: Transport, n: number) => r.fanout.find((x) => x.server === s && x.transport === t && x.subscribers === n && !x.error);
+  const sizes = [...new Set(r.fanout.map((x) => x.subscribers))];
+  for (const n of sizes) {
+    const hl = f("heartline", "ws", n);
+    const sio = f("socketio", "ws", n);
+    const nc = f("nchan", "ws", n);
+    if (hl && sio)
+      out.push({
+        target: `WS fan-out CPU/msg ≤ ⅓ of Socket.IO's (${n} subscribers)`,
+        measured: `${num(hl.serverUsPerMsg, 2)} vs ${num(sio.serverUsPerMsg, 2)} µs → ratio ${ratio(hl.serverUsPerMsg, sio.serverUsPerMsg)}`,
+        met: hl.serverUsPerMsg! <= sio.serverUsPerMsg! / 3,
+      });
+    if (hl && nc)
+      out.push({
+        target: `WS fan-out CPU/msg ≤ nchan's (${n} subscribers)`,
+        measured: `${num(hl.serverUsPerMsg, 2)} vs ${num(nc.serverUsPerMsg, 2)} µs → ratio ${ratio(hl.serverUsPerMsg, nc.serverUsPerMsg)}`,
+        met: hl.serverUsPerMsg! <= nc.serverUsPerMsg!,
+      });
+    const hp = f("heartline", "poll", n);
+    const np = f("nchan", "poll", n);
+    if (hp && np)
+      out.push({
+        target: `long-poll CPU/msg ≤ nchan's (${n} subscribers)`,
+        measured: `${num(hp.serverUsPerMsg, 2)} vs ${num(np.serverUsPerMsg, 2)} µs → ratio ${ratio(hp.serverUsPerMsg, np.serverUsPerMsg)}`,
+        met: hp.serverUsPerMsg! <= np.serverUsPerMsg!,
+      });
+  }
+  const idle = (s: ServerName, t: Transport, n: number) => r.idle.find((x) => x.server === s && x.transport === t && x.connections === n && !x.error);
+  for (const n of [...new Set(r.idle.map((x) => x.connections))]) {
+    const hl = idle("heartline", "ws", n);
+    const sio = idle("socketio", "ws", n);
+    if (hl && sio)
+      out.push({
+        target: `idle WS RSS/conn ≤ ½ of Socket.IO's (${n})`,
+        measured: `${num(hl.perConnKiB, 2)} vs ${num(sio.perConnKiB, 2)} KiB → ratio ${ratio(hl.perConnKiB, sio.perConnKiB)}`,
+        met: hl.perConnKiB! <= sio.perConnKiB! / 2,
+      });
+    for (const t of ["ws", "sse", "poll"] as Transport[]) {
+      const x = idle("heartline", t, n);
+      if (x) out.push({ target: `idle ${TRANSPORT_LABEL[t]} RSS/conn ≤ 7 KiB (${n})`, measured: `${num(x.perConnKiB, 2)} KiB`, met: x.perConnKiB! <= 7 });
+    }
+  }
+  for (const t of ["ws", "sse"] as Transport[]) {
+    const x = r.latency.find((l) => l.server === "heartline" && l.transport === t && !l.error);
+    if (x) out.push({ target: `p99 publish→receive ≤ 3 ms on ${TRANSPORT_LABEL[t]} (100 subscribers, 50 msg/s)`, measured: `${num(x.p99, 2)} ms`, met: x.p99! <= 3 });
+  }
+  if (r.hold && !r.hold.error) {
+    const h = r.hold;
+    out.push({
+      target: `${h.connections.toLocaleString("en-US")} WS connections held ${h.holdSeconds} s with a ${h.heartbeatSeconds} s heartbeat, none dropped`,
+      measured: `${h.opened} opened, ${h.dropped} dropped, ${h.finalDelivered} got the final message, RSS ${(h.rssEndKiB / 1024).toFixed(0)} MiB`,
+      met: h.opened === h.connections && h.dropped === 0 && h.finalDelivered === h.opened,
+    });
+  }
+  return out;
+}
+
+export function targetsTable(targets: Target[]): string {
+  return table(
+    ["target", "measured", "met"],
+    targets.map((t) => [t.target, t.measured, t.met === null ? "—" : t.met ? "yes" : "**no**"]),
+  );
+}
+
+export function fullReport(r: Results): string {
+  const parts: string[] = [];
+  const m = r.machine;
+  parts.push(
+    `Heartline benchmark${r.quick ? " (quick)" : ""} — ${r.startedAt}\n` +
+      `machine: ${m.cpus} × ${m.model}, Node ${m.node}, load average at start ${m.loadavg.join(" ")}` +
+      (m.loadavgEnd ? `, at end ${m.loadavgEnd.join(" ")}` : "") +
+      `, ${m.pinned ? "servers pinned to core 0, generator to core 1" : "not pinned (no taskset or one core)"}`,
+  );
+  if (r.skipped.length) parts.push(r.skipped.map((s) => `note: ${s}`).join("\n"));
+  if (r.fanout.length) parts.push("## 1. Fan-out: server CPU per delivered message (closed loop)\n\n" + fanoutTable(r.fanout));
+  if (r.idle.length) parts.push("## 2. Idle connections: RSS per connection\n\n" + idleTable(r.idle));
+  if (r.latency.length) parts.push(`## 3. Publish → receive latency (${r.latency[0]!.subscribers} subscribers, ${r.latency[0]!.rate} msg/s)\n\n` + latencyTable(r.latency));
+  if (r.hold) parts.push("## 4. Connections held by one Heartline process\n\n" + holdTable(r.hold));
+  if (r.profile) parts.push(`## Profile: Heartline ${TRANSPORT_LABEL[r.profile.transport]} fan-out (self time)\n\n` + profileTable(r.profile));
+  const errors = [...r.fanout, ...r.idle, ...r.latency].filter((x) => x.error);
+  if (errors.length) parts.push("## Errors\n\n" + errors.map((e) => `- ${LABEL[e.server]} ${e.transport}: ${e.error}`).join("\n"));
+  if (r.targets.length) parts.push("## Targets\n\n" + targetsTable(r.targets));
+  return parts.join("\n\n") + "\n";
+}
