@@ -4,7 +4,7 @@
  * reader that keeps the exact text of a stream and tells when it ended.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { request, type IncomingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportSPKI, generateKeyPair, SignJWT, type CryptoKey } from "jose";
@@ -54,50 +54,7 @@ export async function keyFile(alg: "RS256" | "ES256", dir: string): Promise<KeyF
   return { alg, privateKey, pem, path };
 }
 
-export interface HttpAnswer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  /** The JSON body of a refusal; undefined after a 101. */
-  body: any;
-}
-
-/** A WebSocket upgrade through node:http: 101, or the status and JSON body of the refusal. */
-export function upgrade(port: number, path: string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = request({
-      host: "127.0.0.1",
-      port,
-      path,
-      headers: {
-        Connection: "Upgrade",
-        Upgrade: "websocket",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-        ...headers,
-      },
-    });
-    req.on("upgrade", (res, socket) => {
-      socket.destroy();
-      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: undefined });
-    });
-    req.on("response", (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (text += c));
-      res.on("end", () => {
-        let body: unknown = text;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          /* not JSON */
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
-      });
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+export { upgrade, type HttpAnswer } from "./server.js";
 
 /** An event stream read with fetch, keeping its exact text. */
 export class SseReader {

@@ -3,6 +3,7 @@
  * without fixed sleeps.
  */
 import { once } from "node:events";
+import { request, type IncomingHttpHeaders } from "node:http";
 import WebSocket from "ws";
 import { pino } from "pino";
 import { createHeartline, type Heartline, type HeartlineOptions, type RuntimeOptions } from "../../src/index.js";
@@ -124,5 +125,50 @@ export function publishHttp(server: TestServer, channel: unknown, data: unknown,
     method: "POST",
     headers: { "Content-Type": "application/json", ...headers },
     body: JSON.stringify({ channel, data }),
+  });
+}
+
+export interface HttpAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** The JSON body of a refusal; undefined after a 101. */
+  body: any;
+}
+
+/** A WebSocket upgrade through node:http: 101, or the status and JSON body of the refusal. */
+export function upgrade(port: number, path: string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = request({
+      host: "127.0.0.1",
+      port,
+      path,
+      headers: {
+        Connection: "Upgrade",
+        Upgrade: "websocket",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+        ...headers,
+      },
+    });
+    req.on("upgrade", (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: undefined });
+    });
+    req.on("response", (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (text += c));
+      res.on("end", () => {
+        let body: unknown = text;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          /* not JSON */
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+      });
+    });
+    req.on("error", reject);
+    req.end();
   });
 }

@@ -3,7 +3,7 @@ import { request, type IncomingHttpHeaders } from "node:http";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
-import { getJson, publishHttp, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
+import { getJson, publishHttp, startServer, waitFor, WsClient, type TestServer, upgrade } from "../helpers/server.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -82,35 +82,6 @@ function httpRequest(
   });
 }
 
-/** A WebSocket upgrade through node:http: the status and JSON body of a refusal, or 101. */
-function upgrade(port: number, path: string, headers: Record<string, string> = {}): Promise<RawAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = request({
-      host: "127.0.0.1",
-      port,
-      path,
-      headers: {
-        Connection: "Upgrade",
-        Upgrade: "websocket",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-        ...headers,
-      },
-    });
-    req.on("upgrade", (res, socket) => {
-      socket.destroy();
-      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: undefined });
-    });
-    req.on("response", (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (text += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) }));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
 
 /**
  * Talks raw bytes over TCP: writes `chunks` `gapMs` apart (stopping once the

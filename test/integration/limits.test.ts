@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { request, type IncomingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
-import { getJson, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
+import { getJson, startServer, waitFor, WsClient, type TestServer, upgrade } from "../helpers/server.js";
 
 async function assertIdle(hl: Heartline): Promise<void> {
   await waitFor(() => hl.connections === 0 && hl.hub.totalSubscriptions === 0 && hl.hub.totalWaiters === 0, 5000, "connections to close");
@@ -29,35 +29,6 @@ function assertRefused(r: Refusal, status: number, code: string, retryAfter = fa
   if (retryAfter) assert.match(header(r, "retry-after") ?? "", /^\d+$/, "Retry-After is set");
 }
 
-/** A WebSocket upgrade through node:http: 101, or the status and JSON body of the refusal. */
-function upgrade(port: number, path: string, headers: Record<string, string> = {}): Promise<Refusal> {
-  return new Promise((resolve, reject) => {
-    const req = request({
-      host: "127.0.0.1",
-      port,
-      path,
-      headers: {
-        Connection: "Upgrade",
-        Upgrade: "websocket",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-        ...headers,
-      },
-    });
-    req.on("upgrade", (res, socket) => {
-      socket.destroy();
-      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: undefined });
-    });
-    req.on("response", (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (text += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) }));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
 
 /** An open SSE stream (status checked), closed by `close()`. */
 async function openSse(url: string, headers: Record<string, string> = {}): Promise<{ close(): void }> {
