@@ -4,7 +4,6 @@
  * reader that keeps the exact text of a stream and tells when it ended.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import type { IncomingHttpHeaders } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportSPKI, generateKeyPair, SignJWT, type CryptoKey } from "jose";
