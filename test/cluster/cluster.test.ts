@@ -206,10 +206,11 @@ describe("cluster mode", { skip: redisSkip }, () => {
     }
   });
 
-  it("when a node closes mid-stream, its WebSocket client resumes on another node from its position: no loss, no duplicate", async () => {
+  for (const mode of ["closes", "dies"] as const)
+  it(`when a node ${mode} mid-stream, its WebSocket client resumes on another node from its position: no loss, no duplicate`, async () => {
     const nodes = await startNodes(3, redis.url);
     const [a, b, c] = nodes as [TestServer, TestServer, TestServer];
-    const channel = "resume:stream";
+    const channel = `resume:${mode}`;
     const total = 60;
     let second: WsClient | undefined;
     try {
@@ -226,10 +227,18 @@ describe("cluster mode", { skip: redisSkip }, () => {
       })();
       await waitFor(() => wsMessages(first, channel).length >= 15, 5000, "15 messages on the first node");
       const publishedAtClose = published;
-      await a.close();
-      await first.closed;
-      assert.equal(first.closeCode, 1012, "told to reconnect elsewhere");
-      assert.equal(a.hl.connections, 0);
+      if (mode === "closes") {
+        await a.close();
+        await first.closed;
+        assert.equal(first.closeCode, 1012, "told to reconnect elsewhere");
+        assert.equal(a.hl.connections, 0);
+      } else {
+        // A crash as the client sees it: the TCP connection is cut with no close frame.
+        const live = (a.hl as unknown as { ctx: { registry: { live: Set<{ terminate(): void }> } } }).ctx.registry.live;
+        for (const conn of [...live]) conn.terminate();
+        await first.closed;
+        assert.equal(first.closeCode, 1006, "cut without a close frame");
+      }
       assert.ok(publishedAtClose < total, "the node closed while messages were still being published");
       const before = wsMessages(first, channel);
       const last = before[before.length - 1]!.offset;
