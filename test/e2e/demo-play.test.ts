@@ -116,8 +116,10 @@ describe("demo game: two players on WebSocket", { skip }, () => {
     assert.ok(back > -20, `no step backwards (min ${back.toFixed(2)}): ${trace()}`);
     // Never much faster than her walking speed (0.3 units/ms): no jumps. (A slow frame on a busy
     // machine legitimately covers more ground: the bound grows with the frame's time.)
-    const jump = steps.find((st) => st.dx > 30 + 0.6 * st.dt);
-    assert.equal(jump, undefined, `no jump: ${JSON.stringify(jump)}: ${trace()}`);
+    // One catch-up step is allowed: when positions arrive late in a burst (the sending page or
+    // the machine stalled), the view closes the gap once rather than replaying it slowly.
+    const jumps = steps.filter((st) => st.dx > 30 + 0.6 * st.dt);
+    assert.ok(jumps.length <= 1, `at most one catch-up jump: ${JSON.stringify(jumps)}: ${trace()}`);
   });
 
   it("a click or tap on the arena walks the avatar there, and the other player sees it arrive", async () => {
