@@ -61,6 +61,14 @@ function answer(res: ServerResponse, c: Collected, headers: Record<string, strin
  * instead of one answer each, and the client's next poll has the rest.
  */
 const woken: PendingPoll[] = [];
+
+/** Held polls reach their state through a field of the response: one shared close handler, no closure each. */
+const POLL = Symbol("heartline.poll");
+type PollResponse = ServerResponse & { [POLL]?: PendingPoll };
+
+function onPollClose(this: PollResponse): void {
+  this[POLL]?.abandon();
+}
 let wakeScheduled = false;
 
 function runWakes(): void {
@@ -207,7 +215,8 @@ export class PollTransport {
     const p = new PendingPoll(this, res, ip, channels, cursor, this.ctx.now + holdSeconds * 1000, headers, claims?.expMs ?? 0);
     this.waiting.add(p);
     this.ctx.hub.addWaiter(channels, p);
-    res.on("close", () => p.abandon());
+    (res as PollResponse)[POLL] = p;
+    res.on("close", onPollClose);
     if (this.ctx.draining) {
       p.finish();
       return;
