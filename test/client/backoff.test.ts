@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Backoff } from "../../src/client/index.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
-import { client, connected, CutProxy, ManualClientClock } from "./helpers.js";
+import { startServer, waitFor } from "../helpers/server.js";
+import { client, connected, ManualClientClock, serverBehindProxy } from "./helpers.js";
 
 describe("Backoff", () => {
   it("doubles the bound from base up to cap", () => {
@@ -54,16 +54,7 @@ describe("Backoff", () => {
 });
 
 describe("Heartline client: backoff between reconnects", () => {
-  let s: TestServer;
-  let proxy: CutProxy;
-  before(async () => {
-    s = await startServer();
-    proxy = await CutProxy.start(s.port);
-  });
-  after(async () => {
-    await proxy.close();
-    await s.close();
-  });
+  const fx = serverBehindProxy();
 
   /** Cuts the connection (refusing new ones) and returns the backoff wait the client schedules. */
   async function cutAndReadWait(clock: ManualClientClock, expected: number): Promise<void> {
@@ -73,29 +64,29 @@ describe("Heartline client: backoff between reconnects", () => {
   it("grows the wait while attempts fail or connections flap, and resets it after a stable connection", async () => {
     const clock = new ManualClientClock();
     // random() = 0.5: each wait is half its bound (250 ms base, 10 s stable).
-    const hl = client(proxy.url, { transports: ["ws"], clock, random: () => 0.5 });
+    const hl = client(fx.proxy.url, { transports: ["ws"], clock, random: () => 0.5 });
     hl.subscribe("backoff:a", () => {});
     try {
       await connected(hl, "ws");
-      proxy.block();
-      proxy.cut();
+      fx.proxy.block();
+      fx.proxy.cut();
       await cutAndReadWait(clock, 125);
       clock.advance(125); // attempt refused by the proxy
       await cutAndReadWait(clock, 250);
       clock.advance(250);
       await cutAndReadWait(clock, 500);
-      proxy.unblock();
+      fx.proxy.unblock();
       clock.advance(500);
       await connected(hl, "ws");
       // Up for 1 s only: not stable, the next wait keeps growing.
       clock.advance(1000);
-      proxy.cut();
+      fx.proxy.cut();
       await cutAndReadWait(clock, 1000);
       clock.advance(1000);
       await connected(hl, "ws");
       // Up for 10 s: stable, the next wait starts over.
       clock.advance(10_000);
-      proxy.cut();
+      fx.proxy.cut();
       await cutAndReadWait(clock, 125);
       clock.advance(125);
       await connected(hl, "ws");

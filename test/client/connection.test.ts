@@ -11,7 +11,7 @@ import { WebSocketServer, type WebSocket as WsSocket } from "ws";
 import { createHeartline, ManualClock } from "../../src/index.js";
 import type { ClientState } from "../../src/client/index.js";
 import { publishHttp, quietLogger, startServer, waitFor, type TestServer } from "../helpers/server.js";
-import { client, connected, CutProxy, ManualClientClock, nextState, Recorder } from "./helpers.js";
+import { client, connected, CutProxy, ManualClientClock, nextState, Recorder, serverBehindProxy } from "./helpers.js";
 
 const TRANSPORTS = ["ws", "sse", "poll"] as const;
 const FAST = { backoffBase: 0.02, backoffMax: 0.1 };
@@ -27,26 +27,17 @@ function serverIdle(s: TestServer): Promise<true> {
 }
 
 describe("Heartline client: state events", () => {
-  let s: TestServer;
-  let proxy: CutProxy;
-  before(async () => {
-    s = await startServer();
-    proxy = await CutProxy.start(s.port);
-  });
-  after(async () => {
-    await proxy.close();
-    await s.close();
-  });
+  const fx = serverBehindProxy();
 
   it("goes disconnected → connecting → connected, back through disconnected after a cut, and ends closed", async () => {
-    const hl = client(proxy.url, FAST);
+    const hl = client(fx.proxy.url, FAST);
     const seen: string[] = [];
     hl.on("state", ({ from, to }) => seen.push(`${from}→${to}`));
     assert.equal(hl.state, "disconnected");
     hl.subscribe("state:a", () => {});
     await connected(hl, "ws");
     assert.deepEqual(seen, ["disconnected→connecting", "connecting→connected"]);
-    proxy.cut();
+    fx.proxy.cut();
     await waitFor(() => seen.length === 5 || undefined);
     await connected(hl, "ws");
     hl.close();
@@ -61,7 +52,7 @@ describe("Heartline client: state events", () => {
     assert.equal(hl.state, "closed");
     assert.equal(hl.transport, undefined);
     assert.throws(() => hl.subscribe("state:a", () => {}), { name: "HeartlineError", code: "closed" });
-    await serverIdle(s);
+    await serverIdle(fx.s);
   });
 });
 
@@ -189,37 +180,28 @@ describe("Heartline client: a buffering proxy", () => {
 
 describe("Heartline client: heartbeat watchdog", () => {
   // The server's clock never moves, so it sends no heartbeat: only published messages are traffic.
-  let s: TestServer;
-  let proxy: CutProxy;
-  before(async () => {
-    s = await startServer({}, { clock: new ManualClock() });
-    proxy = await CutProxy.start(s.port);
-  });
-  after(async () => {
-    await proxy.close();
-    await s.close();
-  });
+  const fx = serverBehindProxy({}, { clock: new ManualClock() });
 
   for (const t of TRANSPORTS) {
     it(`${t}: traffic keeps the connection; interval + grace of silence replaces it`, async () => {
       const clock = new ManualClientClock();
       const channel = `watchdog:${t}`;
-      const hl = client(proxy.url, { transports: [t], clock, random: () => 0.5 });
+      const hl = client(fx.proxy.url, { transports: [t], clock, random: () => 0.5 });
       const r = new Recorder();
       hl.subscribe(channel, r.handler);
       const seen: ClientState[] = [];
       try {
         await connected(hl, t);
         hl.on("state", ({ to }) => seen.push(to));
-        await waitFor(() => (t === "poll" ? s.hl.hub.totalWaiters === 1 : s.hl.hub.subscriberCount(channel) === 1) || undefined);
-        const requests = proxy.requests.length;
+        await waitFor(() => (t === "poll" ? fx.s.hl.hub.totalWaiters === 1 : fx.s.hl.hub.subscriberCount(channel) === 1) || undefined);
+        const requests = fx.proxy.requests.length;
         clock.advance(30_000);
-        await publishHttp(s, channel, 1);
+        await publishHttp(fx.s, channel, 1);
         await r.until(1);
         clock.advance(30_000); // 60 s since connecting, 30 s since the last traffic
         await new Promise((res) => setTimeout(res, 30));
         assert.equal(hl.state, "connected");
-        if (t !== "poll") assert.equal(proxy.requests.length, requests);
+        if (t !== "poll") assert.equal(fx.proxy.requests.length, requests);
         clock.advance(4_999);
         assert.equal(hl.state, "connected");
         clock.advance(1); // 35 s of silence: 25 s interval + 10 s grace
@@ -229,14 +211,14 @@ describe("Heartline client: heartbeat watchdog", () => {
         assert.equal(hl.state, "connecting");
         await connected(hl, t);
         assert.deepEqual(seen, ["disconnected", "connecting", "connected"]);
-        await publishHttp(s, channel, 2);
+        await publishHttp(fx.s, channel, 2);
         await r.until(2);
         assert.deepEqual(r.offsets(), [1, 2]);
       } finally {
         hl.close();
       }
       assert.deepEqual(clock.pending(), []);
-      await serverIdle(s);
+      await serverIdle(fx.s);
     });
   }
 });
@@ -331,16 +313,7 @@ describe("Heartline client: tokens and close codes", () => {
 });
 
 describe("Heartline client: page visibility and network", () => {
-  let s: TestServer;
-  let proxy: CutProxy;
-  before(async () => {
-    s = await startServer();
-    proxy = await CutProxy.start(s.port);
-  });
-  after(async () => {
-    await proxy.close();
-    await s.close();
-  });
+  const fx = serverBehindProxy();
 
   it("reconnects at once, skipping the backoff wait, when the page becomes visible or the network comes back", async () => {
     const doc = Object.assign(new EventTarget(), { visibilityState: "hidden" });
@@ -349,11 +322,11 @@ describe("Heartline client: page visibility and network", () => {
     Object.defineProperty(globalThis, "addEventListener", { value: win.addEventListener.bind(win), configurable: true });
     Object.defineProperty(globalThis, "removeEventListener", { value: win.removeEventListener.bind(win), configurable: true });
     const clock = new ManualClientClock();
-    const hl = client(proxy.url, { clock, backoffBase: 100, backoffMax: 100, random: () => 0.99 });
+    const hl = client(fx.proxy.url, { clock, backoffBase: 100, backoffMax: 100, random: () => 0.99 });
     try {
       hl.subscribe("vis", () => {});
       await connected(hl, "ws");
-      proxy.cut();
+      fx.proxy.cut();
       await waitFor(() => hl.state === "disconnected" || undefined);
       assert.ok(clock.pending().includes(99_000), "a long backoff wait is pending");
       doc.dispatchEvent(new Event("visibilitychange")); // still hidden: nothing happens
@@ -362,7 +335,7 @@ describe("Heartline client: page visibility and network", () => {
       doc.dispatchEvent(new Event("visibilitychange"));
       assert.equal(hl.state, "connecting");
       await connected(hl, "ws");
-      proxy.cut();
+      fx.proxy.cut();
       await waitFor(() => hl.state === "disconnected" || undefined);
       win.dispatchEvent(new Event("online"));
       assert.equal(hl.state, "connecting");
@@ -374,7 +347,7 @@ describe("Heartline client: page visibility and network", () => {
       delete (globalThis as { removeEventListener?: unknown }).removeEventListener;
     }
     assert.deepEqual(clock.pending(), []);
-    await serverIdle(s);
+    await serverIdle(fx.s);
   });
 });
 

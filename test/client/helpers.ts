@@ -3,11 +3,14 @@
  * WebSocket and EventSource for the client, and a recorder of what a
  * subscription hands to its handler.
  */
+import assert from "node:assert/strict";
 import { createServer, connect, type AddressInfo, type Server, type Socket } from "node:net";
 import { EventSource } from "eventsource";
 import WebSocket from "ws";
 import { Heartline, type ClientClock, type HeartlineOptions, type Message, type ResetInfo, type TimerHandle } from "../../src/client/index.js";
-import { waitFor } from "../helpers/server.js";
+import { after, before } from "node:test";
+import type { HeartlineOptions as ServerOptions, RuntimeOptions } from "../../src/index.js";
+import { publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
 
 /** A clock whose timers fire only when {@link ManualClientClock.advance} passes them. */
 export class ManualClientClock implements ClientClock {
@@ -198,4 +201,39 @@ export function nextState(hl: Heartline, state: string, timeoutMs = 5000): Promi
     };
     hl.on("state", on);
   });
+}
+
+/**
+ * A real server behind a {@link CutProxy}, started before the suite and closed
+ * after it. Read `fx.s` and `fx.proxy` inside tests.
+ */
+export function serverBehindProxy(options: ServerOptions = {}, runtime: RuntimeOptions = {}): { readonly s: TestServer; readonly proxy: CutProxy } {
+  const fx = {} as { s: TestServer; proxy: CutProxy };
+  before(async () => {
+    fx.s = await startServer(options, runtime);
+    fx.proxy = await CutProxy.start(fx.s.port);
+  });
+  after(async () => {
+    await fx.proxy.close();
+    await fx.s.close();
+  });
+  return fx;
+}
+
+/** Waits until the server side holds the client's subscription (stream or held poll). */
+export function onServer(s: TestServer, channel: string, transport: string): Promise<true> {
+  return waitFor(
+    () => (transport === "poll" ? s.hl.hub.totalWaiters > 0 : s.hl.hub.subscriberCount(channel) === 1) || undefined,
+    5000,
+    `the ${transport} subscription on the server`,
+  );
+}
+
+/** Publishes `{ i }` for i = from…to over HTTP, checking each lands at offset i. */
+export async function publishMany(s: TestServer, channel: string, from: number, to: number): Promise<void> {
+  for (let i = from; i <= to; i++) {
+    const r = await publishHttp(s, channel, { i });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.offset, i);
+  }
 }

@@ -8,67 +8,43 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { WebSocketServer, type WebSocket as WsSocket } from "ws";
-import { publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
-import { client, connected, CutProxy, nextState, Recorder } from "./helpers.js";
+import { waitFor } from "../helpers/server.js";
+import { client, connected, nextState, Recorder, onServer, publishMany, serverBehindProxy } from "./helpers.js";
 
 const TRANSPORTS = ["ws", "sse", "poll"] as const;
 const FAST = { backoffBase: 0.02, backoffMax: 0.1 };
 
-async function publishMany(s: TestServer, channel: string, from: number, to: number): Promise<void> {
-  for (let i = from; i <= to; i++) {
-    const r = await publishHttp(s, channel, { i });
-    assert.equal(r.status, 200);
-    assert.equal(r.body.offset, i);
-  }
-}
 
 
-/** Waits until the server side holds the client's subscription (stream or held poll). */
-function onServer(s: TestServer, channel: string, transport: string): Promise<true> {
-  return waitFor(
-    () => (transport === "poll" ? s.hl.hub.totalWaiters > 0 : s.hl.hub.subscriberCount(channel) === 1) || undefined,
-    5000,
-    `the ${transport} subscription on the server`,
-  );
-}
 
 describe("Heartline client: resets", () => {
-  let s: TestServer;
-  let proxy: CutProxy;
-  before(async () => {
-    s = await startServer({ historySize: 3 });
-    proxy = await CutProxy.start(s.port);
-  });
-  after(async () => {
-    await proxy.close();
-    await s.close();
-  });
+  const fx = serverBehindProxy({ historySize: 3 });
 
   for (const t of TRANSPORTS) {
     it(`${t}: a position trimmed from history is surfaced to sub.on("reset"), then delivery goes on live`, async () => {
       const channel = `reset:${t}`;
-      const hl = client(proxy.url, { transports: [t], ...FAST });
+      const hl = client(fx.proxy.url, { transports: [t], ...FAST });
       const r = new Recorder();
       const sub = hl.subscribe(channel, r.handler);
       sub.on("reset", r.onReset);
       try {
         await connected(hl, t);
-        await onServer(s, channel, t);
-        await publishMany(s, channel, 1, 2);
+        await onServer(fx.s, channel, t);
+        await publishMany(fx.s, channel, 1, 2);
         await r.until(2);
-        proxy.block();
+        fx.proxy.block();
         const gone = nextState(hl, "disconnected");
-        proxy.cut();
+        fx.proxy.cut();
         await gone;
-        await publishMany(s, channel, 3, 10); // history keeps 8..10 only
-        proxy.unblock();
+        await publishMany(fx.s, channel, 3, 10); // history keeps 8..10 only
+        fx.proxy.unblock();
         await waitFor(() => r.resets.length > 0 || undefined, 5000, "a reset");
         const epoch = sub.position?.epoch;
         assert.equal(typeof epoch, "string");
         assert.deepEqual(r.resets, [{ channel, epoch, offset: 10 }]);
         await connected(hl, t);
-        await onServer(s, channel, t);
-        await publishMany(s, channel, 11, 11);
+        await onServer(fx.s, channel, t);
+        await publishMany(fx.s, channel, 11, 11);
         await r.until(3);
         assert.deepEqual(r.offsets(), [1, 2, 11]);
         assert.deepEqual(sub.position, { epoch, offset: 11 });

@@ -5,65 +5,41 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { getJson, publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
-import { client, connected, CutProxy, nextState, Recorder } from "./helpers.js";
+import { getJson, waitFor } from "../helpers/server.js";
+import { client, connected, nextState, Recorder, onServer, publishMany, serverBehindProxy } from "./helpers.js";
 
 const TRANSPORTS = ["ws", "sse", "poll"] as const;
 const FAST = { backoffBase: 0.02, backoffMax: 0.1 };
 
-async function publishMany(s: TestServer, channel: string, from: number, to: number): Promise<void> {
-  for (let i = from; i <= to; i++) {
-    const r = await publishHttp(s, channel, { i });
-    assert.equal(r.status, 200);
-    assert.equal(r.body.offset, i);
-  }
-}
 
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, k) => from + k);
 
-/** Waits until the server side holds the client's subscription (stream or held poll). */
-function onServer(s: TestServer, channel: string, transport: string): Promise<true> {
-  return waitFor(
-    () => (transport === "poll" ? s.hl.hub.totalWaiters > 0 : s.hl.hub.subscriberCount(channel) === 1) || undefined,
-    5000,
-    `the ${transport} subscription on the server`,
-  );
-}
 
 describe("Heartline client: resume", () => {
-  let s: TestServer;
-  let proxy: CutProxy;
-  before(async () => {
-    s = await startServer({ historySize: 100 });
-    proxy = await CutProxy.start(s.port);
-  });
-  after(async () => {
-    await proxy.close();
-    await s.close();
-  });
+  const fx = serverBehindProxy({ historySize: 100 });
 
   for (const t of TRANSPORTS) {
     it(`${t}: handlers see every offset once, in order, across three cut connections`, async () => {
       const channel = `resume:${t}`;
-      const hl = client(proxy.url, { transports: [t], ...FAST });
+      const hl = client(fx.proxy.url, { transports: [t], ...FAST });
       const r = new Recorder();
       const sub = hl.subscribe(channel, r.handler);
       sub.on("reset", r.onReset);
       try {
         await connected(hl, t);
-        await onServer(s, channel, t);
-        await publishMany(s, channel, 1, 3);
+        await onServer(fx.s, channel, t);
+        await publishMany(fx.s, channel, 1, 3);
         await r.until(3);
         let last = 3;
         for (let round = 0; round < 3; round++) {
-          proxy.block();
+          fx.proxy.block();
           const gone = nextState(hl, "disconnected");
-          proxy.cut();
+          fx.proxy.cut();
           await gone;
-          await publishMany(s, channel, last + 1, last + 4); // published while the client is away
-          proxy.unblock();
+          await publishMany(fx.s, channel, last + 1, last + 4); // published while the client is away
+          fx.proxy.unblock();
           await connected(hl, t);
-          await publishMany(s, channel, last + 5, last + 6);
+          await publishMany(fx.s, channel, last + 5, last + 6);
           last += 6;
           await r.until(last);
         }
@@ -75,16 +51,16 @@ describe("Heartline client: resume", () => {
       } finally {
         hl.close();
       }
-      await waitFor(() => (s.hl.connections === 0 && s.hl.hub.totalSubscriptions === 0 && s.hl.hub.totalWaiters === 0) || undefined);
+      await waitFor(() => (fx.s.hl.connections === 0 && fx.s.hl.hub.totalSubscriptions === 0 && fx.s.hl.hub.totalWaiters === 0) || undefined);
     });
   }
 
   for (const t of TRANSPORTS) {
     it(`${t}: subscribe(channel, handler, since) replays after a kept position, and a foreign epoch is a reset`, async () => {
       const channel = `since:${t}`;
-      await publishMany(s, channel, 1, 4);
-      const { body: info } = await getJson(`${s.url}/api/channels/${channel}`);
-      const hl = client(proxy.url, { transports: [t], ...FAST });
+      await publishMany(fx.s, channel, 1, 4);
+      const { body: info } = await getJson(`${fx.s.url}/api/channels/${channel}`);
+      const hl = client(fx.proxy.url, { transports: [t], ...FAST });
       const r = new Recorder();
       const other = new Recorder();
       const sub = hl.subscribe(channel, r.handler, { epoch: info.epoch, offset: 2 });
@@ -95,8 +71,8 @@ describe("Heartline client: resume", () => {
         await waitFor(() => other.resets.length === 1 || undefined);
         assert.equal(other.resets[0]!.channel, `${channel}:b`);
         assert.notEqual(other.resets[0]!.epoch, "OLDEPOCH");
-        await onServer(s, channel, t);
-        await publishMany(s, channel, 5, 5);
+        await onServer(fx.s, channel, t);
+        await publishMany(fx.s, channel, 5, 5);
         await r.until(3);
         assert.deepEqual(r.offsets(), [3, 4, 5]);
         assert.deepEqual(sub.position, { epoch: info.epoch, offset: 5 });
@@ -108,18 +84,18 @@ describe("Heartline client: resume", () => {
 
   it("sse: a stream cut before its first message still resumes from where it started", async () => {
     const channel = "resume:quiet-sse";
-    const hl = client(proxy.url, { transports: ["sse"], ...FAST });
+    const hl = client(fx.proxy.url, { transports: ["sse"], ...FAST });
     const r = new Recorder();
     hl.subscribe(channel, r.handler);
     try {
       await connected(hl, "sse");
-      await onServer(s, channel, "sse");
-      proxy.block();
+      await onServer(fx.s, channel, "sse");
+      fx.proxy.block();
       const gone = nextState(hl, "disconnected");
-      proxy.cut();
+      fx.proxy.cut();
       await gone;
-      await publishMany(s, channel, 1, 2);
-      proxy.unblock();
+      await publishMany(fx.s, channel, 1, 2);
+      fx.proxy.unblock();
       await r.until(2);
       assert.deepEqual(r.offsets(), [1, 2]);
     } finally {
@@ -129,7 +105,7 @@ describe("Heartline client: resume", () => {
 
   it("carries positions across transports: ws → sse → poll → back to ws, every offset once", async () => {
     const channels = ["move:a", "move:b"];
-    const hl = client(proxy.url, { ...FAST, upgradeAfter: 0.2 });
+    const hl = client(fx.proxy.url, { ...FAST, upgradeAfter: 0.2 });
     const rec = new Map(channels.map((c) => [c, new Recorder()]));
     for (const c of channels) {
       const sub = hl.subscribe(c, rec.get(c)!.handler);
@@ -139,35 +115,35 @@ describe("Heartline client: resume", () => {
     hl.on("transport", (t) => seen.push(t));
     let last = 0;
     const step = async (n: number): Promise<void> => {
-      for (const c of channels) await publishMany(s, c, last + 1, last + n);
+      for (const c of channels) await publishMany(fx.s, c, last + 1, last + n);
       last += n;
       for (const c of channels) await rec.get(c)!.until(last);
     };
     try {
       await connected(hl, "ws");
-      await onServer(s, "move:b", "ws");
+      await onServer(fx.s, "move:b", "ws");
       await step(2);
       // WebSocket refused from now on: the client lands on SSE and resumes there.
-      proxy.block("/ws");
+      fx.proxy.block("/ws");
       const leftWs = nextState(hl, "disconnected");
-      proxy.cut();
+      fx.proxy.cut();
       await leftWs;
-      for (const c of channels) await publishMany(s, c, last + 1, last + 2);
+      for (const c of channels) await publishMany(fx.s, c, last + 1, last + 2);
       last += 2;
       await connected(hl, "sse");
       for (const c of channels) await rec.get(c)!.until(last);
       // SSE refused too: long polling, resumed from the SSE cursor.
-      proxy.block("/sse");
+      fx.proxy.block("/sse");
       const leftSse = nextState(hl, "disconnected");
-      proxy.cut();
+      fx.proxy.cut();
       await leftSse;
-      for (const c of channels) await publishMany(s, c, last + 1, last + 2);
+      for (const c of channels) await publishMany(fx.s, c, last + 1, last + 2);
       last += 2;
       await connected(hl, "poll");
       for (const c of channels) await rec.get(c)!.until(last);
       await step(1);
       // WebSocket works again: the client switches back by itself, without a disconnect.
-      proxy.unblock();
+      fx.proxy.unblock();
       const states: string[] = [];
       hl.on("state", ({ to }) => states.push(to));
       await connected(hl, "ws", 8000);
@@ -182,6 +158,6 @@ describe("Heartline client: resume", () => {
     } finally {
       hl.close();
     }
-    await waitFor(() => (s.hl.connections === 0 && s.hl.hub.totalSubscriptions === 0 && s.hl.hub.totalWaiters === 0) || undefined);
+    await waitFor(() => (fx.s.hl.connections === 0 && fx.s.hl.hub.totalSubscriptions === 0 && fx.s.hl.hub.totalWaiters === 0) || undefined);
   });
 });
