@@ -20,10 +20,22 @@ export const CLOSE_CODES = {
 
 export type CloseReason = keyof typeof CLOSE_CODES;
 
+/**
+ * The codes after which a client gives up, by code, with their names: the
+ * entries of {@link CLOSE_CODES} whose `reconnect` is false (a test keeps the
+ * two in step). Kept apart so the browser client carries these few bytes
+ * rather than the whole table.
+ */
+export const FINAL_CLOSE_CODES: Readonly<Record<number, CloseReason>> = {
+  1000: "normal",
+  1009: "message_too_big",
+  4400: "bad_request",
+  4403: "forbidden",
+};
+
 /** Whether a client should reconnect after the server closed with `code`. */
 export function shouldReconnect(code: number): boolean {
-  for (const entry of Object.values(CLOSE_CODES)) if (entry.code === code) return entry.reconnect;
   // 1006 (abnormal, no close frame) and unknown transport-level codes: reconnect.
   // Application codes 4500–4999: the application decides; default to final.
-  return !(code >= 4500 && code <= 4999);
+  return !(code in FINAL_CLOSE_CODES || (code >= 4500 && code <= 4999));
 }

@@ -16,7 +16,7 @@ import { Heartline, type RuntimeOptions } from "./server.js";
 export { Heartline, type RuntimeOptions } from "./server.js";
 export { ConfigError, OPTION_DEFS, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
 export { ERROR_CODES, HeartlineError, type ErrorCode } from "./errors.js";
-export { CLOSE_CODES, shouldReconnect, type CloseReason } from "./close-codes.js";
+export { CLOSE_CODES, FINAL_CLOSE_CODES, shouldReconnect, type CloseReason } from "./close-codes.js";
 export { ManualClock, systemClock, type Clock } from "./clock.js";
 export { MemoryBroker } from "./broker/memory.js";
 export { RedisBroker, type RedisBrokerOptions } from "./broker/redis.js";

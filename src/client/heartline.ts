@@ -20,7 +20,7 @@
  * checked against its channel's last offset, so a handler never sees a
  * message twice or out of order, whatever the transports do.
  */
-import { CLOSE_CODES, shouldReconnect } from "../close-codes.js";
+import { FINAL_CLOSE_CODES, shouldReconnect } from "../close-codes.js";
 import { Backoff } from "./backoff.js";
 import { realClock, type ClientClock, type TimerHandle } from "./clock.js";
 import { buildCursor, readCursor } from "./cursor.js";
@@ -418,8 +418,7 @@ export class Heartline extends Emitter<HeartlineEvents> implements SubscriptionO
     this.#clock.clearTimeout(this.#watchTimer);
     this.#clock.clearTimeout(this.#upgradeTimer);
     if (info.code !== undefined && !shouldReconnect(info.code)) {
-      const name = Object.keys(CLOSE_CODES).find((k) => CLOSE_CODES[k as keyof typeof CLOSE_CODES].code === info.code);
-      this.emit("error", new HeartlineError(name ?? "closed", `the server closed the connection for good (code ${info.code})`));
+      this.emit("error", new HeartlineError(FINAL_CLOSE_CODES[info.code] ?? "closed", `the server closed the connection for good (code ${info.code})`));
       this.close();
       return;
     }
