@@ -1,8 +1,13 @@
 // Bundles the browser client (src/client/browser.ts) into one minified ES
 // module at web/build/heartline.js, prints its size minified and gzipped, and
 // fails above the budget. `--measure <package>` measures a package's browser
-// build the same way (esbuild, minified, gzip level 9) for comparison.
+// build the same way (esbuild bundle, terser, gzip level 9) for comparison.
+//
+// esbuild bundles and minifies; terser then compresses once more. Its output
+// is barely shorter, but it names and orders things so that gzip finds more
+// repeats: about 200 B less min+gzip on this client.
 import { build } from "esbuild";
+import { minify } from "terser";
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,7 +30,8 @@ export async function bundle({ entry, stdin }) {
     legalComments: "none",
     logLevel: "silent",
   });
-  return Buffer.from(result.outputFiles[0].contents);
+  const { code } = await minify(result.outputFiles[0].text, { module: true, ecma: 2022, compress: { passes: 2 } });
+  return Buffer.from(code);
 }
 
 export function sizes(bytes) {
