@@ -18,3 +18,8 @@ export class HeartlineError extends Error {
     this.name = "HeartlineError";
   }
 }
+
+/** @internal The connection went before an answer came. */
+export const lostError = (): HeartlineError => new HeartlineError("disconnected", "the connection was lost");
+/** @internal The client is closed. */
+export const closedError = (): HeartlineError => new HeartlineError("closed", "the client is closed");

@@ -25,7 +25,7 @@ import { Backoff } from "./backoff.js";
 import { realClock, type ClientClock, type TimerHandle } from "./clock.js";
 import { buildCursor, readCursor } from "./cursor.js";
 import { Emitter, safely } from "./emitter.js";
-import { HeartlineError } from "./errors.js";
+import { closedError, HeartlineError, lostError } from "./errors.js";
 import { sharing, type Link } from "./link.js";
 import { SECONDS, type HeartlineEvents, type HeartlineOptions, type Seconds } from "./options.js";
 import { pollTransport } from "./poll.js";
@@ -75,9 +75,7 @@ interface PendingAck {
   timer: TimerHandle;
 }
 
-const lostError = (): HeartlineError => new HeartlineError("disconnected", "the connection was lost");
 const tokenError = (err: unknown): HeartlineError => new HeartlineError("token_error", "getToken() failed: " + String(err));
-const closedError = (): HeartlineError => new HeartlineError("closed", "the client is closed");
 
 function checkChannel(channel: string): void {
   if (typeof channel !== "string" || !CHANNEL_RE.test(channel)) {
@@ -177,6 +175,18 @@ export class Heartline extends Emitter<HeartlineEvents> implements SubscriptionO
               else this.#chans.get(channel)?.subs.forEach((sub) => sub.notify("error", e));
             },
             channels: () => this.#positions(),
+            pos: (c, p) => {
+              const s = this.#chans.get(c);
+              if (!s) return;
+              if (s.epoch === undefined) {
+                // Started live: this is where.
+                s.epoch = p.epoch;
+                s.offset = Math.max(s.offset, p.offset);
+              } else if (s.epoch !== p.epoch || s.offset < p.offset) {
+                // The hub's subscription started after this tab's position: what lies between is not coming.
+                this.#onReset({ channel: c, ...p }, undefined);
+              }
+            },
           });
     // Connect after the current task, so subscriptions made right after construction go into the first request.
     if (!this.#link) {
@@ -364,7 +374,10 @@ export class Heartline extends Emitter<HeartlineEvents> implements SubscriptionO
         if (a === this.#cur) this.#lastRecv = this.#clock.now();
       }),
       message: live((m, cursor) => this.#onMessage(m, cursor)),
-      subscribed: live((channel, epoch, offset, recovered) => this.#onSubscribed(channel, epoch, offset, recovered)),
+      subscribed: live((channel, epoch, offset, recovered) => {
+        this.#onSubscribed(channel, epoch, offset, recovered);
+        this.emit("pos", undefined);
+      }),
       reset: live((r, cursor) => this.#onReset(r, cursor)),
       cursor: live((c) => this.#setCursor(c)),
       reply: live((f) => this.#onReply(f)),
@@ -557,6 +570,7 @@ export class Heartline extends Emitter<HeartlineEvents> implements SubscriptionO
   #setCursor(cursor: string): void {
     this.#cursor = cursor;
     this.#cursorRead = false;
+    this.emit("pos", undefined);
   }
 
   /**

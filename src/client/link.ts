@@ -21,6 +21,8 @@ export interface LinkHooks {
   message(m: Message): void;
   reset(r: ResetInfo): void;
   error(code: string, message: string, channel?: string): void;
+  /** The position the hub's subscription to `channel` stands at, told once, before its messages. */
+  pos(channel: string, p: Position): void;
   channels(): Array<[string, Position | undefined]>;
 }
 

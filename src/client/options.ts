@@ -40,7 +40,9 @@ export interface HeartlineOptions {
   random?: () => number;
   /**
    * Browser bundle (`/heartline.js`): share one server connection between the
-   * tabs of an origin through a SharedWorker. Default true there; a client
+   * tabs of an origin, held by a SharedWorker or, where there is none, by a
+   * leader tab elected with a Web Lock (reached over a BroadcastChannel).
+   * Default true there; a client
    * whose options hold functions other than `getToken` (injected constructors,
    * clock, random) connects on its own, as does every client of
    * `heartline/client` itself. `getToken` is called in the tabs.
@@ -56,6 +58,8 @@ export interface HeartlineEvents {
   transport: TransportName;
   /** Something failed that no promise reports: a refused subscription, a final close, a failing `getToken`. */
   error: HeartlineError;
+  /** @internal A `subscribed` frame or a cursor came: positions may have become known. */
+  pos: undefined;
 }
 
 /** Options given in seconds, and their defaults. */

@@ -1,18 +1,30 @@
 /**
  * Cross-tab sharing (browsers): the tabs of an origin hold one server
- * connection between them. A SharedWorker runs this same module and, in it, one
- * ordinary client (`shared: false`) that serves every tab over a MessagePort.
- * A tab's client keeps its own positions and checks every message against
- * them, as it does on a connection of its own.
+ * connection between them. One hub, running one ordinary client
+ * (`shared: false`), serves every tab:
  *
- * Where SharedWorker is missing (or cannot start, e.g. the bundle comes from
- * another origin than the page), each tab connects on its own.
+ * - in a SharedWorker that runs this same module, over MessagePorts;
+ * - where SharedWorker is missing, in one of the tabs, the *leader*: the tab
+ *   holding a Web Lock named after the connection. The tabs talk to it over a
+ *   BroadcastChannel. When the leader goes, the lock passes to another tab,
+ *   which starts a hub and says `lead`; every tab then introduces itself again
+ *   with every subscription from its position.
+ *
+ * A tab's client keeps its own positions and checks every message against
+ * them, as it does on a connection of its own. So that a channel that has
+ * delivered nothing yet can resume too, the hub tells each tab the position
+ * its subscription started from (`pos`) as soon as it knows it; a tab whose
+ * own position is behind that learns of the gap as a reset.
+ *
+ * Where neither way is available (or the worker cannot start, e.g. the
+ * bundle comes from another origin than the page), each tab connects on its own.
  *
  * Messages are arrays `[operation, ...arguments]` (plain data: they cross
- * postMessage). Tab → worker: init, sub, unsub, pub, tok, wake, bye. Worker →
- * tab: the {@link LinkHooks} (state, message, reset, error) plus ack and tok.
+ * postMessage). Tab → hub: init, sub, unsub, pub, tok, wake, bye. Hub →
+ * tab: the {@link LinkHooks} (state, message, reset, error, pos) plus ack,
+ * tok and lead.
  */
-import { HeartlineError } from "./errors.js";
+import { closedError, HeartlineError, lostError } from "./errors.js";
 import { Heartline } from "./heartline.js";
 import { setLinker, type Link, type LinkHooks } from "./link.js";
 import type { HeartlineOptions } from "./options.js";
@@ -21,6 +33,8 @@ import type { Position, PublishResult } from "./types.js";
 
 type Msg = [op: string, ...args: unknown[]];
 type Port = { postMessage(m: Msg): void };
+/** What crosses a BroadcastChannel: a tab's id, its message, and whether it goes up to the hub. */
+type Envelope = [tab: string, m: Msg, up?: 1];
 type Handlers = Record<string, (...args: never[]) => void>;
 
 /** Calls the handler named by `m[0]` with the rest of `m`; unknown names are ignored. */
@@ -35,9 +49,20 @@ function dispatch(handlers: Handlers, [op, ...args]: Msg): void {
 export function createHub(): (port: Port, m: Msg) => void {
   let hl: Heartline | undefined;
   const ports = new Map<Port, Map<string, Subscription>>();
+  /** Subscriptions whose tab was told the position they started from. */
+  const told = new WeakSet<Subscription>();
   const asks: Array<(token: string) => void> = [];
   const all = (m: Msg): void => ports.forEach((_, p) => p.postMessage(m));
   const state = (): Msg => ["state", hl!.state, hl!.transport];
+  /** Tells a port the positions of its subscriptions that the hub has come to know. */
+  const tell = (subs: Map<string, Subscription>, port: Port): void =>
+    subs.forEach((sub, c) => {
+      const p = !told.has(sub) && sub.position;
+      if (p) {
+        told.add(sub);
+        port.postMessage(["pos", c, p]);
+      }
+    });
   return (port, m) => {
     const subs = ports.get(port) ?? new Map<string, Subscription>();
     const handlers = {
@@ -48,7 +73,8 @@ export function createHub(): (port: Port, m: Msg) => void {
         hl ??= new Heartline(url, { ...options, getToken, shared: false })
           .on("state", () => all(state()))
           .on("transport", () => all(state()))
-          .on("error", (e) => all(["error", e.code, e.message]));
+          .on("error", (e) => all(["error", e.code, e.message]))
+          .on("pos", () => ports.forEach(tell));
         port.postMessage(state());
       },
       sub(c: string, since?: Position) {
@@ -56,6 +82,7 @@ export function createHub(): (port: Port, m: Msg) => void {
         const sub = hl!.subscribe(c, (msg) => port.postMessage(["message", msg]), since);
         sub.on("reset", (r) => port.postMessage(["reset", r])).on("error", (e) => port.postMessage(["error", e.code, e.message, c]));
         subs.set(c, sub);
+        tell(subs, port);
       },
       unsub(c: string) {
         subs.get(c)?.unsubscribe();
@@ -86,38 +113,103 @@ export function createHub(): (port: Port, m: Msg) => void {
   };
 }
 
-/** The tab's side: links a client to the worker, or returns undefined when it cannot share. */
+/**
+ * Where SharedWorker is missing: elects one tab as the hub with a Web Lock and
+ * links this tab to it over a BroadcastChannel. Returns how to send to the
+ * hub and how to leave (giving up the lead, when this tab has it).
+ */
+function elect(name: string, receive: (m: Msg) => void): [send: (m: Msg) => void, quit: () => void] {
+  const me = String(Math.random());
+  const bc = new BroadcastChannel(name);
+  const done = new AbortController();
+  bc.onmessage = ({ data: [tab, m, up] }: MessageEvent<Envelope>) => {
+    if (!up && (tab === me || !tab)) receive(m);
+  };
+  navigator.locks
+    .request(name, { signal: done.signal }, () => {
+      // This tab leads: a hub of its own, on a channel object of its own (a
+      // BroadcastChannel does not hear itself, so this tab's messages reach it too).
+      const hub = createHub();
+      const out = new BroadcastChannel(name);
+      const ports = new Map<string, Port>();
+      let leading = true;
+      // Answers that come after the lead was given up (publishes failing on close) go nowhere.
+      const port = (tab: string): Port =>
+        ports.get(tab) ?? ports.set(tab, { postMessage: (m) => leading && out.postMessage([tab, m] satisfies Envelope) }).get(tab)!;
+      out.onmessage = ({ data: [tab, m, up] }: MessageEvent<Envelope>) => {
+        if (up) hub(port(tab), m);
+      };
+      out.postMessage(["", ["lead"]]);
+      return new Promise<void>((release) => {
+        done.signal.onabort = () => {
+          ports.forEach((p) => hub(p, ["bye"]));
+          leading = false;
+          out.close();
+          release();
+        };
+      });
+    })
+    .catch(() => {});
+  return [
+    (m) => bc.postMessage([me, m, 1] satisfies Envelope),
+    () => {
+      done.abort();
+      bc.close();
+    },
+  ];
+}
+
+/** The tab's side: links a client to the hub, or returns undefined when it cannot share. */
 function link(base: string, options: HeartlineOptions, hooks: LinkHooks): Link | undefined {
   const g = globalThis as typeof globalThis & { SharedWorker?: typeof SharedWorker };
-  // Injected constructors, clocks and the like cannot cross to the worker.
-  if (!g.SharedWorker || Object.entries(options).some(([k, v]) => typeof v === "function" && k !== "getToken")) return undefined;
-  let port: MessagePort;
-  try {
-    // Tabs share a worker only when they ask for the same options (getToken aside).
-    const name = "heartline " + base + JSON.stringify(options, (_, v) => (typeof v === "function" ? undefined : v));
-    port = new g.SharedWorker(import.meta.url, { type: "module", name }).port;
-  } catch {
-    return undefined;
-  }
+  // Injected constructors, clocks and the like cannot cross to the hub.
+  if (Object.entries(options).some(([k, v]) => typeof v === "function" && k !== "getToken")) return undefined;
+  // Tabs share a hub only when they ask for the same options (getToken aside).
+  const name = "heartline " + base + JSON.stringify(options, (_, v) => (typeof v === "function" ? undefined : v));
   const acks: Array<[(r: PublishResult) => void, (e: HeartlineError) => void]> = [];
   let closed = false;
-  const send = (m: Msg): void => port.postMessage(m);
+  let send: (m: Msg) => void;
+  let quit = (): void => {};
+  /** Fails the publishes still waiting for an answer. */
+  const fail = (e: HeartlineError): void =>
+    acks.forEach((ack, id) => {
+      delete acks[id];
+      ack[1](e);
+    });
   const handlers = {
     ...hooks,
     ack(id: number, r: PublishResult | undefined, code: string, message: string) {
-      const [resolve, reject] = acks[id]!;
+      const ack = acks[id];
       delete acks[id];
-      if (r) resolve(r);
-      else reject(new HeartlineError(code, message));
+      if (r) ack?.[0](r);
+      else ack?.[1](new HeartlineError(code, message));
     },
     tok(id: number) {
       if (options.getToken) void Promise.resolve(options.getToken()).then((token) => send(["tok", id, token]));
     },
+    lead() {
+      // A new hub: the old one took the answers to pending publishes with it.
+      fail(lostError());
+      hello();
+    },
   };
-  port.onmessage = (e: MessageEvent<Msg>) => {
-    if (!closed) dispatch(handlers, e.data);
+  const receive = (m: Msg): void => {
+    if (!closed) dispatch(handlers, m);
   };
-  /** Introduces this tab to the worker, with every subscription from its position. */
+  try {
+    if (g.SharedWorker) {
+      const port = new g.SharedWorker(import.meta.url, { type: "module", name }).port;
+      port.onmessage = (e: MessageEvent<Msg>) => receive(e.data);
+      send = (m) => port.postMessage(m);
+    } else if (g.BroadcastChannel && g.navigator?.locks) {
+      [send, quit] = elect(name, receive);
+    } else {
+      return undefined;
+    }
+  } catch {
+    return undefined;
+  }
+  /** Introduces this tab to the hub, with every subscription from its position. */
   const hello = (): void => {
     send(["init", base, JSON.parse(JSON.stringify(options)), !!options.getToken]);
     for (const [c, since] of hooks.channels()) send(["sub", c, since]);
@@ -139,9 +231,10 @@ function link(base: string, options: HeartlineOptions, hooks: LinkHooks): Link |
     close() {
       bye();
       closed = true;
+      quit();
       g.removeEventListener?.("pagehide", bye);
       g.removeEventListener?.("pageshow", back);
-      for (const ack of acks) ack?.[1](new HeartlineError("closed", "the client is closed"));
+      fail(closedError());
     },
   };
 }

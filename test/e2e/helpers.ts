@@ -174,6 +174,7 @@ interface PageClient {
     state: string;
     transport: string | undefined;
     publish(channel: string, data: unknown): Promise<unknown>;
+    positionOf(channel: string): { epoch: string; offset: number } | undefined;
     close(): void;
   };
   rec: Omit<Recorded, "state" | "transport">;

@@ -51,4 +51,47 @@ describe("tabs of one origin", { skip }, () => {
     context = undefined;
     await waitFor(() => s.hl.connections === 0 && s.hl.hub.totalSubscriptions === 0, 5000, "the shared connection to close with the last tab");
   });
+
+  it("without SharedWorker, the tabs elect a leader; when it closes, another takes over and resumes a channel that had delivered nothing", async () => {
+    context = await newContext(browser);
+    await context.addInitScript("delete globalThis.SharedWorker;");
+    const ctx = context;
+    const tabs: Page[] = await Promise.all([0, 1, 2].map(() => ctx.newPage()));
+    const errors = tabs.map((page) => recordPageErrors(page));
+    await Promise.all(tabs.map((page) => page.goto(proxy.url + BLANK_PATH)));
+    assert.equal(await tabs[0]!.evaluate(() => typeof (globalThis as { SharedWorker?: unknown }).SharedWorker), "undefined");
+    // The first tab asks for the lock first, so it leads.
+    for (const page of tabs) {
+      await startClient(page, "c", { channel: "tabs:2", shared: true });
+      await connected(page, "c");
+    }
+    await sleep(300); // a late second connection would show up here
+    assert.equal(s.hl.connections, 1, "one connection for three tabs");
+    const position = (page: Page): Promise<unknown> => page.evaluate(() => window.heartlineTest!.c!.hl.positionOf("tabs:2") ?? null);
+    await waitFor(async () => (await Promise.all(tabs.map(position))).every((p) => p !== null) || undefined, 5000, "every tab to know its position");
+
+    // The leader goes while the network is down; messages are published meanwhile.
+    proxy.offline = true;
+    const refused = proxy.stats.refusedOffline;
+    await tabs.shift()!.close();
+    await waitFor(() => s.hl.hub.subscriberCount("tabs:2") === 0, 5000, "the old leader's subscription to go");
+    for (let n = 1; n <= 3; n++) await s.hl.publish("tabs:2", { n });
+    await waitFor(() => proxy.stats.refusedOffline > refused, 10_000, "the new leader to try to connect");
+    proxy.offline = false;
+    for (const page of tabs) await received(page, "c", 3);
+    await s.hl.publish("tabs:2", { n: 4 });
+    for (const page of tabs) await received(page, "c", 4);
+    for (const page of tabs) {
+      const rec = await recorded(page, "c");
+      assert.deepEqual(rec.offsets, [1, 2, 3, 4]);
+      assert.deepEqual(rec.resets, []);
+    }
+    await waitFor(() => s.hl.connections === 1, 5000, "one connection for the remaining tabs");
+    // Only the refused connection attempts of the outage show up in the console.
+    assert.deepEqual(errors.flat().filter((e) => !/net::ERR_/.test(e)), []);
+
+    await context.close();
+    context = undefined;
+    await waitFor(() => s.hl.connections === 0 && s.hl.hub.totalSubscriptions === 0, 5000, "the leader's connection to close with the last tab");
+  });
 });
