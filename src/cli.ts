@@ -86,8 +86,9 @@ program
   .option("--url <url>", "server URL", defaultUrl)
   .addOption(new Option("--transport <name>", "transport").choices(["ws", "sse", "poll"]).default("ws"))
   .option("--cursor <cursor>", "resume after this cursor")
+  .option("--token <token>", "subscriber token (or HEARTLINE_TOKEN)", process.env.HEARTLINE_TOKEN)
   .option("--count <n>", "exit after n messages", (v) => Number.parseInt(v, 10))
-  .action(async (channels: string[], opts: { url: string; transport: "ws" | "sse" | "poll"; cursor?: string; count?: number }) => {
+  .action(async (channels: string[], opts: { url: string; transport: "ws" | "sse" | "poll"; cursor?: string; token?: string; count?: number }) => {
     process.exit(await subscribeCommand(channels, opts));
   });
 

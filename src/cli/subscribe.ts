@@ -9,6 +9,8 @@ export interface SubscribeOptions {
   url: string;
   transport: "ws" | "sse" | "poll";
   cursor?: string;
+  /** A subscriber token, sent as `token=` on every request. */
+  token?: string;
   /** Stop after this many messages (for scripts and tests). */
   count?: number;
 }
@@ -46,7 +48,9 @@ export async function subscribeCommand(channels: string[], opts: SubscribeOption
   process.once("SIGINT", () => stop(0));
   process.once("SIGTERM", () => stop(0));
   const base = opts.url.replace(/\/$/, "");
-  const q = channels.map((c) => "channel=" + encodeURIComponent(c)).join("&");
+  const params = channels.map((c) => ["channel", c]);
+  if (opts.token) params.push(["token", opts.token]);
+  const q = new URLSearchParams(params).toString();
   let cursor = opts.cursor;
 
   const run = async (): Promise<void> => {
@@ -134,6 +138,28 @@ export async function subscribeCommand(channels: string[], opts: SubscribeOption
                 out.info(f);
               } else if (f.type === "ping") ws.send('{"type":"pong"}');
               else if (f.type === "error") out.info(f);
+            });
+            // Refused at the upgrade: a 4xx other than 429 will not change by retrying, as on the other transports.
+            ws.on("unexpected-response", (req, res) => {
+              clearInterval(onStop);
+              let body = "";
+              res.setEncoding("utf8");
+              res.on("data", (d: string) => (body += d));
+              res.on("end", () => {
+                req.destroy();
+                const status = res.statusCode ?? 0;
+                let parsed: unknown;
+                try {
+                  parsed = JSON.parse(body);
+                } catch {
+                  parsed = { status };
+                }
+                out.info(parsed);
+                if (status >= 400 && status < 500 && status !== 429) {
+                  stop(1);
+                  resolve();
+                } else reject(new Error(`HTTP ${status}`));
+              });
             });
             ws.on("close", () => {
               clearInterval(onStop);

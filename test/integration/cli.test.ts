@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
+import { nowSec, sign } from "../helpers/auth.js";
 import { getJson, waitFor, WsClient } from "../helpers/server.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -335,6 +336,46 @@ describe("heartline CLI", { concurrency: true }, () => {
         const r = runs[i]!;
         assert.equal(r.code, 0, `${transport}: ${r.stderr}`);
         assert.deepEqual(jsonLines(r.stdout), expected, transport);
+      }
+    });
+  });
+
+  describe("heartline subscribe --token", () => {
+    const SECRET = "cli-token-secret";
+    let s: Served;
+    before(async () => {
+      s = await serve(["--jwt-secret", SECRET]);
+    });
+    after(async () => {
+      s.child.kill("SIGTERM");
+      await s.exited;
+    });
+
+    it("sends the token on every transport, and exits 1 with the error when the server refuses it", async () => {
+      const token = await sign({ sub: "cli", channels: ["priv:*"], exp: nowSec() + 600 }, SECRET);
+      await publish(s, "priv:x", "first");
+      const at = await getJson(`${s.url}/poll?channel=priv:x&token=${token}`);
+      assert.equal(at.status, 200, JSON.stringify(at.body));
+      await publish(s, "priv:x", "second");
+      const transports = ["ws", "sse", "poll"] as const;
+      const ok = await Promise.all(
+        transports.map((t) => runToExit(["subscribe", "priv:x", "--url", s.url, "--transport", t, "--cursor", at.body.cursor, "--token", token, "--count", "1"])),
+      );
+      for (const [i, t] of transports.entries()) {
+        assert.equal(ok[i]!.code, 0, `${t}: ${ok[i]!.stderr}`);
+        assert.deepEqual(jsonLines(ok[i]!.stdout), [{ channel: "priv:x", offset: 2, data: "second" }], t);
+      }
+      // HEARTLINE_TOKEN is the default.
+      const fromEnv = await runToExit(["subscribe", "priv:x", "--url", s.url, "--transport", "poll", "--cursor", at.body.cursor, "--count", "1"], {
+        HEARTLINE_TOKEN: token,
+      });
+      assert.equal(fromEnv.code, 0, fromEnv.stderr);
+
+      const refused = await Promise.all(transports.map((t) => runToExit(["subscribe", "priv:x", "--url", s.url, "--transport", t], {}, 15_000)));
+      for (const [i, t] of transports.entries()) {
+        assert.equal(refused[i]!.code, 1, `${t}: ${refused[i]!.stderr}`);
+        assert.equal(refused[i]!.stdout, "", t);
+        assert.match(refused[i]!.stderr, /"code":"unauthorized"/, t);
       }
     });
   });
