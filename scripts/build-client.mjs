@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
 export const BUDGET = 6144;
+const INTERNAL_PROPS = /^(openTimer|upgrade|got|subs|timer|alive|subscribed|reply|hold|base|channels|linker)$/;
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Bundles `entry` (a file, or code given as `stdin`) and returns the minified bytes. */
@@ -29,6 +30,10 @@ export async function bundle({ entry, stdin }) {
     write: false,
     legalComments: "none",
     logLevel: "silent",
+    // Short names for properties that never leave the bundle: the client's
+    // internal records and the transport interface. Nothing public, nothing
+    // on the wire (string keys are left alone), no message operation name.
+    mangleProps: entry ? INTERNAL_PROPS : undefined,
   });
   const { code } = await minify(result.outputFiles[0].text, { module: true, ecma: 2022, compress: { passes: 2 } });
   return Buffer.from(code);

@@ -545,6 +545,14 @@ export class Heartline extends Emitter<HeartlineEvents> implements SubscriptionO
   }
 
   #onReply(f: ReplyFrame): void {
+    // The token runs out soon: hand the connection a new one in-band (on failure, 4001 and a reconnect follow).
+    if (f.type === "refresh" && this.#getToken) {
+      const t = this.#cur?.t;
+      Promise.resolve()
+        .then(this.#getToken)
+        .then((token) => t?.send?.({ type: "refresh", token }), () => {});
+      return;
+    }
     const err = new HeartlineError(f.code ?? "error", f.message ?? "");
     if (typeof f.id === "number" && this.#acks.has(f.id)) {
       if (f.type === "published") return this.#settle(f.id, { channel: f.channel!, epoch: f.epoch!, offset: f.offset! });

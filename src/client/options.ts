@@ -10,7 +10,7 @@ import type { ClientState, EventSourceConstructor, FetchFunction, TransportName,
 export interface HeartlineOptions {
   /** Transports to use, in order of preference. Default `["ws", "sse", "poll"]`. */
   transports?: TransportName[];
-  /** Gives a token for the server (sent as `token=`); called before every connection attempt and HTTP publish. */
+  /** Gives a token for the server (sent as `token=`); called before every connection attempt and HTTP publish, and when the server asks a WebSocket for a fresh one (sent in a `refresh` frame). */
   getToken?: () => string | Promise<string>;
   /** WebSocket constructor; default `globalThis.WebSocket` (pass the `ws` package's on Node 20). */
   WebSocket?: WebSocketConstructor;

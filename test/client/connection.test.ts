@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { WebSocketServer, type WebSocket as WsSocket } from "ws";
 import { createHeartline, ManualClock } from "../../src/index.js";
 import type { ClientState } from "../../src/client/index.js";
+import { sign } from "../helpers/auth.js";
 import { publishHttp, quietLogger, startServer, waitFor, type TestServer } from "../helpers/server.js";
 import { client, connected, CutProxy, ManualClientClock, nextState, Recorder, serverBehindProxy } from "./helpers.js";
 
@@ -308,6 +309,50 @@ describe("Heartline client: tokens and close codes", () => {
     } finally {
       await proxy.close();
       await s.close();
+    }
+  });
+});
+
+describe("Heartline client: in-band token refresh", () => {
+  const SECRET = "client-refresh-secret-0123456789abcdef";
+  const clock = new ManualClock();
+  const BASE = Math.floor(Date.now() / 1000) * 1000;
+  const wallSec = (): number => (BASE + clock.now()) / 1000;
+  const fx = serverBehindProxy({ jwtSecret: SECRET, heartbeatInterval: 3600, heartbeatTimeout: 3600 }, { clock, wallClock: () => BASE + clock.now() });
+
+  it("answers the server's refresh request with a token from getToken(), so the connection outlives the first token", async () => {
+    const { s, proxy } = fx;
+    const issued: number[] = [];
+    const getToken = (): Promise<string> => {
+      issued.push(wallSec() + 60);
+      return sign({ sub: "erin", exp: wallSec() + 60, channels: ["live:*"] }, SECRET);
+    };
+    const from = proxy.requests.length;
+    const hl = client(proxy.url, { transports: ["ws"], getToken });
+    const rec = new Recorder();
+    const errors: string[] = [];
+    hl.on("error", (e) => errors.push(e.code));
+    hl.subscribe("live:tok", rec.handler);
+    try {
+      await connected(hl, "ws");
+      await waitFor(() => s.hl.hub.subscriberCount("live:tok") === 1 || undefined);
+      await publishHttp(s, "live:tok", 1);
+      await rec.until(1);
+      clock.advance(40_000); // 20 s before exp: the server asks for a new token
+      await waitFor(() => issued.length === 2 || undefined, 5000, "getToken() to be called for the refresh");
+      // The server took the second token: a refresh is due again (0 means asked and unanswered).
+      const live = (s.hl as unknown as { ctx: { registry: { live: Set<{ refreshAt: number }> } } }).ctx.registry.live;
+      await waitFor(() => [...live].every((c) => c.refreshAt > 0) || undefined, 5000, "the refresh to be taken");
+      clock.advance(30_000); // past the first token's exp
+      await publishHttp(s, "live:tok", 2);
+      await rec.until(2);
+      assert.equal(hl.state, "connected");
+      assert.deepEqual(rec.offsets(), [1, 2]);
+      assert.deepEqual(errors, []);
+      assert.equal(paths(proxy, from).filter((p) => p === "/ws").length, 1, "one connection, never reopened");
+      assert.equal(s.hl.connections, 1);
+    } finally {
+      hl.close();
     }
   });
 });
