@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import type { Registry } from "prom-client";
@@ -18,7 +18,7 @@ import { systemClock, type Clock } from "./clock.js";
 import { configFromOptions, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
 import { httpError } from "./errors.js";
 import { assertChannelName } from "./hub/channel-name.js";
-import { decodeCursor, type Position } from "./hub/cursor.js";
+import { decodeCursorShared, type Position, type SharedCursor } from "./hub/cursor.js";
 import { Hub } from "./hub/hub.js";
 import { Publisher, type PublishResult } from "./http/publish.js";
 import { sendError, sendJson, sendRawError, toHeartlineError } from "./http/respond.js";
@@ -28,7 +28,7 @@ import { Stats } from "./stats.js";
 import { ConnectionRegistry, type ServerContext } from "./transports/connection.js";
 import { sweepClosing, sweepHeartbeats } from "./transports/heartbeat.js";
 import { PollTransport } from "./transports/poll.js";
-import { serveSse } from "./transports/sse.js";
+import { isSseRequest, openSseResponse, openSseSocket, serveSse, StreamRequest } from "./transports/sse.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 
 /** Knobs for embedding and tests; not part of the CLI. */
@@ -77,7 +77,10 @@ function clientIp(req: IncomingMessage, trustProxy: boolean): string {
 
 interface SubscribeParams {
   channels: string[];
-  cursor: Map<string, Position> | undefined;
+  /** The cursor's positions (shared: read them, never change them). */
+  cursor: ReadonlyMap<string, Position> | undefined;
+  /** The same cursor with its text. */
+  shared: SharedCursor | undefined;
 }
 
 export class Heartline {
@@ -170,6 +173,11 @@ export class Heartline {
       this.handleRequest(req, res, pages);
     });
     server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // `GET /sse` on a server made by `listen()`, handed over by node:http like an upgrade (see StreamRequest).
+      if (req instanceof StreamRequest && isSseRequest(req.method, req.url)) {
+        this.handleSseSocket(req, socket as Socket);
+        return;
+      }
       if (pathOf(req) !== "/ws" && previousUpgrade.length > 0) {
         for (const l of previousUpgrade) l.call(server, req, socket, head);
         return;
@@ -196,6 +204,7 @@ export class Heartline {
   /** Creates a server with every route (pages included) and listens on `port` (0 = any). */
   async listen(port = this.config.port, host = this.config.host): Promise<AddressInfo> {
     const server = createServer({
+      IncomingMessage: StreamRequest,
       headersTimeout: this.runtime.headersTimeoutMs ?? 10_000,
       requestTimeout: Math.max(this.runtime.requestTimeoutMs ?? 30_000, this.runtime.headersTimeoutMs ?? 10_000),
       connectionsCheckingInterval: Math.min(1000, this.runtime.headersTimeoutMs ?? 1000),
@@ -205,7 +214,7 @@ export class Heartline {
     if (broker instanceof RedisBroker && !(await broker.waitReady(5000))) {
       this.log.warn("Redis is not reachable yet; serving with /readyz 503 and publishes answered 503 until it is");
     }
-    this.attach(server, { pages: true });
+    this.attach(server as unknown as Server, { pages: true });
     this.owned.add(server);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -303,15 +312,15 @@ export class Heartline {
 
   /** CORS: which origins may use the API from a browser. */
   private corsHeaders(req: IncomingMessage): Record<string, string> {
-    const origin = req.headers.origin;
-    if (!origin) return {};
-    if (this.config.allowedOrigins.includes("*")) return { "Access-Control-Allow-Origin": "*" };
+    const origin = originOf(req);
+    if (!origin) return NO_HEADERS;
+    if (this.config.allowedOrigins.includes("*")) return ANY_ORIGIN;
     if (this.originAllowed(req)) return { "Access-Control-Allow-Origin": origin, Vary: "Origin" };
-    return {};
+    return NO_HEADERS;
   }
 
   private originAllowed(req: IncomingMessage): boolean {
-    const origin = req.headers.origin;
+    const origin = originOf(req);
     if (!origin || this.config.allowedOrigins.includes("*")) return true;
     if (this.config.allowedOrigins.includes(origin)) return true;
     // Pages served by this server itself are always allowed.
@@ -378,7 +387,7 @@ export class Heartline {
         this.notDraining();
         const ip = clientIp(req, this.config.trustProxy);
         this.ctx.registry.admit("sse", ip);
-        return serveSse(this.ctx, req, res, ip, params.channels, params.cursor, cors, claims);
+        return serveSse(this.ctx, openSseResponse(res, cors), ip, params.channels, params.cursor, claims);
       }
       case "/poll": {
         this.allow(get, "GET");
@@ -386,9 +395,9 @@ export class Heartline {
         this.notDraining();
         const params = this.subscribeParams(url, true);
         const hold = this.pollHold(url);
-        const claims = await this.auth.authorizeSubscribe(req, url, params.channels);
+        const claims = this.auth.enabled ? await this.auth.authorizeSubscribe(req, url, params.channels) : undefined;
         this.notDraining();
-        return this.poll.serve(res, clientIp(req, this.config.trustProxy), params.channels, params.cursor, hold, cors, claims);
+        return this.poll.serve(res, clientIp(req, this.config.trustProxy), params.channels, params.shared, hold, cors, claims);
       }
       case "/ws":
         this.offered("ws");
@@ -443,8 +452,8 @@ export class Heartline {
     if (channels.length > max) throw httpError("too_many_channels", `at most ${max} channels per connection (--max-channels-per-connection)`);
     for (const c of channels) assertChannelName(c);
     const raw = headerCursorValue ?? url.searchParams.get("lastEventId") ?? url.searchParams.get("cursor") ?? undefined;
-    const cursor = raw === undefined || raw === "" ? undefined : decodeCursor(raw);
-    return { channels, cursor };
+    const shared = raw === undefined || raw === "" ? undefined : decodeCursorShared(raw);
+    return { channels, cursor: shared?.positions, shared };
   }
 
   private pollHold(url: URL): number {
@@ -453,6 +462,34 @@ export class Heartline {
     const n = Number(t);
     if (t.trim() === "" || !Number.isFinite(n) || n < 0) throw httpError("bad_request", "timeout must be a number of seconds ≥ 0");
     return Math.min(n, this.config.pollTimeout);
+  }
+
+  /** `GET /sse` taken out of node:http: the same checks as the request route, errors answered on the socket. */
+  private handleSseSocket(req: IncomingMessage, socket: Socket): void {
+    socket.on("error", noop);
+    const cors = this.corsHeaders(req);
+    this.openSse(req, socket, cors).catch((err) => {
+      const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error while serving a request"));
+      if (e.code === "broker_unavailable") this.stats.brokerErrors++;
+      sendRawError(socket, e, cors);
+    });
+  }
+
+  private async openSse(req: IncomingMessage, socket: Socket, cors: Record<string, string>): Promise<void> {
+    if (!this.originAllowed(req)) {
+      this.stats.rejected.origin_not_allowed++;
+      throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
+    }
+    const url = parseUrl(req);
+    this.offered("sse");
+    this.notDraining();
+    const params = this.subscribeParams(url, true, headerCursor(req));
+    const claims = await this.auth.authorizeSubscribe(req, url, params.channels);
+    if (socket.destroyed) return;
+    this.notDraining();
+    const ip = clientIp(req, this.config.trustProxy);
+    this.ctx.registry.admit("sse", ip);
+    return serveSse(this.ctx, openSseSocket(socket, cors), ip, params.channels, params.cursor, claims);
   }
 
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -484,6 +521,25 @@ export class Heartline {
 }
 
 function noop(): void {}
+
+/** Shared, never changed: most requests carry no Origin, and a held poll keeps its headers. */
+const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const ANY_ORIGIN: Record<string, string> = Object.freeze({ "Access-Control-Allow-Origin": "*" });
+
+/**
+ * The Origin header (several are joined with ", ", as node:http does), read
+ * from the raw list: `req.headers` is built on first use, and most requests
+ * need no other header.
+ */
+function originOf(req: IncomingMessage): string | undefined {
+  const raw = req.rawHeaders;
+  let origin: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 6 && name.toLowerCase() === "origin") origin = origin === undefined ? raw[i + 1] : origin + ", " + raw[i + 1];
+  }
+  return origin;
+}
 
 function pathOf(req: IncomingMessage): string {
   const u = req.url ?? "/";

@@ -51,6 +51,12 @@ export interface Broker {
   publish(channel: string, dataJson: string): Promise<StoredMessage>;
   /** The current position of `channel`, and the messages after `since`. */
   read(channel: string, since?: Position, limit?: number): Promise<ReadResult>;
+  /**
+   * The same read answered at once, by a broker that never waits (the memory
+   * broker). Woken long polls use it to answer in the turn they are woken and
+   * to share one answer among every poll waiting at the same cursor.
+   */
+  readSync?(channel: string, since?: Position, limit?: number): ReadResult;
   /** Sets the single fan-out listener. */
   onMessage(listener: (message: StoredMessage) => void): void;
   /** Whether the broker can store messages right now (`/readyz`). */

@@ -24,14 +24,14 @@ export function sendError(res: ServerResponse, err: HeartlineError, headers?: Re
   sendJson(res, err.status, err.toJSON(), { ...headers, ...err.headers });
 }
 
-/** Answers an upgrade request with an HTTP error and closes the socket. */
-export function sendRawError(socket: Duplex, err: HeartlineError): void {
+/** Answers a request taken out of node:http (an upgrade, a bare-socket SSE stream) with an HTTP error and closes the socket. */
+export function sendRawError(socket: Duplex, err: HeartlineError, headers?: Record<string, string>): void {
   if (!socket.writable) {
     socket.destroy();
     return;
   }
   const body = JSON.stringify(err.toJSON());
   let head = `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? "Error"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n`;
-  for (const [k, v] of Object.entries(err.headers ?? {})) head += `${k}: ${v}\r\n`;
+  for (const [k, v] of Object.entries({ ...headers, ...err.headers })) head += `${k}: ${v}\r\n`;
   socket.end(head + "\r\n" + body);
 }

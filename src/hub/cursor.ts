@@ -70,8 +70,36 @@ export function decodeCursor(text: unknown): Map<string, Position> {
   return out;
 }
 
+/** A decoded cursor that requests share: read it, never change it. */
+export interface SharedCursor {
+  /** The cursor's text (as first received). */
+  readonly text: string;
+  readonly positions: ReadonlyMap<string, Position>;
+}
+
+/** Cursors decoded lately, by their text: after a message every poller of a channel sends the same one. */
+const decodedCursors = new Map<string, SharedCursor>();
+const DECODED_CURSORS_MAX = 256;
+const DECODED_CURSOR_MAX_LENGTH = 512;
+
+/**
+ * {@link decodeCursor} through a small cache of recent cursors: requests with
+ * the same cursor get the same object, and a held poll keeps that object
+ * rather than its own copy. Throws `bad_cursor` as decodeCursor does.
+ */
+export function decodeCursorShared(text: string): SharedCursor {
+  let c = decodedCursors.get(text);
+  if (c) return c;
+  c = { text, positions: decodeCursor(text) };
+  if (text.length <= DECODED_CURSOR_MAX_LENGTH) {
+    if (decodedCursors.size >= DECODED_CURSORS_MAX) decodedCursors.clear();
+    decodedCursors.set(text, c);
+  }
+  return c;
+}
+
 /** The position a decoded cursor holds for `channel`, if any. */
-export function positionIn(cursor: Map<string, Position> | undefined, channel: string): Position | undefined {
+export function positionIn(cursor: ReadonlyMap<string, Position> | undefined, channel: string): Position | undefined {
   return cursor?.get(channelKey(channel));
 }
 

@@ -85,8 +85,9 @@ export class Subscription {
   constructor(
     readonly subscriber: Subscriber,
     readonly channel: string,
+    key?: string,
   ) {
-    this.key = channelKey(channel);
+    this.key = key ?? channelKey(channel);
   }
 
   get live(): boolean {
@@ -129,13 +130,22 @@ export class Hub {
    * delivered, and rejects (leaving nothing behind) when the broker cannot be read.
    */
   subscribe(subscriber: Subscriber, channel: string, since?: Position): Subscription {
-    const sub = new Subscription(subscriber, channel);
+    let set = this.subs.get(channel);
+    let sub: Subscription | undefined;
+    if (!set) this.subs.set(channel, (set = new Set()));
+    else {
+      // Share the channel's name and key with the subscriptions before: the
+      // name given may be a slice of a whole request URL, kept alive by it.
+      for (const first of set) {
+        sub = new Subscription(subscriber, first.channel, first.key);
+        break;
+      }
+    }
+    sub ??= new Subscription(subscriber, channel);
     if (since) {
       sub.epoch = since.epoch;
       sub.offset = since.offset;
     }
-    let set = this.subs.get(channel);
-    if (!set) this.subs.set(channel, (set = new Set()));
     set.add(sub);
     sub.ready = this.recover(sub, since);
     return sub;

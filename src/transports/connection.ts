@@ -32,11 +32,18 @@ export interface ServerContext {
 }
 
 let nextId = 1;
+const NO_SUBS: readonly Subscription[] = Object.freeze([]);
+const SETTLED: Promise<void> = Promise.resolve();
 
 export abstract class Connection implements Subscriber {
   readonly id = nextId++;
   abstract readonly kind: "ws" | "sse";
-  readonly subs = new Map<string, Subscription>();
+  /**
+   * Subscriptions, in an array of exactly their number: most connections hold
+   * one or two channels, where a scan is as quick as a Map and a Map's hash
+   * table would cost every idle connection ~150 bytes more.
+   */
+  subs: readonly Subscription[] = NO_SUBS;
   lastSendAt: number;
   lastRecvAt: number;
   /** When the outstanding heartbeat was sent; 0 when none is outstanding. */
@@ -63,27 +70,40 @@ export abstract class Connection implements Subscriber {
    * taken at once, so a burst of subscribe frames cannot pass the limit.
    */
   async subscribe(channel: string, since?: Position): Promise<void> {
-    const old = this.subs.get(channel);
+    const old = this.subscription(channel);
     if (old) this.ctx.hub.unsubscribe(old);
-    else if (this.subs.size >= this.ctx.config.maxChannelsPerConnection) {
+    else if (this.subs.length >= this.ctx.config.maxChannelsPerConnection) {
       throw httpError("too_many_channels", `a connection may subscribe to at most ${this.ctx.config.maxChannelsPerConnection} channels`);
     }
     const sub = this.ctx.hub.subscribe(this, channel, since);
-    this.subs.set(channel, sub);
+    this.subs = old ? this.subs.map((s) => (s === old ? sub : s)) : this.subs.concat(sub);
     try {
       await sub.ready;
     } catch (err) {
-      if (this.subs.get(channel) === sub) this.subs.delete(channel);
+      this.drop(sub);
       throw err;
     }
+    // Settled: let the promise go rather than keep it for the connection's life.
+    sub.ready = SETTLED;
   }
 
   unsubscribe(channel: string): boolean {
-    const sub = this.subs.get(channel);
+    const sub = this.subscription(channel);
     if (!sub) return false;
-    this.subs.delete(channel);
+    this.drop(sub);
     this.ctx.hub.unsubscribe(sub);
     return true;
+  }
+
+  /** The subscription to `channel`, if any. */
+  subscription(channel: string): Subscription | undefined {
+    const subs = this.subs;
+    for (let i = 0; i < subs.length; i++) if (subs[i]!.channel === channel) return subs[i];
+    return undefined;
+  }
+
+  private drop(sub: Subscription): void {
+    if (this.subs.includes(sub)) this.subs = this.subs.length === 1 ? NO_SUBS : this.subs.filter((s) => s !== sub);
   }
 
   /**
@@ -93,8 +113,9 @@ export abstract class Connection implements Subscriber {
   close(reason: CloseReason): void {
     if (this.closed) return;
     this.closed = true;
-    for (const sub of this.subs.values()) this.ctx.hub.unsubscribe(sub);
-    this.subs.clear();
+    const subs = this.subs;
+    this.subs = NO_SUBS;
+    for (let i = 0; i < subs.length; i++) this.ctx.hub.unsubscribe(subs[i]!);
     this.ctx.registry.release(this.kind, this.ip, this);
     if (reason === "slow_consumer") this.ctx.stats.slowConsumerDrops[this.kind]++;
     if (reason === "heartbeat_timeout") this.ctx.stats.heartbeatTimeouts++;

@@ -3,8 +3,15 @@
  * plus an unnamed event whose data is the message object, so a plain
  * browser EventSource resumes by itself through `Last-Event-ID`. The data part
  * is encoded once per message; only the short `id:` line is per connection.
+ *
+ * A stream is written either through node:http's response (servers Heartline
+ * is attached to) or, on servers Heartline creates, straight to the socket
+ * once the request is taken out of node:http like an upgrade (see
+ * {@link StreamRequest}): an idle stream then holds no parser, request or
+ * response, and each write skips the chunked encoding.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { IncomingMessage, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
@@ -14,57 +21,100 @@ import { corkUntilTurnEnds } from "./batch.js";
 import { Connection, type ServerContext } from "./connection.js";
 
 const CONN = Symbol("heartline.connection");
-type Response = ServerResponse & { [CONN]?: SseConnection };
+/** Where a stream's bytes go: node:http's response, or the bare socket. Both are writable streams with the same calls. */
+type Output = (ServerResponse | Socket) & { [CONN]?: SseConnection };
 
 /** Reconnection delay the stream announces first (SPEC: 1000–5000 ms). */
 export const SSE_RETRY_MS = 2000;
 const PING_EVENT = Buffer.from("event: ping\ndata: {}\n\n");
 const TOKEN_EXPIRED_EVENT =
   "event: error\ndata: " + JSON.stringify({ code: "token_expired", message: "the token has expired; reconnect with a new one" }) + "\n\n";
+const RETRY_LINE = "retry: " + SSE_RETRY_MS + "\n\n";
+const SSE_HEADERS = {
+  "Content-Type": "text/event-stream; charset=utf-8",
+  "Cache-Control": "no-cache, no-transform",
+  Connection: "keep-alive",
+  "X-Accel-Buffering": "no",
+} as const;
+/**
+ * The head of a stream written on the bare socket: no Content-Length and no
+ * chunked encoding, so the body runs until the connection closes (RFC 9112
+ * §6.3), which `Connection: close` announces.
+ */
+const RAW_HEAD =
+  "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache, no-transform\r\nConnection: close\r\nX-Accel-Buffering: no\r\n";
 
+/** `GET /sse…`: the requests served on the bare socket. */
+export function isSseRequest(method: string | undefined, url: string | undefined): boolean {
+  return method === "GET" && url !== undefined && url.startsWith("/sse") && (url.length === 4 || url.charCodeAt(4) === 63 /* ? */);
+}
+
+const UPGRADE = Symbol("heartline.upgrade");
+
+/**
+ * The request class of servers Heartline creates. node:http hands a request
+ * whose `upgrade` is true to the server's `upgrade` listeners and lets go of
+ * it, its parser and its response, as it does for a WebSocket handshake; this
+ * class reports `GET /sse` as such a request, so the stream is served on the
+ * bare socket. node:http assigns `method` before it reads `upgrade`; a
+ * version that stopped reading it would simply serve `/sse` as a plain
+ * request, through the response.
+ */
+export class StreamRequest extends IncomingMessage {
+  private [UPGRADE]: boolean | null = null;
+
+  get upgrade(): boolean {
+    return this[UPGRADE] === true || isSseRequest(this.method, this.url);
+  }
+
+  set upgrade(value: boolean | null) {
+    this[UPGRADE] = value;
+  }
+}
 export class SseConnection extends Connection {
   readonly kind = "sse" as const;
 
   constructor(
     ctx: ServerContext,
     ip: string,
-    readonly res: Response,
+    readonly out: Output,
   ) {
     super(ctx, ip);
-    res[CONN] = this;
-    res.on("close", onClose);
+    out[CONN] = this;
+    out.on("close", onClose);
   }
 
   /** True while the response is corked for this turn (see batch.ts). */
   corked = false;
 
   cork(): void {
-    this.res.cork();
+    this.out.cork();
   }
 
   uncork(): void {
     this.corked = false;
-    this.res.uncork();
+    this.out.uncork();
   }
 
   /** The cursor of every channel this stream has a position in. */
   cursor(): string {
     let s = "1";
-    for (const sub of this.subs.values()) if (sub.epoch !== "") s += cursorSegment(sub.key, sub);
+    const subs = this.subs;
+    for (let i = 0; i < subs.length; i++) if (subs[i]!.epoch !== "") s += cursorSegment(subs[i]!.key, subs[i]!);
     return s;
   }
 
-  deliver(_sub: Subscription, out: Outgoing): void {
+  deliver(_sub: Subscription, msg: Outgoing): void {
     const id = "id: " + this.cursor() + "\n";
-    const body = out.sse;
+    const body = msg.sse;
     if (!this.writable(id.length + body.length)) return;
-    const res = this.res;
+    const out = this.out;
     if (!this.corked) {
       this.corked = true;
       corkUntilTurnEnds(this);
     }
-    res.write(id);
-    res.write(body);
+    out.write(id);
+    out.write(body);
     this.lastSendAt = this.ctx.now;
     this.ctx.stats.delivered.sse++;
   }
@@ -79,7 +129,7 @@ export class SseConnection extends Connection {
 
   sendPing(): void {
     if (!this.writable(PING_EVENT.length)) return;
-    this.res.write(PING_EVENT);
+    this.out.write(PING_EVENT);
     this.lastSendAt = this.ctx.now;
     this.ctx.stats.heartbeats.sse++;
   }
@@ -87,12 +137,12 @@ export class SseConnection extends Connection {
   /** Writes an event given as text (rare events: resets, position, errors). */
   writeText(text: string): void {
     if (!this.writable(text.length)) return;
-    this.res.write(text);
+    this.out.write(text);
     this.lastSendAt = this.ctx.now;
   }
 
   bufferedBytes(): number {
-    return this.res.writableLength;
+    return this.out.writableLength;
   }
 
   private writable(bytes: number): boolean {
@@ -107,46 +157,75 @@ export class SseConnection extends Connection {
   protected end(reason: CloseReason): void {
     // A slow consumer's queue is dropped at once; otherwise end the stream
     // cleanly so EventSource reconnects after `retry`.
-    if (reason === "slow_consumer") this.res.destroy();
-    else if (!this.res.writableEnded) this.res.end(reason === "token_expired" ? TOKEN_EXPIRED_EVENT : undefined);
+    if (reason === "slow_consumer") this.out.destroy();
+    else if (!this.out.writableEnded) {
+      if (reason === "token_expired") this.out.end(TOKEN_EXPIRED_EVENT);
+      else this.out.end();
+      // A bare socket stays half-open until the peer closes its side: cut it if that never comes.
+      this.terminateAt = this.ctx.now + 5000;
+      this.ctx.registry.closing.add(this);
+    }
   }
 
   terminate(): void {
-    this.res.destroy();
+    this.ctx.registry.closing.delete(this);
+    this.out.destroy();
   }
 }
 
-function onClose(this: Response): void {
-  this[CONN]?.close("going_away");
+function onClose(this: Output): void {
+  const c = this[CONN];
+  if (!c) return;
+  c.ctx.registry.closing.delete(c);
+  c.close("going_away");
+}
+
+/** Starts a stream through node:http's response: headers, then `retry:`. */
+export function openSseResponse(res: ServerResponse, headers: Record<string, string>): Output {
+  res.writeHead(200, { ...headers, ...SSE_HEADERS });
+  res.write(RETRY_LINE);
+  res.socket?.setNoDelay(true);
+  return res;
 }
 
 /**
- * Serves an admitted SSE request: headers and `retry:` at once, then the
- * subscriptions (replay from the cursor), then an `event: position` carrying
- * the cursor as its id, so a client that hears nothing still resumes from here.
+ * Starts a stream on a socket taken out of node:http: the head and `retry:`
+ * in one write. What the client sends from now on is read and dropped, so
+ * that its end of the connection is noticed.
+ */
+export function openSseSocket(socket: Socket, headers: Record<string, string>): Output {
+  let head = RAW_HEAD;
+  for (const name in headers) head += name + ": " + headers[name] + "\r\n";
+  socket.setNoDelay(true);
+  socket.write(head + "\r\n" + RETRY_LINE);
+  // node:http servers allow half-open sockets: a client that ends its side is gone.
+  socket.on("end", onClose);
+  socket.resume();
+  return socket;
+}
+
+/**
+ * Serves an admitted SSE request whose stream is open (headers and `retry:`
+ * written): the subscriptions (replay from the cursor), then an
+ * `event: position` carrying the cursor as its id, so a client that hears
+ * nothing still resumes from here.
  */
 export async function serveSse(
   ctx: ServerContext,
-  req: IncomingMessage,
-  res: ServerResponse,
+  out: Output,
   ip: string,
   channels: string[],
-  cursor: Map<string, Position> | undefined,
-  headers: Record<string, string>,
+  cursor: ReadonlyMap<string, Position> | undefined,
   claims?: TokenClaims,
 ): Promise<void> {
-  res.writeHead(200, {
-    ...headers,
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache, no-transform",
-    Connection: "keep-alive",
-    "X-Accel-Buffering": "no",
-  });
-  res.write("retry: " + SSE_RETRY_MS + "\n\n");
-  req.socket.setNoDelay(true);
-  const conn = new SseConnection(ctx, ip, res);
+  const conn = new SseConnection(ctx, ip, out);
   ctx.auth.bind(conn, claims);
   ctx.registry.track(conn);
+  // The client may have gone while its token was checked: its close event is past.
+  if (out.destroyed) {
+    conn.close("going_away");
+    return;
+  }
   try {
     await Promise.all(channels.map((c) => conn.subscribe(c, positionIn(cursor, c))));
   } catch (err) {

@@ -113,7 +113,7 @@ export class WsConnection extends Connection {
     }
     if (this.closed) return claims;
     auth.bind(this, claims);
-    for (const channel of [...this.subs.keys()]) {
+    for (const { channel } of this.subs) {
       const denied = auth.subscribeDenied(claims, channel);
       if (denied) {
         this.unsubscribe(channel);
@@ -259,7 +259,7 @@ function onError(this: Socket): void {
 /** Parameters of `GET /ws`, validated before the upgrade. */
 export interface WsRequest {
   channels: string[];
-  cursor: Map<string, Position> | undefined;
+  cursor: ReadonlyMap<string, Position> | undefined;
   /** The verified token of the upgrade request, if any; the channels above are already allowed by it. */
   claims?: TokenClaims | undefined;
 }

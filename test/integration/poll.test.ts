@@ -308,6 +308,70 @@ describe("long polling", () => {
   });
 });
 
+describe("long polling: answers shared by polls at the same cursor", () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ pollTimeout: 30 });
+  });
+  after(() => s.close());
+
+  it("gives polls woken by one message each the answer for its own cursor and channels", async () => {
+    const now = await poll(`${s.url}/poll?channel=sh:x&channel=sh:y`);
+    const onlyX = await poll(`${s.url}/poll?channel=sh:x`);
+    const yx = await poll(`${s.url}/poll?channel=sh:y&channel=sh:x`);
+    // Held: two at the same cursor on x alone, one on x and y, one on y and x (the other order).
+    const a1 = pending(`${s.url}/poll?channel=sh:x&cursor=${onlyX.cursor}`);
+    const a2 = pending(`${s.url}/poll?channel=sh:x&cursor=${onlyX.cursor}`);
+    const b = pending(`${s.url}/poll?channel=sh:x&channel=sh:y&cursor=${now.cursor}`);
+    const c = pending(`${s.url}/poll?channel=sh:y&channel=sh:x&cursor=${yx.cursor}`);
+    await waitFor(() => s.hl.connectionsByTransport.poll === 4, 5000, "four polls to wait");
+    const pub = await s.hl.publish("sh:x", { n: 1 });
+    const [ra1, ra2, rb, rc] = await Promise.all([a1.answer, a2.answer, b.answer, c.answer]);
+    for (const r of [ra1, ra2, rb, rc]) {
+      assert.deepEqual(r.messages, [{ channel: "sh:x", offset: pub.offset, data: { n: 1 } }]);
+      assert.deepEqual(r.resets, []);
+    }
+    assert.deepEqual(ra1, ra2, "the same cursor, the same answer");
+    assert.equal(decodeCursor(ra1.cursor).size, 1);
+    assert.equal(decodeCursor(ra1.cursor).get(channelKey("sh:x"))?.offset, pub.offset);
+    for (const r of [rb, rc]) {
+      const d = decodeCursor(r.cursor);
+      assert.equal(d.size, 2);
+      assert.equal(d.get(channelKey("sh:x"))?.offset, pub.offset);
+      assert.equal(d.get(channelKey("sh:y"))?.offset, 0);
+    }
+    // Same positions, channels in the order each request named them.
+    assert.notEqual(rb.cursor, rc.cursor);
+    assert.ok(rb.cursor.indexOf(channelKey("sh:x")) < rb.cursor.indexOf(channelKey("sh:y")));
+    assert.ok(rc.cursor.indexOf(channelKey("sh:y")) < rc.cursor.indexOf(channelKey("sh:x")));
+    await assertIdle(s.hl);
+  });
+
+  it("answers a cursor again with what was stored since the last answer to it", async () => {
+    const start = await poll(`${s.url}/poll?channel=sh:again`);
+    await s.hl.publish("sh:again", 1);
+    const first = await Promise.all([1, 2, 3].map(() => poll(`${s.url}/poll?channel=sh:again&cursor=${start.cursor}`)));
+    for (const r of first) assert.deepEqual(r.messages.map((m) => m.data), [1]);
+    await s.hl.publish("sh:again", 2);
+    const second = await poll(`${s.url}/poll?channel=sh:again&cursor=${start.cursor}`);
+    assert.deepEqual(second.messages.map((m) => m.data), [1, 2]);
+    assert.equal(decodeCursor(second.cursor).get(channelKey("sh:again"))?.offset, 2);
+  });
+
+  it("holds woken polls through a burst so that it leaves in one answer", async () => {
+    const start = await poll(`${s.url}/poll?channel=sh:burst`);
+    const held = pending(`${s.url}/poll?channel=sh:burst&cursor=${start.cursor}`);
+    await waitFor(() => s.hl.connectionsByTransport.poll === 1, 5000, "the poll to wait");
+    // Published on successive turns, as a burst of requests arrives.
+    for (let i = 1; i <= 3; i++) {
+      await s.hl.publish("sh:burst", i);
+      await new Promise((r) => setImmediate(r));
+    }
+    const r = await held.answer;
+    assert.deepEqual(r.messages.map((m) => m.data), [1, 2, 3]);
+  });
+});
+
 describe("long polling across servers", () => {
   let a: TestServer;
   let b: TestServer;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { EventSource, type FetchLike } from "eventsource";
 import type { Heartline } from "../../src/index.js";
@@ -494,5 +495,62 @@ describe("SSE transport with trimmed history", () => {
       stream.close();
     }
     await assertIdle(s.hl);
+  });
+});
+
+describe("SSE on a server made by listen(): the stream runs on the bare socket", () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer();
+  });
+  after(() => s.close());
+
+  /** A raw connection that sends `request` and collects everything the server writes. */
+  function rawRequest(request: string): { socket: net.Socket; text: () => string; closed: Promise<void> } {
+    const socket = net.connect(s.port, "127.0.0.1");
+    let text = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (d: string) => (text += d));
+    socket.on("error", () => {});
+    const closed = new Promise<void>((r) => socket.once("close", () => r()));
+    socket.write(request);
+    return { socket, text: () => text, closed };
+  }
+
+  it("sends no chunked framing, says Connection: close, and ends when the client ends its side", async () => {
+    // Pipelined bytes after the request are not a second request: they are read and dropped.
+    const c = rawRequest("GET /sse?channel=bare:a HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    await waitFor(() => c.text().includes("event: position"), 5000, "the position event");
+    await waitFor(() => s.hl.connectionsByTransport.sse === 1, 2000, "the stream to be counted");
+    const [head, body] = c.text().split("\r\n\r\n", 2) as [string, string];
+    assert.match(head, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(head, /\r\nContent-Type: text\/event-stream; charset=utf-8(\r\n|$)/);
+    assert.match(head, /\r\nConnection: close(\r\n|$)/);
+    assert.doesNotMatch(head, /Transfer-Encoding|Content-Length/i);
+    assert.ok(body.startsWith("retry: 2000\n\n"), JSON.stringify(body.slice(0, 40)));
+    const pub = await s.hl.publish("bare:a", { n: 1 });
+    await waitFor(() => c.text().includes('"data":{"n":1}'), 5000, "the message");
+    const tail = c.text().slice(c.text().indexOf("retry:"));
+    assert.match(tail, new RegExp(`\\nid: \\S+\\ndata: \\{"channel":"bare:a","offset":${pub.offset},"data":\\{"n":1\\}\\}\\n\\n$`));
+    assert.ok(!c.text().includes("HTTP/1.1 200 OK\r\nContent-Type: application/json"), "the pipelined request was not answered");
+    c.socket.end();
+    await c.closed;
+    await assertIdle(s.hl);
+  });
+
+  it("answers errors on the socket as JSON, with the CORS headers", async () => {
+    const c = rawRequest("GET /sse?channel=bad%20name HTTP/1.1\r\nHost: x\r\nOrigin: http://elsewhere.example\r\n\r\n");
+    await c.closed;
+    const [head, body] = c.text().split("\r\n\r\n", 2) as [string, string];
+    assert.match(head, /^HTTP\/1\.1 400 /);
+    assert.match(head, /\r\nAccess-Control-Allow-Origin: \*(\r\n|$)/);
+    assert.equal(JSON.parse(body).error.code, "bad_channel");
+    await assertIdle(s.hl);
+  });
+
+  it("serves other methods on /sse through node:http, as before", async () => {
+    const r = await fetch(`${s.url}/sse?channel=bare:b`, { method: "POST" });
+    assert.equal(r.status, 405);
+    assert.equal((await r.json()).error.code, "method_not_allowed");
   });
 });
