@@ -78,6 +78,8 @@ export interface LatencyResult {
   p50: number;
   p99: number;
   max: number;
+  /** p99 timed when the generator reached each subscriber's socket (adds its own work on the others of the batch). */
+  handledP99: number;
   publishErrors: number;
   /** p99 of how late the generator's own publish timer fired (ms): the machine's scheduling noise, beside the figures. */
   timerLateP99: number;
@@ -279,7 +281,8 @@ function percentile(sorted: Float64Array, p: number): number {
 async function latency(c: LatencyCommand): Promise<LatencyResult> {
   const n = subs.length;
   const samples: number[] = [];
-  counters.latency = { samples };
+  const handled: number[] = [];
+  counters.latency = { samples, handled };
   const interval = 1000 / c.rate;
   const warm = Math.round((c.warmupMs / 1000) * c.rate);
   const total = warm + Math.round((c.durationMs / 1000) * c.rate);
@@ -308,6 +311,7 @@ async function latency(c: LatencyCommand): Promise<LatencyResult> {
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
     max: sorted.length ? sorted[sorted.length - 1]! : NaN,
+    handledP99: percentile(Float64Array.from(handled).sort(), 99),
     publishErrors,
     timerLateP99: percentile(Float64Array.from(late).sort(), 99),
   };

@@ -49,6 +49,8 @@ export interface LatencyRow {
   p99?: number;
   max?: number;
   publishErrors?: number;
+  /** p99 timed when the generator reached each subscriber's socket, ms. */
+  handledP99?: number;
   /** p99 lateness of the generator's publish timer, ms (scheduling noise of the machine). */
   timerLateP99?: number;
   error?: string;
@@ -207,6 +209,7 @@ export function latencyTable(rows: LatencyRow[]): string {
       ...(["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), f)),
       ...PEERS.map((s) => ratio(hl?.p99, by(s)?.p99)),
       (["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => `${r.samples}/${r.expected}` + (r.publishErrors ? ` (${r.publishErrors} publishes failed)` : ""))).join(" · "),
+      (["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => num(r.handledP99, 2))).join(" / "),
       (["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => num(r.timerLateP99, 1))).join(" / "),
     ];
   });
@@ -219,6 +222,7 @@ export function latencyTable(rows: LatencyRow[]): string {
       "p99 HL/Socket.IO",
       "p99 HL/nchan",
       "samples/expected (HL · SIO · nchan)",
+      "p99 when the generator reached the socket, ms (HL / SIO / nchan)",
       "generator timer late p99 ms (HL / SIO / nchan)",
     ],
     body,

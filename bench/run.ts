@@ -330,7 +330,7 @@ async function latency(running: Map<ServerName, ServerHandle>): Promise<void> {
         await primeChannel(h.endpoint, channel);
         await openOrThrow(gen, h.endpoint, t, channel, subscribers);
         const r = await gen.call<LatencyResult>(0, { cmd: "latency", endpoint: h.endpoint, channel, rate, warmupMs, durationMs });
-        Object.assign(row, { samples: r.samples, expected: r.expected, p50: r.p50, p99: r.p99, max: r.max, publishErrors: r.publishErrors, timerLateP99: r.timerLateP99 });
+        Object.assign(row, { samples: r.samples, expected: r.expected, p50: r.p50, p99: r.p99, max: r.max, handledP99: r.handledP99, publishErrors: r.publishErrors, timerLateP99: r.timerLateP99 });
         if (r.publishErrors) progress.note(`scenario 3 · ${label(s, t)}: ${r.publishErrors} publishes failed`);
       } catch (e) {
         row.error = errMsg(e);

@@ -27,8 +27,15 @@ export const counters = {
   heartbeats: 0,
   /** Set by a closed loop: called once `received` reaches `target`. */
   waiter: undefined as { target: number; done: () => void } | undefined,
-  /** Set by the latency scenario: publish → receive samples (ms); a message with a negative time is a warm-up one, not sampled. */
-  latency: undefined as { samples: number[] } | undefined,
+  /**
+   * Set by the latency scenario: publish → receive samples (ms); a message
+   * with a negative time is a warm-up one, not sampled. `samples` is timed at
+   * the first read of the event-loop turn that got it (when the generator
+   * began on the batch of sockets the kernel handed over together); `handled`
+   * when the generator reached that very socket, which adds the generator's
+   * own work on the other subscribers of the batch before it.
+   */
+  latency: undefined as { samples: number[]; handled: number[] } | undefined,
 };
 
 export interface Subscriber {
@@ -38,6 +45,12 @@ export interface Subscriber {
 const MARK = Buffer.from('{"t":');
 const COMMA = 0x2c;
 
+/** The time of the first read in this turn of the event loop (0: none yet). */
+let turnStart = 0;
+const endTurn = (): void => {
+  turnStart = 0;
+};
+
 /** Counts payload markers in `buf` (and times them in the latency scenario). */
 function scan(buf: Buffer): void {
   let i = buf.indexOf(MARK);
@@ -45,12 +58,20 @@ function scan(buf: Buffer): void {
   let n = 0;
   const lat = counters.latency;
   const now = lat ? performance.now() : 0;
+  if (lat && turnStart === 0) {
+    // Every socket read in this turn came from one poll of the kernel, which had it before this moment.
+    turnStart = now;
+    setImmediate(endTurn);
+  }
   while (i >= 0) {
     n++;
     if (lat) {
       const end = buf.indexOf(COMMA, i + 5);
       const t = Number(buf.toString("latin1", i + 5, end));
-      if (t >= 0) lat.samples.push(now - t);
+      if (t >= 0) {
+        lat.samples.push(turnStart - t);
+        lat.handled.push(now - t);
+      }
     }
     i = buf.indexOf(MARK, i + 5);
   }
