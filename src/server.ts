@@ -4,7 +4,7 @@
  * one ticker for every timed thing, drain and close.
  */
 import { readFile } from "node:fs/promises";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, ServerResponse, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
@@ -27,7 +27,7 @@ import { createMetrics } from "./metrics.js";
 import { Stats } from "./stats.js";
 import { ConnectionRegistry, type ServerContext } from "./transports/connection.js";
 import { sweepClosing, sweepHeartbeats } from "./transports/heartbeat.js";
-import { PollTransport } from "./transports/poll.js";
+import { clearKeepAliveLimit, isPollRequest, keepsAlive, PollTransport, watchPollSocket, type PollOutput } from "./transports/poll.js";
 import { isSseRequest, openSseResponse, openSseSocket, serveSse, StreamRequest } from "./transports/sse.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 
@@ -131,7 +131,7 @@ export class Heartline {
     };
     this.publisher = new Publisher(this.ctx);
     this.ws = new WebSocketTransport(this.ctx, this.publisher);
-    this.poll = new PollTransport(this.ctx, (res, err) => this.fail(res, err));
+    this.poll = new PollTransport(this.ctx, (out, err) => this.failPoll(out, err));
     this.metrics = createMetrics(this.ctx, () => broker.isReady());
     this.stopTicker = this.clock.every(tickMs, () => this.tick());
     if (!this.config.apiKey) {
@@ -170,13 +170,21 @@ export class Heartline {
         for (const l of previous) l.call(server, req, res);
         return;
       }
+      if (req instanceof StreamRequest) clearKeepAliveLimit(req.socket, server);
       this.handleRequest(req, res, pages);
     });
     server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      // `GET /sse` on a server made by `listen()`, handed over by node:http like an upgrade (see StreamRequest).
-      if (req instanceof StreamRequest && isSseRequest(req.method, req.url)) {
-        this.handleSseSocket(req, socket as Socket);
-        return;
+      if (req instanceof StreamRequest) {
+        // `GET /sse` and `GET /poll` on a server made by `listen()`, handed over by node:http like an upgrade (see StreamRequest).
+        if (isPollRequest(req.method, req.url)) {
+          this.handlePollSocket(req, socket as Socket, head);
+          return;
+        }
+        clearKeepAliveLimit(socket as Socket, server);
+        if (isSseRequest(req.method, req.url)) {
+          this.handleSseSocket(req, socket as Socket);
+          return;
+        }
       }
       if (pathOf(req) !== "/ws" && previousUpgrade.length > 0) {
         for (const l of previousUpgrade) l.call(server, req, socket, head);
@@ -308,6 +316,14 @@ export class Heartline {
     const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error while serving a request"));
     if (e.code === "broker_unavailable") this.stats.brokerErrors++;
     sendError(res, e, headers);
+  }
+
+  /** An error while serving a poll, answered through its response or on its bare socket. */
+  private failPoll(out: PollOutput, err: unknown, headers?: Record<string, string>): void {
+    if (out instanceof ServerResponse) return this.fail(out, err, headers);
+    const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error while serving a request"));
+    if (e.code === "broker_unavailable") this.stats.brokerErrors++;
+    sendRawError(out, e, headers);
   }
 
   /** CORS: which origins may use the API from a browser. */
@@ -490,6 +506,34 @@ export class Heartline {
     const ip = clientIp(req, this.config.trustProxy);
     this.ctx.registry.admit("sse", ip);
     return serveSse(this.ctx, openSseSocket(socket, cors), ip, params.channels, params.cursor, claims);
+  }
+
+  /**
+   * `GET /poll` taken out of node:http: the same checks as the request route,
+   * errors answered on the socket (which then closes); an answer leaves the
+   * kept-alive connection to node:http again.
+   */
+  private handlePollSocket(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    watchPollSocket(socket);
+    const cors = this.corsHeaders(req);
+    this.openPoll(req, socket, head, cors).catch((err) => this.failPoll(socket, err, cors));
+  }
+
+  private async openPoll(req: IncomingMessage, socket: Socket, head: Buffer, cors: Record<string, string>): Promise<void> {
+    const url = parseUrl(req);
+    if (!this.originAllowed(req)) {
+      this.stats.rejected.origin_not_allowed++;
+      throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
+    }
+    this.offered("poll");
+    this.notDraining();
+    const params = this.subscribeParams(url, true);
+    const hold = this.pollHold(url);
+    const claims = this.auth.enabled ? await this.auth.authorizeSubscribe(req, url, params.channels) : undefined;
+    if (socket.destroyed) return;
+    this.notDraining();
+    const ip = clientIp(req, this.config.trustProxy);
+    return this.poll.serve(socket, ip, params.channels, params.shared, hold, cors, claims, keepsAlive(req), head);
   }
 
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -8,8 +8,16 @@
  * With a broker that reads synchronously (the memory broker), polls are read
  * and answered in the turn they are woken, and the polls of one pass that
  * wait at the same cursor on the same channels share one answer body.
+ *
+ * A poll is answered either through node:http's response (servers Heartline
+ * is attached to) or, on servers Heartline creates, on the bare socket: the
+ * request is taken out of node:http like an upgrade (see StreamRequest in
+ * sse.ts), so a held poll keeps no parser, request or response; once
+ * answered, the socket is handed back to its server for the next request of
+ * the kept-alive connection.
  */
-import type { ServerResponse } from "node:http";
+import { ServerResponse, type IncomingMessage, type Server } from "node:http";
+import type { Socket } from "node:net";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { Broker, ReadResult, StoredMessage } from "../broker/broker.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
@@ -103,6 +111,188 @@ function send(res: ServerResponse, a: PollAnswer, headers: Record<string, string
   res.end(a.body);
 }
 
+/** `GET /poll…`: on servers Heartline creates, the requests served on the bare socket. */
+export function isPollRequest(method: string | undefined, url: string | undefined): boolean {
+  return method === "GET" && url !== undefined && url.startsWith("/poll") && (url.length === 5 || url.charCodeAt(5) === 63 /* ? */);
+}
+
+/**
+ * Whether a request announces a body (`Content-Length` other than 0, or
+ * `Transfer-Encoding`). node:http would read it as part of the request; taken
+ * out like an upgrade, it would be parsed as the next request, so such a poll
+ * stays with node:http.
+ */
+export function announcesBody(req: IncomingMessage): boolean {
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 14 && name.toLowerCase() === "content-length" && raw[i + 1]!.trim() !== "0") return true;
+    if (name.length === 17 && name.toLowerCase() === "transfer-encoding") return true;
+  }
+  return false;
+}
+
+/**
+ * The state a poll on the bare socket keeps on it: its poll while held, a
+ * mark once handed back with an idle limit, and whether the poll handlers
+ * are on it already.
+ */
+const POLL = Symbol("heartline.poll");
+const KEPT = Symbol("heartline.kept");
+const WATCHED = Symbol("heartline.watched");
+type PollSocket = Socket & {
+  [POLL]?: PendingPoll;
+  [KEPT]?: boolean;
+  [WATCHED]?: boolean;
+  server?: Server;
+  _handle?: { _consumed?: boolean } | null;
+};
+/** Where an answer goes: node:http's response, or the bare socket. */
+export type PollOutput = ServerResponse | Socket;
+
+/**
+ * Bytes a client may send while its poll is held on the bare socket (the
+ * start of its next, pipelined, request). They are kept for node:http; past
+ * this the socket is no longer read until the answer, which leaves the rest
+ * to TCP's flow control.
+ */
+const HELD_BYTES_LIMIT = 16 * 1024;
+
+const RAW_HEAD = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n";
+const CLOSE_LINE = "Connection: close\r\n";
+let keepAliveLine = "";
+let keepAliveMs = -1;
+
+/** `Connection: keep-alive` and the server's idle limit, as node:http announces them. */
+function keepAliveLines(server: Server): string {
+  if (server.keepAliveTimeout !== keepAliveMs) {
+    keepAliveMs = server.keepAliveTimeout;
+    keepAliveLine = "Connection: keep-alive\r\n" + (keepAliveMs > 0 ? "Keep-Alive: timeout=" + Math.floor(keepAliveMs / 1000) + "\r\n" : "");
+  }
+  return keepAliveLine;
+}
+
+/**
+ * Whether the client keeps the connection open after the answer (RFC 9112
+ * §9.3): HTTP/1.1 unless it sends `Connection: close`, HTTP/1.0 only with
+ * `Connection: keep-alive`. Read from the raw header list, like the Origin.
+ */
+export function keepsAlive(req: IncomingMessage): boolean {
+  const raw = req.rawHeaders;
+  let value = "";
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 10 && name.toLowerCase() === "connection") value += "," + raw[i + 1]!.toLowerCase();
+  }
+  if (req.httpVersionMajor !== 1) return false;
+  if (value === "") return req.httpVersionMinor >= 1;
+  const tokens = value.split(",").map((t) => t.trim());
+  if (tokens.includes("close")) return false;
+  return req.httpVersionMinor >= 1 || tokens.includes("keep-alive");
+}
+
+/** Errors on a bare poll socket are answered by its 'close'; without a listener they would throw. */
+function ignoreSocketError(): void {}
+
+/**
+ * Puts the poll handlers on a socket taken out of node:http for a poll, once
+ * per connection: they stay for the polls that follow on it, and do nothing
+ * while no poll is held.
+ */
+export function watchPollSocket(socket: Socket): void {
+  const s = socket as PollSocket;
+  if (s[WATCHED] === true) return;
+  s[WATCHED] = true;
+  socket.on("error", ignoreSocketError);
+  socket.on("end", onHeldEnd);
+  socket.on("close", onHeldClose);
+}
+
+/**
+ * Answers a poll on the bare socket: status line, headers and body in one
+ * write. Then the connection goes back to node:http (`rest`: the bytes the
+ * client sent after the poll's request), or ends when it is not kept alive.
+ */
+function sendBare(socket: PollSocket, a: PollAnswer, headers: Record<string, string>, keepAlive: boolean, rest: Buffer | undefined): void {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const server = socket.server;
+  keepAlive &&= server !== undefined && server.listening;
+  let head = RAW_HEAD + (keepAlive ? keepAliveLines(server!) : CLOSE_LINE) + "Content-Length: " + a.bytes + "\r\n";
+  for (const name in headers) head += name + ": " + headers[name] + "\r\n";
+  socket.write(head + "\r\n" + a.body);
+  if (keepAlive) handBack(socket, server!, rest);
+  else socket.destroySoon();
+}
+
+/**
+ * Gives an answered poll's socket back to its server, as a new connection
+ * (`server.emit("connection")`, the documented way to hand node:http a
+ * socket): the bytes already read after the poll's request are put back in
+ * front, and node:http parses them as the connection's next request.
+ */
+function handBack(socket: PollSocket, server: Server, rest: Buffer | undefined): void {
+  socket.pause();
+  socket.removeListener("data", onHeldData);
+  if (socket[POLL] !== undefined) socket[POLL] = undefined;
+  if (rest !== undefined) socket.unshift(rest);
+  // As node:http leaves an upgraded socket: neither paused nor flowing, so
+  // that its 'data' listener starts the flow (and the bytes put back first).
+  (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+  // node:http lets its parser read the socket's handle directly only if
+  // nothing did before; the parser of the poll's request did and has let go
+  // of it (unconsume) when the request left node:http.
+  const handle = socket._handle;
+  if (handle && handle._consumed) handle._consumed = false;
+  server.emit("connection", socket);
+  // An idle kept-alive connection is closed as node:http closes its own
+  // (keepAliveTimeout plus its one-second margin), and quietly before its
+  // headersTimeout, which runs from here too (the new parser waits for a
+  // request) and would answer 408. The next request clears the limit.
+  let limit = server.keepAliveTimeout > 0 ? server.keepAliveTimeout + 1000 : 0;
+  if (server.headersTimeout > 0) limit = limit === 0 ? server.headersTimeout * 0.6 : Math.min(limit, server.headersTimeout * 0.6);
+  if (limit > 0) {
+    socket.setTimeout(limit);
+    socket[KEPT] = true;
+  }
+}
+
+/**
+ * Called for each request and each upgrade but a poll on a listen() server:
+ * a connection handed back after a poll still carries the idle limit set
+ * then, which node:http would otherwise leave running during the request. (A
+ * poll leaves it: it would fire at most once, to no listener, and the answer
+ * sets it again.)
+ */
+export function clearKeepAliveLimit(socket: Socket, server: Server): void {
+  const s = socket as PollSocket;
+  if (s[KEPT] === true) {
+    s[KEPT] = false;
+    socket.setTimeout(server.timeout || 0);
+  }
+}
+
+function onHeldData(this: PollSocket, chunk: Buffer): void {
+  const p = this[POLL];
+  if (!p) return;
+  p.rest = p.rest === undefined ? chunk : Buffer.concat([p.rest, chunk]);
+  if (p.rest.length >= HELD_BYTES_LIMIT) this.pause();
+}
+
+/** node:http servers allow half-open sockets: a client that ends its side during the hold is gone. */
+function onHeldEnd(this: PollSocket): void {
+  const p = this[POLL];
+  if (!p) return;
+  p.abandon();
+  this.destroy();
+}
+
+function onHeldClose(this: PollSocket): void {
+  this[POLL]?.abandon();
+}
+
 /**
  * Woken polls are read at the end of the turn, not at once: the messages of a
  * burst (several publishes handled in one turn) then leave in one answer
@@ -111,8 +301,7 @@ function send(res: ServerResponse, a: PollAnswer, headers: Record<string, string
 const woken: PendingPoll[] = [];
 let wakeScheduled = false;
 
-/** Held polls reach their state through a field of the response: one shared close handler, no closure each. */
-const POLL = Symbol("heartline.poll");
+/** Held polls reach their state through a field of the response or socket: shared handlers, no closure each. */
 type PollResponse = ServerResponse & { [POLL]?: PendingPoll };
 
 function onPollClose(this: PollResponse): void {
@@ -162,10 +351,12 @@ class PendingPoll implements Waiter {
   queued = false;
   private collecting = false;
   private dirty = false;
+  /** On the bare socket: the bytes the client sent after the poll's request, for node:http once answered. */
+  rest: Buffer | undefined;
 
   constructor(
     readonly transport: PollTransport,
-    readonly res: ServerResponse,
+    readonly out: PollOutput,
     readonly ip: string,
     readonly channels: readonly string[],
     /** The cursor, shared with the other requests that sent the same one. */
@@ -173,7 +364,9 @@ class PendingPoll implements Waiter {
     readonly deadline: number,
     readonly headers: Record<string, string>,
     /** The poll's token expiry in wall-clock ms (0 = none): nothing is delivered on an expired token. */
-    readonly tokenExp = 0,
+    readonly tokenExp: number,
+    /** On the bare socket: whether the connection stays open after the answer. */
+    readonly keepAlive: boolean,
   ) {}
 
   wake(): void {
@@ -251,7 +444,7 @@ class PendingPoll implements Waiter {
     if (this.done) return;
     this.transport.release(this);
     this.transport.ctx.stats.delivered.poll += a.messages;
-    send(this.res, a, this.headers);
+    this.transport.write(this.out, a, this.headers, this.keepAlive, this.rest);
   }
 
   /** Answers with nothing new: the positions the cursor holds for the poll's channels. */
@@ -264,7 +457,7 @@ class PendingPoll implements Waiter {
       const p = positionIn(cursor, ch);
       if (p) positions.push([ch, p]);
     }
-    send(this.res, encodeAnswer({ messages: [], resets: [], positions }), this.headers);
+    this.transport.write(this.out, encodeAnswer({ messages: [], resets: [], positions }), this.headers, this.keepAlive, this.rest);
   }
 
   /** The client went away: free the slot, write nothing. */
@@ -275,8 +468,18 @@ class PendingPoll implements Waiter {
   private fail(err: unknown): void {
     if (this.done) return;
     this.transport.release(this);
-    this.transport.onError(this.res, err);
+    this.transport.onError(this.out, err);
   }
+}
+
+/**
+ * Holds a poll on its bare socket: a client that leaves (end or close, see
+ * watchPollSocket) frees the slot at once, and what it sends meanwhile is
+ * kept for node:http, not parsed.
+ */
+function hold(socket: PollSocket, p: PendingPoll): void {
+  socket[POLL] = p;
+  socket.on("data", onHeldData);
 }
 
 export class PollTransport {
@@ -285,48 +488,69 @@ export class PollTransport {
 
   constructor(
     readonly ctx: ServerContext,
-    readonly onError: (res: ServerResponse, err: unknown) => void,
+    readonly onError: (out: PollOutput, err: unknown) => void,
   ) {}
+
+  /** Writes an answer through the response, or on the bare socket (see sendBare). */
+  write(out: PollOutput, a: PollAnswer, headers: Record<string, string>, keepAlive: boolean, rest: Buffer | undefined): void {
+    if (out instanceof ServerResponse) send(out, a, headers);
+    else sendBare(out, a, headers, keepAlive && !this.ctx.draining, rest);
+  }
 
   /**
    * Serves `GET /poll`. Without a cursor: the current position at once. With
    * one: at once when something follows it, else held until a message comes
-   * or `holdSeconds` pass.
+   * or `holdSeconds` pass. `out` is node:http's response or, for a request
+   * taken out of node:http, its socket; then `keepAlive` says whether the
+   * connection goes back to node:http after the answer, and `head` holds the
+   * bytes read after the request.
    */
   async serve(
-    res: ServerResponse,
+    out: PollOutput,
     ip: string,
     channels: readonly string[],
     shared: SharedCursor | undefined,
     holdSeconds: number,
     headers: Record<string, string>,
     claims?: TokenClaims,
+    keepAlive = false,
+    head?: Buffer,
   ): Promise<void> {
     // A poll never waits past its token's expiry.
     if (claims) holdSeconds = Math.min(holdSeconds, this.ctx.auth.holdLimit(claims));
     const broker = this.ctx.hub.broker;
     const cursor = shared?.positions;
+    const rest = head !== undefined && head.length > 0 ? head : undefined;
     if (!shared || holdSeconds <= 0) {
       const c = broker.readSync ? collectSync(broker, channels, cursor) : await collect(broker, channels, cursor);
       const a = encodeAnswer(c);
       this.ctx.stats.delivered.poll += a.messages;
-      send(res, a, headers);
+      this.write(out, a, headers, keepAlive, rest);
       return;
     }
     // Take the slot and register before the first read, so a message stored
     // between the read and the wait still wakes this poll.
     this.ctx.registry.admit("poll", ip);
-    const p = new PendingPoll(this, res, ip, channels, shared, Math.ceil(this.ctx.now + holdSeconds * 1000), headers, claims?.expMs ?? 0);
+    const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.now + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive);
+    p.rest = rest;
     this.waiting.add(p);
     this.ctx.hub.addWaiter(channels, p);
-    (res as PollResponse)[POLL] = p;
-    res.on("close", onPollClose);
+    const bare = !(out instanceof ServerResponse);
+    if (!bare) {
+      (out as PollResponse)[POLL] = p;
+      out.on("close", onPollClose);
+    }
     if (this.ctx.draining) {
       p.finish();
       return;
     }
-    if (broker.readSync) p.checkNow(this.answers());
-    else await p.check();
+    if (broker.readSync) {
+      p.checkNow(this.answers());
+      if (bare && !p.done) hold(out, p);
+    } else {
+      if (bare) hold(out, p);
+      await p.check();
+    }
     if (!p.done) this.ctx.stats.pollWaits++;
   }
 

@@ -18,6 +18,7 @@ import { HeartlineError } from "../errors.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
 import { corkUntilTurnEnds } from "./batch.js";
+import { announcesBody, isPollRequest } from "./poll.js";
 import { Connection, type ServerContext } from "./connection.js";
 
 const CONN = Symbol("heartline.connection");
@@ -55,16 +56,19 @@ const UPGRADE = Symbol("heartline.upgrade");
  * The request class of servers Heartline creates. node:http hands a request
  * whose `upgrade` is true to the server's `upgrade` listeners and lets go of
  * it, its parser and its response, as it does for a WebSocket handshake; this
- * class reports `GET /sse` as such a request, so the stream is served on the
- * bare socket. node:http assigns `method` before it reads `upgrade`; a
- * version that stopped reading it would simply serve `/sse` as a plain
- * request, through the response.
+ * class reports `GET /sse` and `GET /poll` as such requests, so the stream,
+ * or the poll, is served on the bare socket (a poll that announces a body
+ * stays with node:http, which reads it). node:http assigns `method`
+ * before it reads `upgrade`; a version that stopped reading it would simply
+ * serve them as plain requests, through the response.
  */
 export class StreamRequest extends IncomingMessage {
   private [UPGRADE]: boolean | null = null;
 
   get upgrade(): boolean {
-    return this[UPGRADE] === true || isSseRequest(this.method, this.url);
+    return (
+      this[UPGRADE] === true || isSseRequest(this.method, this.url) || (isPollRequest(this.method, this.url) && !announcesBody(this))
+    );
   }
 
   set upgrade(value: boolean | null) {

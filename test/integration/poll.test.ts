@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import diagnostics from "node:diagnostics_channel";
+import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { channelKey, decodeCursor } from "../../src/hub/cursor.js";
@@ -437,5 +439,308 @@ describe("long polling with trimmed history", () => {
     assert.deepEqual(next.messages, [{ channel: "tr:a", offset: 6, data: "a6" }]);
     assert.deepEqual(next.resets, []);
     await assertIdle(s.hl);
+  });
+});
+
+/** A raw HTTP/1.1 connection: sends text, reads answers one by one (by Content-Length). */
+class RawConnection {
+  readonly socket: net.Socket;
+  readonly closed: Promise<void>;
+  private buffered = "";
+
+  constructor(port: number) {
+    this.socket = net.connect(port, "127.0.0.1");
+    this.socket.setEncoding("latin1");
+    this.socket.on("data", (d: string) => (this.buffered += d));
+    this.socket.on("error", () => {});
+    this.closed = new Promise<void>((r) => this.socket.once("close", () => r()));
+  }
+
+  send(text: string): void {
+    this.socket.write(text);
+  }
+
+  /** Bytes received and not yet taken as an answer. */
+  get unread(): string {
+    return this.buffered;
+  }
+
+  /** The next complete answer: status, head, headers (lower-cased names) and body. */
+  async next(ms = 5000): Promise<{ status: number; head: string; headers: Map<string, string>; body: string }> {
+    let answer: { status: number; head: string; headers: Map<string, string>; body: string } | undefined;
+    await waitFor(
+      () => {
+        const end = this.buffered.indexOf("\r\n\r\n");
+        if (end < 0) return false;
+        const head = this.buffered.slice(0, end);
+        const headers = new Map<string, string>();
+        for (const line of head.split("\r\n").slice(1)) {
+          const colon = line.indexOf(":");
+          headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
+        }
+        const length = Number(headers.get("content-length") ?? "0");
+        if (this.buffered.length < end + 4 + length) return false;
+        const body = this.buffered.slice(end + 4, end + 4 + length);
+        this.buffered = this.buffered.slice(end + 4 + length);
+        answer = { status: Number(head.split(" ")[1]), head, headers, body };
+        return true;
+      },
+      ms,
+      "an answer",
+    );
+    return answer!;
+  }
+}
+
+const pollRequest = (query: string, extra = "") => `GET /poll?${query} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
+
+describe("long polling on a server made by listen(): polls are served on the bare socket", () => {
+  let s: TestServer;
+  /** Requests that went through node:http's request path (polls on the bare socket do not). */
+  const viaResponse: Array<{ url: string; socket: net.Socket }> = [];
+  const onRequest = (message: unknown) => {
+    const { request, socket } = message as { request: { url: string }; socket: net.Socket };
+    viaResponse.push({ url: request.url, socket });
+  };
+  before(async () => {
+    s = await startServer({ pollTimeout: 30 });
+    diagnostics.subscribe("http.server.request.start", onRequest);
+  });
+  after(async () => {
+    diagnostics.unsubscribe("http.server.request.start", onRequest);
+    await s.close();
+  });
+
+  /** The position of `channel` now, as a cursor. */
+  async function cursorOf(channel: string): Promise<string> {
+    return (await poll(`${s.url}/poll?channel=${channel}`)).cursor;
+  }
+
+  it("answers in one piece with Content-Length (no chunking), then serves the next requests of the connection", async () => {
+    viaResponse.length = 0;
+    const c = new RawConnection(s.port);
+    c.send(pollRequest("channel=bare:a"));
+    const first = await c.next();
+    assert.equal(first.status, 200);
+    assert.match(first.head, /^HTTP\/1\.1 200 OK\r\nContent-Type: application\/json\r\nCache-Control: no-store\r\n/);
+    assert.equal(first.headers.get("content-length"), String(Buffer.byteLength(first.body)));
+    assert.equal(first.headers.has("transfer-encoding"), false);
+    assert.equal(first.headers.get("connection"), "keep-alive");
+    const cursor = JSON.parse(first.body).cursor as string;
+    // Held on the same connection, answered by a publish.
+    c.send(pollRequest(`channel=bare:a&cursor=${cursor}`));
+    await waitFor(() => s.hl.connectionsByTransport.poll === 1, 5000, "the poll to be held");
+    const pub = await s.hl.publish("bare:a", { n: 1 });
+    const second = await c.next();
+    assert.equal(second.status, 200);
+    assert.equal(second.headers.has("transfer-encoding"), false);
+    assert.deepEqual(JSON.parse(second.body).messages, [{ channel: "bare:a", offset: pub.offset, data: { n: 1 } }]);
+    // Then a request that is not a poll, through node:http, on the same socket.
+    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    const third = await c.next();
+    assert.equal(third.status, 200);
+    assert.deepEqual(JSON.parse(third.body), { status: "ok" });
+    // And a poll again after it.
+    c.send(pollRequest(`channel=bare:a&cursor=${JSON.parse(second.body).cursor}&timeout=0`));
+    const fourth = await c.next();
+    assert.equal(fourth.status, 200);
+    assert.deepEqual(JSON.parse(fourth.body).messages, []);
+    assert.deepEqual(
+      viaResponse.map((r) => r.url),
+      ["/healthz"],
+      "only /healthz went through node:http's response",
+    );
+    assert.equal(c.socket.destroyed, false, "the connection is still open");
+    c.socket.end();
+    await c.closed;
+    await assertIdle(s.hl);
+  });
+
+  it("leaves no listener behind on a connection that carries many polls", async () => {
+    viaResponse.length = 0;
+    const c = new RawConnection(s.port);
+    const counts = () => {
+      const socket = viaResponse.at(-1)!.socket;
+      return ["data", "end", "close", "error", "timeout", "drain"].map((e) => `${e}:${socket.listenerCount(e)}`).join(" ");
+    };
+    let cursor = await cursorOf("bare:many");
+    // The first poll of a connection puts the poll handlers on it, once.
+    c.send(pollRequest(`channel=bare:many&cursor=${cursor}&timeout=0`) + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    await c.next();
+    await c.next();
+    const before = counts();
+    for (let i = 0; i < 30; i++) {
+      c.send(pollRequest(`channel=bare:many&cursor=${cursor}`));
+      await waitFor(() => s.hl.connectionsByTransport.poll === 1, 5000, "the poll to be held");
+      await s.hl.publish("bare:many", i);
+      const a = await c.next();
+      cursor = JSON.parse(a.body).cursor;
+    }
+    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    await c.next();
+    assert.equal(viaResponse.length, 2);
+    assert.equal(viaResponse[0]!.socket, viaResponse[1]!.socket, "one connection throughout");
+    assert.equal(counts(), before);
+    c.socket.destroy();
+    await assertIdle(s.hl);
+  });
+
+  it("serves a request pipelined during the hold after the poll's answer", async () => {
+    const cursor = await cursorOf("bare:pipe");
+    const c = new RawConnection(s.port);
+    c.send(pollRequest(`channel=bare:pipe&cursor=${cursor}`) + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    await waitFor(() => s.hl.connectionsByTransport.poll === 1, 5000, "the poll to be held");
+    c.send("GET /api/channels/bare:pipe HTTP/1.1\r\nHost: x\r\n\r\n");
+    await sleep(50);
+    assert.equal(c.unread, "", "nothing is answered while the poll is held");
+    await s.hl.publish("bare:pipe", "m");
+    const a = await c.next();
+    assert.deepEqual(JSON.parse(a.body).messages, [{ channel: "bare:pipe", offset: 1, data: "m" }]);
+    assert.deepEqual(JSON.parse((await c.next()).body), { status: "ok" });
+    assert.equal(JSON.parse((await c.next()).body).offset, 1);
+    c.socket.end();
+    await c.closed;
+    await assertIdle(s.hl);
+  });
+
+  it("leaves a poll that announces a body to node:http, which reads the body", async () => {
+    viaResponse.length = 0;
+    const c = new RawConnection(s.port);
+    c.send(pollRequest("channel=bare:body", "Content-Length: 23\r\n") + "GET /healthz HTTP/1.1\r\n" + pollRequest("channel=bare:body"));
+    const a = await c.next();
+    assert.equal(a.status, 200);
+    assert.deepEqual(JSON.parse(a.body).messages, []);
+    const b = await c.next();
+    assert.equal(b.status, 200);
+    assert.deepEqual(JSON.parse(b.body).messages, [], "the body was not taken for a request");
+    assert.deepEqual(
+      viaResponse.map((r) => r.url),
+      ["/poll?channel=bare:body"],
+    );
+    c.socket.destroy();
+    await assertIdle(s.hl);
+  });
+
+  it("ends the connection after the answer on Connection: close, and for HTTP/1.0", async () => {
+    const c = new RawConnection(s.port);
+    c.send(pollRequest("channel=bare:close", "Connection: close\r\n"));
+    const a = await c.next();
+    assert.equal(a.status, 200);
+    assert.equal(a.headers.get("connection"), "close");
+    await c.closed;
+    const old = new RawConnection(s.port);
+    old.send("GET /poll?channel=bare:close HTTP/1.0\r\n\r\n");
+    assert.equal((await old.next()).status, 200);
+    await old.closed;
+    // HTTP/1.0 asking for keep-alive keeps it.
+    const kept = new RawConnection(s.port);
+    kept.send("GET /poll?channel=bare:close HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert.equal((await kept.next()).headers.get("connection"), "keep-alive");
+    kept.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert.equal((await kept.next()).status, 200);
+    kept.socket.destroy();
+    await assertIdle(s.hl);
+  });
+
+  it("frees the slot when the client ends its side, or vanishes, during the hold", async () => {
+    const cursor = await cursorOf("bare:gone");
+    const half = new RawConnection(s.port);
+    half.send(pollRequest(`channel=bare:gone&cursor=${cursor}`));
+    await waitFor(() => s.hl.connectionsByTransport.poll === 1, 5000, "the poll to be held");
+    half.socket.end();
+    await half.closed;
+    await assertIdle(s.hl);
+    const gone = new RawConnection(s.port);
+    gone.send(pollRequest(`channel=bare:gone&cursor=${cursor}`) + "GET /heal");
+    await waitFor(() => s.hl.connectionsByTransport.poll === 1, 5000, "the poll to be held");
+    gone.socket.destroy();
+    await assertIdle(s.hl);
+    // The channel still works for others.
+    await s.hl.publish("bare:gone", 1);
+    assert.equal((await poll(`${s.url}/poll?channel=bare:gone&cursor=${cursor}`)).messages.length, 1);
+    await assertIdle(s.hl);
+  });
+
+  it("keeps hostile bytes sent during the hold for node:http, which refuses them after the answer", async () => {
+    const cursor = await cursorOf("bare:junk");
+    const c = new RawConnection(s.port);
+    c.send(pollRequest(`channel=bare:junk&cursor=${cursor}`));
+    await waitFor(() => s.hl.connectionsByTransport.poll === 1, 5000, "the poll to be held");
+    c.send("\x00\x01 NOT HTTP \xff\r\n\r\n");
+    // More than the socket keeps during a hold: the rest waits in TCP.
+    c.send("X".repeat(100_000));
+    await sleep(50);
+    assert.equal(s.hl.connectionsByTransport.poll, 1, "still held");
+    await s.hl.publish("bare:junk", "j");
+    const a = await c.next();
+    assert.deepEqual(JSON.parse(a.body).messages, [{ channel: "bare:junk", offset: 1, data: "j" }]);
+    const refused = await c.next();
+    assert.equal(refused.status, 400);
+    await c.closed;
+    await assertIdle(s.hl);
+    assert.equal((await getJson(`${s.url}/healthz`)).status, 200, "the server is still up");
+  });
+
+  it("answers the checks' errors on the socket, with the CORS headers, and closes", async () => {
+    for (const [query, code] of [
+      ["channel=bare:e&cursor=%%%", "bad_cursor"],
+      ["channel=bad%20name", "bad_channel"],
+      ["cursor=1", "bad_request"],
+      ["channel=bare:e&timeout=-1", "bad_request"],
+    ] as const) {
+      const c = new RawConnection(s.port);
+      c.send(pollRequest(query, "Origin: http://elsewhere.example\r\n"));
+      const a = await c.next();
+      assert.equal(a.status, 400, query);
+      assert.equal(a.headers.get("access-control-allow-origin"), "*");
+      assert.equal(JSON.parse(a.body).error.code, code, query);
+      await c.closed;
+    }
+    await assertIdle(s.hl);
+  });
+
+  it("answers an expired hold through the ticker and keeps the connection", async () => {
+    const cursor = await cursorOf("bare:late");
+    const c = new RawConnection(s.port);
+    c.send(pollRequest(`channel=bare:late&cursor=${cursor}&timeout=0.3`));
+    const a = await c.next();
+    assert.deepEqual(JSON.parse(a.body), { messages: [], cursor, resets: [] });
+    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.equal((await c.next()).status, 200);
+    c.socket.destroy();
+    await assertIdle(s.hl);
+  });
+});
+
+describe("long polling on the bare socket while draining", () => {
+  it("answers a held poll and ends its connection", async () => {
+    const s = await startServer({ pollTimeout: 30 });
+    const cursor = (await poll(`${s.url}/poll?channel=drain:a`)).cursor;
+    const c = new RawConnection(s.port);
+    c.send(pollRequest(`channel=drain:a&cursor=${cursor}`));
+    await waitFor(() => s.hl.connectionsByTransport.poll === 1, 5000, "the poll to be held");
+    const closing = s.hl.close(5);
+    const a = await c.next();
+    assert.equal(a.status, 200);
+    assert.equal(a.headers.get("connection"), "close");
+    assert.deepEqual(JSON.parse(a.body).messages, []);
+    await c.closed;
+    await closing;
+    assert.equal(s.hl.connections, 0);
+  });
+});
+
+describe("a connection handed back after a poll", () => {
+  it("is closed quietly when idle, before node:http's headersTimeout would answer 408", async () => {
+    const s = await startServer({}, { headersTimeoutMs: 500 });
+    try {
+      const c = new RawConnection(s.port);
+      c.send(pollRequest("channel=idle:a"));
+      assert.equal((await c.next()).status, 200);
+      await c.closed;
+      assert.equal(c.unread, "", "nothing was written after the answer");
+    } finally {
+      await s.close();
+    }
   });
 });
