@@ -31,7 +31,24 @@ export function sendRawError(socket: Duplex, err: HeartlineError, headers?: Reco
     return;
   }
   const body = JSON.stringify(err.toJSON());
-  let head = `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? "Error"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n`;
+  let head = `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? "Error"}\r\n${dateLine()}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n`;
   for (const [k, v] of Object.entries({ ...headers, ...err.headers })) head += `${k}: ${v}\r\n`;
   socket.end(head + "\r\n" + body);
+}
+
+let dateSecond = -1;
+let dateText = "";
+
+/**
+ * `Date: <IMF-fixdate>\r\n` for a response head written on a bare socket
+ * (RFC 9110 §6.6.1: an origin server with a clock sends it), formatted once
+ * a second, as node:http does for its own responses.
+ */
+export function dateLine(now = Date.now()): string {
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = "Date: " + new Date(second * 1000).toUTCString() + "\r\n";
+  }
+  return dateText;
 }

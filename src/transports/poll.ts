@@ -20,6 +20,7 @@ import { ServerResponse, type IncomingMessage, type Server } from "node:http";
 import type { Socket } from "node:net";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { Broker, ReadResult, StoredMessage } from "../broker/broker.js";
+import { dateLine } from "../http/respond.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
 import type { Waiter } from "../hub/hub.js";
 import type { ServerContext } from "./connection.js";
@@ -220,7 +221,7 @@ function sendBare(socket: PollSocket, a: PollAnswer, headers: Record<string, str
   }
   const server = socket.server;
   keepAlive &&= server !== undefined && server.listening;
-  let head = RAW_HEAD + (keepAlive ? keepAliveLines(server!) : CLOSE_LINE) + "Content-Length: " + a.bytes + "\r\n";
+  let head = RAW_HEAD + dateLine() + (keepAlive ? keepAliveLines(server!) : CLOSE_LINE) + "Content-Length: " + a.bytes + "\r\n";
   for (const name in headers) head += name + ": " + headers[name] + "\r\n";
   socket.write(head + "\r\n" + a.body);
   if (keepAlive) handBack(socket, server!, rest);

@@ -15,6 +15,7 @@ import type { Socket } from "node:net";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
+import { dateLine } from "../http/respond.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
 import { corkUntilTurnEnds } from "./batch.js";
@@ -198,7 +199,7 @@ export function openSseResponse(res: ServerResponse, headers: Record<string, str
  * that its end of the connection is noticed.
  */
 export function openSseSocket(socket: Socket, headers: Record<string, string>): Output {
-  let head = RAW_HEAD;
+  let head = RAW_HEAD + dateLine();
   for (const name in headers) head += name + ": " + headers[name] + "\r\n";
   socket.setNoDelay(true);
   socket.write(head + "\r\n" + RETRY_LINE);

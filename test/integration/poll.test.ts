@@ -442,6 +442,13 @@ describe("long polling with trimmed history", () => {
   });
 });
 
+/** A `Date` header (RFC 9110 §6.6.1) within a few seconds of now, as node:http sends on its own answers. */
+function assertDate(value: string | undefined): void {
+  assert.ok(value, "a Date header");
+  assert.match(value, /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+  assert.ok(Math.abs(Date.parse(value) - Date.now()) < 5000, value);
+}
+
 /** A raw HTTP/1.1 connection: sends text, reads answers one by one (by Content-Length). */
 class RawConnection {
   readonly socket: net.Socket;
@@ -526,6 +533,7 @@ describe("long polling on a server made by listen(): polls are served on the bar
     assert.equal(first.headers.get("content-length"), String(Buffer.byteLength(first.body)));
     assert.equal(first.headers.has("transfer-encoding"), false);
     assert.equal(first.headers.get("connection"), "keep-alive");
+    assertDate(first.headers.get("date"));
     const cursor = JSON.parse(first.body).cursor as string;
     // Held on the same connection, answered by a publish.
     c.send(pollRequest(`channel=bare:a&cursor=${cursor}`));
@@ -693,6 +701,7 @@ describe("long polling on a server made by listen(): polls are served on the bar
       const a = await c.next();
       assert.equal(a.status, 400, query);
       assert.equal(a.headers.get("access-control-allow-origin"), "*");
+      assertDate(a.headers.get("date"));
       assert.equal(JSON.parse(a.body).error.code, code, query);
       await c.closed;
     }

@@ -527,6 +527,8 @@ describe("SSE on a server made by listen(): the stream runs on the bare socket",
     assert.match(head, /\r\nContent-Type: text\/event-stream; charset=utf-8(\r\n|$)/);
     assert.match(head, /\r\nConnection: close(\r\n|$)/);
     assert.doesNotMatch(head, /Transfer-Encoding|Content-Length/i);
+    const date = /\r\nDate: ([^\r]+)/.exec(head)?.[1];
+    assert.ok(date !== undefined && Math.abs(Date.parse(date) - Date.now()) < 5000, `a Date header: ${date}`);
     assert.ok(body.startsWith("retry: 2000\n\n"), JSON.stringify(body.slice(0, 40)));
     const pub = await s.hl.publish("bare:a", { n: 1 });
     await waitFor(() => c.text().includes('"data":{"n":1}'), 5000, "the message");
