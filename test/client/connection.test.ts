@@ -157,6 +157,8 @@ describe("Heartline client: a buffering proxy", () => {
         res.writeHead(r.statusCode ?? 502, r.headers);
         r.pipe(res);
       });
+      // A poll still held when the test closes the server is cut: pass the cut on, don't throw.
+      up.on("error", () => res.destroy());
       req.pipe(up);
     });
     await new Promise<void>((r) => front.listen(0, "127.0.0.1", r));
