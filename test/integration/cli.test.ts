@@ -45,7 +45,8 @@ function runCli(args: string[], env: Record<string, string> = {}): Run {
     stdout: "",
     stderr: "",
     exited: new Promise((resolve) =>
-      child.on("exit", (code, signal) => {
+      // 'close', not 'exit': only then has everything the process wrote to stdout and stderr been read.
+      child.on("close", (code, signal) => {
         running.delete(child);
         resolve({ code, signal });
       }),
