@@ -145,6 +145,8 @@ describe("heartline serve --workers", { skip: redisSkip }, () => {
     ]);
     assert.equal(code, 0, stderr);
     assert.equal(signal, null);
+    // The last log lines may still be in the pipe when 'exit' comes.
+    await waitFor(() => logged("worker stopped").length >= 2 || undefined, 2000, `two 'worker stopped' lines (stderr: ${stderr})`);
     assert.equal(logged("worker stopped").length, 2);
     await waitFor(() => !alive(workers[1]!) && !alive(replacement), 2000, "the workers to be gone");
     await assert.rejects(fresh(`${base}/healthz`));
