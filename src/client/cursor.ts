@@ -6,26 +6,17 @@
  * `{epoch, offset}`, to SSE or polling, which speak cursors; and back. Both
  * directions live here, and nowhere else.
  */
+import { channelKey, CURSOR_VERSION, cursorSegment } from "../cursor-layout.js";
 import type { Position } from "./types.js";
-
-/** The key of `channel` inside a cursor. */
-export function channelKey(channel: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < channel.length; i++) {
-    h ^= channel.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0).toString(36);
-}
 
 /**
  * Builds a cursor from per-channel positions; channels without one are left
  * out (they start live). Returns `undefined` when no channel has a position.
  */
 export function buildCursor(positions: Iterable<readonly [string, Position | undefined]>): string | undefined {
-  let s = "1";
-  for (const [channel, p] of positions) if (p) s += "~" + channelKey(channel) + "." + p.epoch + "." + p.offset;
-  return s === "1" ? undefined : s;
+  let s = CURSOR_VERSION;
+  for (const [channel, p] of positions) if (p) s += cursorSegment(channelKey(channel), p);
+  return s === CURSOR_VERSION ? undefined : s;
 }
 
 /**
@@ -35,7 +26,7 @@ export function buildCursor(positions: Iterable<readonly [string, Position | und
 export function readCursor(cursor: string, channels: Iterable<string>): Map<string, Position> {
   const out = new Map<string, Position>();
   const [version, ...segments] = cursor.split("~");
-  if (version !== "1") return out;
+  if (version !== CURSOR_VERSION) return out;
   const byKey = new Map<string, Position>();
   // Epochs hold no ".", so a segment splits cleanly; the server made it, and validated it.
   for (const seg of segments) {

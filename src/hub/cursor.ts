@@ -10,41 +10,15 @@
  * in the request); a channel missing from the cursor starts live.
  * A cursor is input from the network: it is validated and never trusted.
  */
+import { channelKey, CURSOR_VERSION as VERSION, cursorSegment, type Position } from "../cursor-layout.js";
 import { httpError } from "../errors.js";
 
-/** A position in one channel: the last offset seen, inside an epoch. */
-export interface Position {
-  epoch: string;
-  offset: number;
-}
+export { channelKey, cursorSegment, type Position };
 
-const VERSION = "1";
 const MAX_CURSOR_LENGTH = 32 * 1024;
 const SEGMENT_RE = /^([0-9a-z]{1,7})\.([A-Za-z0-9_-]{1,64})\.(0|[1-9][0-9]{0,15})$/;
 /** Epochs must be safe inside a cursor segment. */
 export const EPOCH_RE = /^[A-Za-z0-9_-]{1,64}$/;
-
-/** The short key of a channel inside a cursor. */
-export function channelKey(channel: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < channel.length; i++) {
-    h ^= channel.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0).toString(36);
-}
-
-/** One channel's part of a cursor; connections cache it and rebuild only what changed. */
-export function cursorSegment(key: string, pos: Position): string {
-  return "~" + key + "." + pos.epoch + "." + pos.offset;
-}
-
-/** Joins segments made by {@link cursorSegment}. */
-export function joinCursor(segments: Iterable<string>): string {
-  let s = VERSION;
-  for (const seg of segments) s += seg;
-  return s;
-}
 
 /** Encodes positions of `[channel, position]` pairs. */
 export function encodeCursor(entries: Iterable<readonly [string, Position]>): string {
