@@ -49,19 +49,17 @@ function dispatch(handlers: Handlers, [op, ...args]: Msg): void {
 export function createHub(): (port: Port, m: Msg) => void {
   let hl: Heartline | undefined;
   const ports = new Map<Port, Map<string, Subscription>>();
-  /** Subscriptions whose tab was told the position they started from. */
-  const told = new WeakSet<Subscription>();
+  /** Subscriptions whose tab has not been told yet the position they started from, with the tab's port. */
+  const untold = new Map<Subscription, Port>();
   const asks: Array<(token: string) => void> = [];
   const all = (m: Msg): void => ports.forEach((_, p) => p.postMessage(m));
   const state = (): Msg => ["state", hl!.state, hl!.transport];
-  /** Tells a port the positions of its subscriptions that the hub has come to know. */
-  const tell = (subs: Map<string, Subscription>, port: Port): void =>
-    subs.forEach((sub, c) => {
-      const p = !told.has(sub) && sub.position;
-      if (p) {
-        told.add(sub);
-        port.postMessage(["pos", c, p]);
-      }
+  /** Tells the tabs the positions the hub has come to know; usually there is nobody left to tell. */
+  const tell = (): void =>
+    untold.forEach((port, sub) => {
+      const p = !sub.closed && sub.position;
+      if (p) port.postMessage(["pos", sub.channel, p]);
+      if (p || sub.closed) untold.delete(sub);
     });
   return (port, m) => {
     const subs = ports.get(port) ?? new Map<string, Subscription>();
@@ -74,7 +72,7 @@ export function createHub(): (port: Port, m: Msg) => void {
           .on("state", () => all(state()))
           .on("transport", () => all(state()))
           .on("error", (e) => all(["error", e.code, e.message]))
-          .on("pos", () => ports.forEach(tell));
+          .on("pos", tell);
         port.postMessage(state());
       },
       sub(c: string, since?: Position) {
@@ -82,7 +80,8 @@ export function createHub(): (port: Port, m: Msg) => void {
         const sub = hl!.subscribe(c, (msg) => port.postMessage(["message", msg]), since);
         sub.on("reset", (r) => port.postMessage(["reset", r])).on("error", (e) => port.postMessage(["error", e.code, e.message, c]));
         subs.set(c, sub);
-        tell(subs, port);
+        untold.set(sub, port);
+        tell();
       },
       unsub(c: string) {
         subs.get(c)?.unsubscribe();
