@@ -3,79 +3,12 @@ import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { channelKey } from "../../src/hub/cursor.js";
 import { getJson, startServer, waitFor, WsClient, type Frame, type TestServer } from "../helpers/server.js";
+import { SseStream } from "../helpers/sse.js";
 
-interface SseEvent {
-  event: string | undefined;
-  data: any;
-  id: string | undefined;
-}
-
-/** A raw SSE reader: every block with its event name, parsed data and id. */
-class SseStream {
-  readonly events: SseEvent[] = [];
-  private taken = 0;
-  private constructor(private readonly ac: AbortController) {}
-
-  static async open(url: string, headers: Record<string, string> = {}): Promise<SseStream> {
-    const ac = new AbortController();
-    const res = await fetch(url, { headers, signal: ac.signal });
-    assert.equal(res.status, 200, `SSE ${url} answered ${res.status}`);
-    const stream = new SseStream(ac);
-    void stream.pump(res);
-    return stream;
-  }
-
-  private async pump(res: Response): Promise<void> {
-    const decoder = new TextDecoder();
-    let buffer = "";
-    try {
-      const reader = res.body!.getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return;
-        buffer += decoder.decode(value, { stream: true });
-        let end: number;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const ev: SseEvent = { event: undefined, data: undefined, id: undefined };
-          let fields = 0;
-          for (const line of block.split("\n")) {
-            const m = /^(\w+): ?(.*)$/.exec(line);
-            if (!m || m[1] === "retry") continue;
-            fields++;
-            if (m[1] === "event") ev.event = m[2];
-            else if (m[1] === "data") ev.data = JSON.parse(m[2]!);
-            else if (m[1] === "id") ev.id = m[2];
-          }
-          if (fields > 0) this.events.push(ev);
-        }
-      }
-    } catch {
-      /* closed */
-    }
-  }
-
-  /** The next event with data (message or reset), after those already taken. */
-  next(timeoutMs = 5000): Promise<SseEvent> {
-    return waitFor(
-      () => {
-        for (let i = this.taken; i < this.events.length; i++) {
-          if (this.events[i]!.data !== undefined && this.events[i]!.event !== "position") {
-            this.taken = i + 1;
-            return this.events[i];
-          }
-        }
-        return undefined;
-      },
-      timeoutMs,
-      "an SSE event",
-    );
-  }
-
-  close(): void {
-    this.ac.abort();
-  }
+/** The next SSE event that carries data (a message or a reset), with its data parsed. */
+async function nextData(sse: SseStream): Promise<{ event: string | undefined; data: any; id: string | undefined }> {
+  const e = await sse.next((e) => e.data !== undefined && e.event !== "position");
+  return { event: e.event, data: JSON.parse(e.data!), id: e.id };
 }
 
 async function assertIdle(hl: Heartline): Promise<void> {
@@ -136,7 +69,7 @@ describe("history", () => {
           assert.deepEqual(await c.next((f) => f.type === "subscribed"), { type: "subscribed", channel: ch, epoch, offset: 10, recovered: false });
           assert.deepEqual(await c.next((f) => f.type === "reset"), { type: "reset", channel: ch, epoch, offset: 10 });
         }
-        const sseReset = await sse.next();
+        const sseReset = await nextData(sse);
         assert.equal(sseReset.event, "reset");
         assert.deepEqual(sseReset.data, { channel: ch, epoch, offset: 10 });
 
@@ -150,7 +83,7 @@ describe("history", () => {
           assert.deepEqual(await c.next((f) => f.type === "message"), { type: "message", ...expected });
           assert.deepEqual(streamOf(c, ch).map((f) => f.type), ["reset", "message"], "nothing older than the reset");
         }
-        const sseMsg = await sse.next();
+        const sseMsg = await nextData(sse);
         assert.equal(sseMsg.event, undefined);
         assert.deepEqual(sseMsg.data, expected);
         const next = (await getJson(`${s.url}/poll?channel=${ch}&cursor=${polled.cursor}`)).body;
@@ -183,8 +116,8 @@ describe("history", () => {
       const sse7 = await SseStream.open(`${s.url}/sse?channel=${ch}&lastEventId=${cursorAt(ch, epoch, 7)}`);
       const sse6 = await SseStream.open(`${s.url}/sse?channel=${ch}&lastEventId=${cursorAt(ch, epoch, 6)}`);
       try {
-        for (const m of kept) assert.deepEqual((await sse7.next()).data, m);
-        const r = await sse6.next();
+        for (const m of kept) assert.deepEqual((await nextData(sse7)).data, m);
+        const r = await nextData(sse6);
         assert.equal(r.event, "reset");
         assert.deepEqual(r.data, { channel: ch, epoch, offset: 10 });
       } finally {
@@ -219,7 +152,7 @@ describe("history", () => {
       const first = await s.hl.publish(ch, "old");
       assert.equal(first.epoch, sub.epoch);
       await ws.next((f) => f.type === "message");
-      assert.deepEqual((await sse.next()).data, { channel: ch, offset: 1, data: "old" });
+      assert.deepEqual((await nextData(sse)).data, { channel: ch, offset: 1, data: "old" });
       const { cursor } = (await getJson(`${s.url}/poll?channel=${ch}`)).body;
       const held = getJson(`${s.url}/poll?channel=${ch}&cursor=${cursor}`);
       await waitFor(() => s.hl.connectionsByTransport.poll === 1, 5000, "the poll to be held");
@@ -236,10 +169,10 @@ describe("history", () => {
         assert.deepEqual(msg, { type: "message", channel: ch, offset: 1, data: "new" });
         assert.deepEqual(streamOf(ws, ch).map((f) => f.type), ["message", "reset", "message"]);
 
-        const sseReset = await sse.next();
+        const sseReset = await nextData(sse);
         assert.equal(sseReset.event, "reset");
         assert.deepEqual(sseReset.data, { channel: ch, epoch: next.epoch, offset: 0 });
-        const sseMsg = await sse.next();
+        const sseMsg = await nextData(sse);
         assert.equal(sseMsg.event, undefined);
         assert.deepEqual(sseMsg.data, { channel: ch, offset: 1, data: "new" });
 
@@ -288,7 +221,7 @@ describe("history", () => {
           });
           assert.deepEqual(await c.next((f) => f.type === "reset"), { type: "reset", channel: ch, epoch: fresh.epoch, offset: 1 });
         }
-        const sseReset = await sse.next();
+        const sseReset = await nextData(sse);
         assert.equal(sseReset.event, "reset");
         assert.deepEqual(sseReset.data, { channel: ch, epoch: fresh.epoch, offset: 1 });
         const polled = (await getJson(`${s.url}/poll?channel=${ch}&cursor=${old}`)).body;
@@ -300,7 +233,7 @@ describe("history", () => {
           assert.deepEqual(await c.next((f) => f.type === "message"), { type: "message", ...expected });
           assert.deepEqual(streamOf(c, ch).map((f) => f.type), ["reset", "message"]);
         }
-        assert.deepEqual((await sse.next()).data, expected);
+        assert.deepEqual((await nextData(sse)).data, expected);
         const next = (await getJson(`${s.url}/poll?channel=${ch}&cursor=${polled.cursor}`)).body;
         assert.deepEqual(next, { messages: [expected], cursor: cursorAt(ch, fresh.epoch, 2), resets: [] });
       } finally {

@@ -3,6 +3,7 @@ import { request, type IncomingHttpHeaders } from "node:http";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
+import { SseStream } from "../helpers/sse.js";
 import { getJson, publishHttp, startServer, waitFor, WsClient, type TestServer, upgrade } from "../helpers/server.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -287,22 +288,7 @@ describe("HTTP API", () => {
       const before = await metricsText(s.url);
       const ws = await WsClient.connect(`${s.wsUrl}/ws?channel=met:1`);
       await ws.next((f) => f.type === "subscribed");
-      const sseAbort = new AbortController();
-      const sse = await fetch(`${s.url}/sse?channel=met:1`, { signal: sseAbort.signal });
-      let streamed = "";
-      const pump = (async () => {
-        const decoder = new TextDecoder();
-        try {
-          const reader = sse.body!.getReader();
-          for (;;) {
-            const { done, value } = await reader.read();
-            if (done) return;
-            streamed += decoder.decode(value, { stream: true });
-          }
-        } catch {
-          /* aborted */
-        }
-      })();
+      const sse = await SseStream.open(`${s.url}/sse?channel=met:1`);
       try {
         await waitFor(() => s.hl.hub.subscriberCount("met:1") === 2);
         const during = await metricsText(s.url);
@@ -310,11 +296,11 @@ describe("HTTP API", () => {
         assert.equal(metric(during, "heartline_connections", { transport: "sse" }), 1);
         for (let i = 0; i < 3; i++) assert.equal((await publishHttp(s, "met:1", i)).status, 200);
         await ws.next((f) => f.type === "message" && f.offset === 3);
-        await waitFor(() => streamed.includes('"offset":3'));
+        await sse.until((t) => t.includes('"offset":3'));
         // A heartbeat interval of silence: both connections get a heartbeat.
         clock.advance(25_000);
         await ws.next((f) => f.type === "ping");
-        await waitFor(() => streamed.includes("event: ping"));
+        await sse.until((t) => t.includes("event: ping"));
         const after = await metricsText(s.url);
         const delta = (name: string, labels?: Record<string, string>) => (metric(after, name, labels) ?? 0) - (metric(before, name, labels) ?? 0);
         assert.equal(delta("heartline_messages_published_total"), 3);
@@ -324,8 +310,8 @@ describe("HTTP API", () => {
         assert.equal(delta("heartline_heartbeats_sent_total", { transport: "sse" }), 1);
       } finally {
         ws.close();
-        sseAbort.abort();
-        await pump;
+        sse.close();
+        await sse.ended;
       }
       await assertIdle(s.hl);
       const idle = await metricsText(s.url);
@@ -450,23 +436,7 @@ describe("hostile HTTP", () => {
   after(() => s.close());
 
   it("closes a connection whose headers trickle in too slowly, while an open SSE stream lives on", async () => {
-    const ac = new AbortController();
-    const sse = await fetch(`${s.url}/sse?channel=slow:1`, { signal: ac.signal });
-    assert.equal(sse.status, 200);
-    const reader = sse.body!.getReader();
-    const decoder = new TextDecoder();
-    let streamed = "";
-    const pump = (async () => {
-      try {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) return;
-          streamed += decoder.decode(value, { stream: true });
-        }
-      } catch {
-        /* aborted */
-      }
-    })();
+    const sse = await SseStream.open(`${s.url}/sse?channel=slow:1`);
     try {
       await waitFor(() => s.hl.hub.subscriberCount("slow:1") === 1);
       const slow = await rawExchange(s.port, ["GET /poll?channel=slow:1 HTTP/1.1\r\nHost: x\r\n", ..."X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"], {
@@ -480,10 +450,10 @@ describe("hostile HTTP", () => {
       // The stream opened before is still served.
       assert.equal(s.hl.connectionsByTransport.sse, 1);
       await s.hl.publish("slow:1", "still here");
-      await waitFor(() => streamed.includes('"data":"still here"'), 3000, "the message on the SSE stream");
+      await sse.until((t) => t.includes('"data":"still here"'), 3000, "the message on the SSE stream");
     } finally {
-      ac.abort();
-      await pump;
+      sse.close();
+      await sse.ended;
     }
     await assertIdle(s.hl);
   });
