@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportSPKI, generateKeyPair, SignJWT, type CryptoKey } from "jose";
-import { waitFor } from "./server.js";
+import { jsonOrText, waitFor } from "./server.js";
 
 export type Alg = "HS256" | "RS256" | "ES256";
 
@@ -72,14 +72,7 @@ export class SseReader {
     const ac = new AbortController();
     const res = await fetch(url, { headers: { Accept: "text/event-stream", ...headers }, signal: ac.signal });
     if (res.status !== 200) {
-      const text = await res.text();
-      let body: unknown = text;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        /* not JSON */
-      }
-      return { status: res.status, body };
+      return { status: res.status, body: jsonOrText(await res.text()) };
     }
     return new SseReader(res, ac);
   }

@@ -3,7 +3,8 @@
  * without fixed sleeps.
  */
 import { once } from "node:events";
-import { request, type IncomingHttpHeaders } from "node:http";
+import { request, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
+import { connect } from "node:net";
 import WebSocket from "ws";
 import { pino } from "pino";
 import { createHeartline, type Heartline, type HeartlineOptions, type RuntimeOptions } from "../../src/index.js";
@@ -109,14 +110,38 @@ export class WsClient {
 /** GET a URL and parse its JSON body. */
 export async function getJson(url: string, init?: RequestInit): Promise<{ status: number; headers: Headers; body: any }> {
   const res = await fetch(url, init);
-  const text = await res.text();
-  let body: unknown = text;
+  return { status: res.status, headers: res.headers, body: jsonOrText(await res.text()) };
+}
+
+/** An answer's body: parsed when it is JSON, the text as it is otherwise. */
+export function jsonOrText(text: string): any {
   try {
-    body = JSON.parse(text);
+    return JSON.parse(text);
   } catch {
-    /* not JSON */
+    return text;
   }
-  return { status: res.status, headers: res.headers, body };
+}
+
+/** Reads a node:http answer to the end: status, headers, and the body through {@link jsonOrText}. */
+export function readAnswer(res: IncomingMessage): Promise<HttpAnswer> {
+  return new Promise((resolve) => {
+    let text = "";
+    res.setEncoding("utf8");
+    res.on("data", (c: string) => (text += c));
+    res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: jsonOrText(text) }));
+  });
+}
+
+/** Whether a new TCP connection to 127.0.0.1:port is refused. */
+export function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once("error", (err: NodeJS.ErrnoException) => resolve(err.code === "ECONNREFUSED"));
+  });
 }
 
 /** POST /api/publish. */
@@ -154,20 +179,7 @@ export function upgrade(port: number, path: string, headers: Record<string, stri
       socket.destroy();
       resolve({ status: res.statusCode ?? 0, headers: res.headers, body: undefined });
     });
-    req.on("response", (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (text += c));
-      res.on("end", () => {
-        let body: unknown = text;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          /* not JSON */
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
-      });
-    });
+    req.on("response", (res) => void readAnswer(res).then(resolve));
     req.on("error", reject);
     req.end();
   });

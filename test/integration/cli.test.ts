@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { nowSec, sign } from "../helpers/auth.js";
-import { getJson, waitFor, WsClient } from "../helpers/server.js";
+import { getJson, refused, waitFor, WsClient } from "../helpers/server.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 // The built CLI, as users run it (`npm test` builds first): starting it is far
@@ -115,18 +115,6 @@ async function metricConnections(server: Served, transport: string): Promise<num
   const text = await (await fetch(`${server.url}/metrics`)).text();
   const m = new RegExp(`^heartline_connections\\{transport="${transport}"\\} (\\d+)$`, "m").exec(text);
   return m ? Number(m[1]) : NaN;
-}
-
-/** Whether a new TCP connection to the port is refused. */
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, "127.0.0.1");
-    s.once("connect", () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.once("error", (err: NodeJS.ErrnoException) => resolve(err.code === "ECONNREFUSED"));
-  });
 }
 
 /** A WebSocket opened by hand that never answers anything, not even the close frame. */

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { request, type IncomingHttpHeaders } from "node:http";
+import { request } from "node:http";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { SseStream } from "../helpers/sse.js";
-import { getJson, publishHttp, startServer, waitFor, WsClient, type TestServer, upgrade } from "../helpers/server.js";
+import { getJson, publishHttp, readAnswer, startServer, waitFor, WsClient, type HttpAnswer, type TestServer, upgrade } from "../helpers/server.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -40,32 +40,17 @@ async function metricsText(url: string): Promise<string> {
   return res.text();
 }
 
-interface RawAnswer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: any;
-}
-
 /** A request through node:http, writing the body as given (chunked when no Content-Length), stopping once answered. */
 function httpRequest(
   port: number,
   opts: { method?: string; path: string; headers?: Record<string, string | number>; chunks?: Buffer[]; chunkGapMs?: number },
-): Promise<RawAnswer> {
+): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     let answered = false;
     const req = request({ host: "127.0.0.1", port, method: opts.method ?? "GET", path: opts.path, headers: opts.headers }, (res) => {
       answered = true;
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (text += c));
-      res.on("end", () => {
-        let body: unknown = text;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          /* not JSON */
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+      void readAnswer(res).then((a) => {
+        resolve(a);
         req.destroy();
       });
     });

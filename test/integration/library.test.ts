@@ -1,24 +1,12 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { connect, type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import WebSocket, { WebSocketServer } from "ws";
 import { ConfigError, createHeartline, Heartline, HeartlineError } from "../../src/index.js";
-import { getJson, quietLogger, waitFor, WsClient } from "../helpers/server.js";
-
-/** Whether a TCP connection to 127.0.0.1:port is refused. */
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, "127.0.0.1");
-    s.once("connect", () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.once("error", (err: NodeJS.ErrnoException) => resolve(err.code === "ECONNREFUSED"));
-  });
-}
+import { getJson, quietLogger, refused, waitFor, WsClient } from "../helpers/server.js";
 
 /** Reads an SSE stream until `pred(text so far)` holds; returns the text. */
 async function readSse(body: ReadableStream<Uint8Array>, pred: (text: string) => boolean, timeoutMs = 5000): Promise<string> {
