@@ -4,7 +4,7 @@
  * tokens, page visibility, and close() freeing everything.
  */
 import assert from "node:assert/strict";
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, request, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { WebSocketServer, type WebSocket as WsSocket } from "ws";
@@ -12,7 +12,7 @@ import { createHeartline, ManualClock } from "../../src/index.js";
 import type { ClientState } from "../../src/client/index.js";
 import { sign } from "../helpers/auth.js";
 import { publishHttp, quietLogger, startServer, waitFor, type TestServer } from "../helpers/server.js";
-import { client, connected, CutProxy, ManualClientClock, nextState, Recorder, serverBehindProxy } from "./helpers.js";
+import { client, connected, CutProxy, dropConnection, ManualClientClock, Recorder, scriptedWsServer, serverBehindProxy } from "./helpers.js";
 
 const TRANSPORTS = ["ws", "sse", "poll"] as const;
 const FAST = { backoffBase: 0.02, backoffMax: 0.1 };
@@ -76,9 +76,7 @@ describe("Heartline client: transport fallback", () => {
       assert.deepEqual(transports, ["sse"]);
       assert.deepEqual(paths(proxy).filter((p) => p !== "/poll"), ["/ws", "/sse"]);
       const before = proxy.requests.length;
-      const gone = nextState(hl, "disconnected");
-      proxy.cut();
-      await gone;
+      await dropConnection(proxy, hl);
       await connected(hl, "sse");
       // Remembered: no WebSocket attempt on reconnect.
       assert.deepEqual(paths(proxy, before), ["/sse"]);
@@ -252,46 +250,28 @@ describe("Heartline client: close() frees everything", () => {
 });
 
 describe("Heartline client: tokens and close codes", () => {
-  let server: Server;
-  let wss: WebSocketServer;
-  let url: string;
-  const upgrades: string[] = [];
-  const frames: string[] = [];
-  before(async () => {
-    server = createServer();
-    wss = new WebSocketServer({ server });
-    wss.on("connection", (ws: WsSocket, req: IncomingMessage) => {
-      upgrades.push(req.url ?? "");
-      ws.on("message", (d) => frames.push(d.toString()));
-      ws.send(JSON.stringify({ type: "subscribed", channel: "tok", epoch: "E", offset: 0, recovered: false }));
-      setTimeout(() => ws.close(upgrades.length === 1 ? 4401 : 4403), 20);
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  after(async () => {
-    wss.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+  const fx = scriptedWsServer((ws, n) => {
+    ws.send(JSON.stringify({ type: "subscribed", channel: "tok", epoch: "E", offset: 0, recovered: false }));
+    setTimeout(() => ws.close(n === 1 ? 4401 : 4403), 20);
   });
 
   it("reconnects with a new token after 4401 and stops for good on 4403", async () => {
     let n = 0;
-    const hl = client(url, { transports: ["ws"], ...FAST, getToken: async () => `t${++n}` });
+    const hl = client(fx.url, { transports: ["ws"], ...FAST, getToken: async () => `t${++n}` });
     const errors: string[] = [];
     hl.on("error", (e) => errors.push(e.code));
     hl.subscribe("tok", () => {});
     await waitFor(() => hl.state === "closed" || undefined, 5000, "the client to close");
-    assert.deepEqual(upgrades, ["/ws?token=t1", "/ws?token=t2"]);
+    assert.deepEqual(fx.upgrades, ["/ws?token=t1", "/ws?token=t2"]);
     // The second connection resumes from the position the first one gave.
-    assert.deepEqual(frames.map((f) => JSON.parse(f)), [
+    assert.deepEqual(fx.frames.map((f) => JSON.parse(f)), [
       { type: "subscribe", channel: "tok" },
       { type: "subscribe", channel: "tok", since: { epoch: "E", offset: 0 } },
     ]);
     assert.equal(hl.state, "closed");
     assert.deepEqual(errors, ["forbidden"]);
     await new Promise((r) => setTimeout(r, 200));
-    assert.equal(upgrades.length, 2);
+    assert.equal(fx.upgrades.length, 2);
   });
 
   it("sends the token as token= on sse and poll too", async () => {

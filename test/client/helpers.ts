@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { createServer, connect, type AddressInfo, type Server, type Socket } from "node:net";
 import { EventSource } from "eventsource";
-import WebSocket from "ws";
+import { createServer as createHttpServer, type IncomingMessage } from "node:http";
+import WebSocket, { WebSocketServer } from "ws";
 import { Heartline, type ClientClock, type HeartlineOptions, type Message, type ResetInfo, type TimerHandle } from "../../src/client/index.js";
 import { after, before } from "node:test";
 import type { HeartlineOptions as ServerOptions, RuntimeOptions } from "../../src/index.js";
@@ -189,6 +190,18 @@ export class CutProxy {
   }
 }
 
+/**
+ * Cuts every proxied connection and waits until the client is disconnected.
+ * With `block`, new requests are refused first until `proxy.unblock()`: those
+ * on the paths given, or all of them for an empty list (as CutProxy.block).
+ */
+export async function dropConnection(proxy: CutProxy, hl: Heartline, block?: string[]): Promise<void> {
+  if (block) proxy.block(...block);
+  const gone = nextState(hl, "disconnected");
+  proxy.cut();
+  await gone;
+}
+
 /** Resolves at the client's next transition to `state` (create it before causing the transition). */
 export function nextState(hl: Heartline, state: string, timeoutMs = 5000): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -236,4 +249,30 @@ export async function publishMany(s: TestServer, channel: string, from: number, 
     assert.equal(r.status, 200);
     assert.equal(r.body.offset, i);
   }
+}
+
+/**
+ * A WebSocket server that plays `script` to every connection (the `n`th, from
+ * 1), started before the suite and closed after it. Read `fx.url`, the frames
+ * clients sent (`fx.frames`) and the request URLs (`fx.upgrades`) inside tests.
+ */
+export function scriptedWsServer(script: (ws: WebSocket, n: number) => void): { readonly url: string; readonly frames: string[]; readonly upgrades: string[] } {
+  const fx = { url: "", frames: [] as string[], upgrades: [] as string[] };
+  const server = createHttpServer();
+  const wss = new WebSocketServer({ server });
+  wss.on("connection", (ws: WebSocket, req: IncomingMessage) => {
+    fx.upgrades.push(req.url ?? "");
+    ws.on("message", (d) => fx.frames.push(d.toString()));
+    script(ws, fx.upgrades.length);
+  });
+  before(async () => {
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    fx.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    wss.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+  return fx;
 }

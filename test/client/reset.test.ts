@@ -4,18 +4,12 @@
  * twice or out of order never reaches a handler.
  */
 import assert from "node:assert/strict";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
-import { WebSocketServer, type WebSocket as WsSocket } from "ws";
+import { describe, it } from "node:test";
 import { waitFor } from "../helpers/server.js";
-import { client, connected, nextState, Recorder, onServer, publishMany, serverBehindProxy } from "./helpers.js";
+import { client, connected, dropConnection, Recorder, onServer, publishMany, scriptedWsServer, serverBehindProxy } from "./helpers.js";
 
 const TRANSPORTS = ["ws", "sse", "poll"] as const;
 const FAST = { backoffBase: 0.02, backoffMax: 0.1 };
-
-
-
 
 describe("Heartline client: resets", () => {
   const fx = serverBehindProxy({ historySize: 3 });
@@ -32,10 +26,7 @@ describe("Heartline client: resets", () => {
         await onServer(fx.s, channel, t);
         await publishMany(fx.s, channel, 1, 2);
         await r.until(2);
-        fx.proxy.block();
-        const gone = nextState(hl, "disconnected");
-        fx.proxy.cut();
-        await gone;
+        await dropConnection(fx.proxy, hl, []);
         await publishMany(fx.s, channel, 3, 10); // history keeps 8..10 only
         fx.proxy.unblock();
         await waitFor(() => r.resets.length > 0 || undefined, 5000, "a reset");
@@ -56,44 +47,28 @@ describe("Heartline client: resets", () => {
 });
 
 describe("Heartline client: last line of defence", () => {
-  let server: Server;
-  let wss: WebSocketServer;
-  let url: string;
-  const frames: string[] = [];
-  before(async () => {
-    server = createServer();
-    wss = new WebSocketServer({ server });
-    wss.on("connection", (ws: WsSocket) => {
-      ws.on("message", (d) => frames.push(d.toString()));
-      const send = (f: object): void => ws.send(JSON.stringify(f));
-      send({ type: "subscribed", channel: "dup", epoch: "E1", offset: 0, recovered: false });
-      for (const offset of [1, 2, 2, 1, 3, 3, 5, 4, 6]) send({ type: "message", channel: "dup", offset, data: offset });
-      send({ type: "reset", channel: "dup", epoch: "E2", offset: 0 });
-      send({ type: "reset", channel: "dup", epoch: "E2", offset: 0 });
-      for (const offset of [1, 1, 2]) send({ type: "message", channel: "dup", offset, data: `E2.${offset}` });
-      send({ type: "ping" });
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  after(async () => {
-    wss.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+  const fx = scriptedWsServer((ws) => {
+    const send = (f: object): void => ws.send(JSON.stringify(f));
+    send({ type: "subscribed", channel: "dup", epoch: "E1", offset: 0, recovered: false });
+    for (const offset of [1, 2, 2, 1, 3, 3, 5, 4, 6]) send({ type: "message", channel: "dup", offset, data: offset });
+    send({ type: "reset", channel: "dup", epoch: "E2", offset: 0 });
+    send({ type: "reset", channel: "dup", epoch: "E2", offset: 0 });
+    for (const offset of [1, 1, 2]) send({ type: "message", channel: "dup", offset, data: `E2.${offset}` });
+    send({ type: "ping" });
   });
 
   it("drops duplicate and out-of-order offsets, announces one reset once, answers pings", async () => {
-    const hl = client(url, { transports: ["ws"] });
+    const hl = client(fx.url, { transports: ["ws"] });
     const r = new Recorder();
     const sub = hl.subscribe("dup", r.handler);
     sub.on("reset", r.onReset);
     try {
       await r.until(7);
-      await waitFor(() => frames.includes('{"type":"pong"}') || undefined, 2000, "a pong");
+      await waitFor(() => fx.frames.includes('{"type":"pong"}') || undefined, 2000, "a pong");
       assert.deepEqual(r.messages.map((m) => m.data), [1, 2, 3, 5, 6, "E2.1", "E2.2"]);
       assert.deepEqual(r.resets, [{ channel: "dup", epoch: "E2", offset: 0 }]);
       assert.deepEqual(sub.position, { epoch: "E2", offset: 2 });
-      assert.deepEqual(JSON.parse(frames[0]!), { type: "subscribe", channel: "dup" });
+      assert.deepEqual(JSON.parse(fx.frames[0]!), { type: "subscribe", channel: "dup" });
     } finally {
       hl.close();
     }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { getJson, waitFor } from "../helpers/server.js";
-import { client, connected, nextState, Recorder, onServer, publishMany, serverBehindProxy } from "./helpers.js";
+import { client, connected, dropConnection, Recorder, onServer, publishMany, serverBehindProxy } from "./helpers.js";
 
 const TRANSPORTS = ["ws", "sse", "poll"] as const;
 const FAST = { backoffBase: 0.02, backoffMax: 0.1 };
@@ -32,10 +32,7 @@ describe("Heartline client: resume", () => {
         await r.until(3);
         let last = 3;
         for (let round = 0; round < 3; round++) {
-          fx.proxy.block();
-          const gone = nextState(hl, "disconnected");
-          fx.proxy.cut();
-          await gone;
+          await dropConnection(fx.proxy, hl, []);
           await publishMany(fx.s, channel, last + 1, last + 4); // published while the client is away
           fx.proxy.unblock();
           await connected(hl, t);
@@ -90,10 +87,7 @@ describe("Heartline client: resume", () => {
     try {
       await connected(hl, "sse");
       await onServer(fx.s, channel, "sse");
-      fx.proxy.block();
-      const gone = nextState(hl, "disconnected");
-      fx.proxy.cut();
-      await gone;
+      await dropConnection(fx.proxy, hl, []);
       await publishMany(fx.s, channel, 1, 2);
       fx.proxy.unblock();
       await r.until(2);
@@ -124,19 +118,13 @@ describe("Heartline client: resume", () => {
       await onServer(fx.s, "move:b", "ws");
       await step(2);
       // WebSocket refused from now on: the client lands on SSE and resumes there.
-      fx.proxy.block("/ws");
-      const leftWs = nextState(hl, "disconnected");
-      fx.proxy.cut();
-      await leftWs;
+      await dropConnection(fx.proxy, hl, ["/ws"]);
       for (const c of channels) await publishMany(fx.s, c, last + 1, last + 2);
       last += 2;
       await connected(hl, "sse");
       for (const c of channels) await rec.get(c)!.until(last);
       // SSE refused too: long polling, resumed from the SSE cursor.
-      fx.proxy.block("/sse");
-      const leftSse = nextState(hl, "disconnected");
-      fx.proxy.cut();
-      await leftSse;
+      await dropConnection(fx.proxy, hl, ["/sse"]);
       for (const c of channels) await publishMany(fx.s, c, last + 1, last + 2);
       last += 2;
       await connected(hl, "poll");
