@@ -28,7 +28,7 @@ import { Stats } from "./stats.js";
 import { ConnectionRegistry, type ServerContext } from "./transports/connection.js";
 import { sweepClosing, sweepHeartbeats } from "./transports/heartbeat.js";
 import { clearKeepAliveLimit, isPollRequest, keepsAlive, PollTransport, watchPollSocket, type PollOutput } from "./transports/poll.js";
-import { isSseRequest, openSseResponse, openSseSocket, serveSse, StreamRequest } from "./transports/sse.js";
+import { isSseRequest, openSseResponse, openSseSocket, serveSse, StreamRequest, type SseOutput } from "./transports/sse.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 
 /** Knobs for embedding and tests; not part of the CLI. */
@@ -131,7 +131,7 @@ export class Heartline {
     };
     this.publisher = new Publisher(this.ctx);
     this.ws = new WebSocketTransport(this.ctx, this.publisher);
-    this.poll = new PollTransport(this.ctx, (out, err) => this.failPoll(out, err));
+    this.poll = new PollTransport(this.ctx, (out, err) => this.fail(out, err));
     this.metrics = createMetrics(this.ctx, () => broker.isReady());
     this.stopTicker = this.clock.every(tickMs, () => this.tick());
     if (!this.config.apiKey) {
@@ -312,18 +312,12 @@ export class Heartline {
     );
   }
 
-  private fail(res: ServerResponse, err: unknown, headers?: Record<string, string>): void {
+  /** An error while serving a request, answered through its response or, for one taken out of node:http, on its socket. */
+  private fail(out: ServerResponse | Socket, err: unknown, headers?: Record<string, string>): void {
     const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error while serving a request"));
     if (e.code === "broker_unavailable") this.stats.brokerErrors++;
-    sendError(res, e, headers);
-  }
-
-  /** An error while serving a poll, answered through its response or on its bare socket. */
-  private failPoll(out: PollOutput, err: unknown, headers?: Record<string, string>): void {
-    if (out instanceof ServerResponse) return this.fail(out, err, headers);
-    const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error while serving a request"));
-    if (e.code === "broker_unavailable") this.stats.brokerErrors++;
-    sendRawError(out, e, headers);
+    if (out instanceof ServerResponse) sendError(out, e, headers);
+    else sendRawError(out, e, headers);
   }
 
   /** CORS: which origins may use the API from a browser. */
@@ -347,6 +341,13 @@ export class Heartline {
     }
   }
 
+  /** Refuses (and counts) a request whose Origin is not allowed. */
+  private assertOrigin(req: IncomingMessage): void {
+    if (this.originAllowed(req)) return;
+    this.stats.rejected.origin_not_allowed++;
+    throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
+  }
+
   private handleRequest(req: IncomingMessage, res: ServerResponse, pages: boolean): void {
     const cors = this.corsHeaders(req);
     this.route(req, res, cors, pages).catch((err) => this.fail(res, err, cors));
@@ -367,10 +368,7 @@ export class Heartline {
       res.end();
       return;
     }
-    if (!this.originAllowed(req)) {
-      this.stats.rejected.origin_not_allowed++;
-      throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
-    }
+    this.assertOrigin(req);
     const get = method === "GET" || method === "HEAD";
     switch (path) {
       case "/healthz":
@@ -394,27 +392,12 @@ export class Heartline {
         const result = await this.publisher.handleHttp(req, clientIp(req, this.config.trustProxy));
         return sendJson(res, 200, result, cors);
       }
-      case "/sse": {
+      case "/sse":
         this.allow(get, "GET");
-        this.offered("sse");
-        this.notDraining();
-        const params = this.subscribeParams(url, true, headerCursor(req));
-        const claims = await this.auth.authorizeSubscribe(req, url, params.channels);
-        this.notDraining();
-        const ip = clientIp(req, this.config.trustProxy);
-        this.ctx.registry.admit("sse", ip);
-        return serveSse(this.ctx, openSseResponse(res, cors), ip, params.channels, params.cursor, claims);
-      }
-      case "/poll": {
+        return this.sse(req, url, () => openSseResponse(res, cors));
+      case "/poll":
         this.allow(get, "GET");
-        this.offered("poll");
-        this.notDraining();
-        const params = this.subscribeParams(url, true);
-        const hold = this.pollHold(url);
-        const claims = this.auth.enabled ? await this.auth.authorizeSubscribe(req, url, params.channels) : undefined;
-        this.notDraining();
-        return this.poll.serve(res, clientIp(req, this.config.trustProxy), params.channels, params.shared, hold, cors, claims);
-      }
+        return this.longPoll(req, url, res, cors);
       case "/ws":
         this.offered("ws");
         throw httpError("bad_request", "/ws expects a WebSocket upgrade");
@@ -484,28 +467,24 @@ export class Heartline {
   private handleSseSocket(req: IncomingMessage, socket: Socket): void {
     socket.on("error", noop);
     const cors = this.corsHeaders(req);
-    this.openSse(req, socket, cors).catch((err) => {
-      const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error while serving a request"));
-      if (e.code === "broker_unavailable") this.stats.brokerErrors++;
-      sendRawError(socket, e, cors);
-    });
+    this.openSse(req, socket, cors).catch((err) => this.fail(socket, err, cors));
   }
 
   private async openSse(req: IncomingMessage, socket: Socket, cors: Record<string, string>): Promise<void> {
-    if (!this.originAllowed(req)) {
-      this.stats.rejected.origin_not_allowed++;
-      throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
-    }
-    const url = parseUrl(req);
+    this.assertOrigin(req);
+    return this.sse(req, parseUrl(req), () => openSseSocket(socket, cors));
+  }
+
+  /** `GET /sse`, whichever way it came: the checks, then the stream `open` starts. */
+  private async sse(req: IncomingMessage, url: URL, open: () => SseOutput): Promise<void> {
     this.offered("sse");
     this.notDraining();
     const params = this.subscribeParams(url, true, headerCursor(req));
     const claims = await this.auth.authorizeSubscribe(req, url, params.channels);
-    if (socket.destroyed) return;
     this.notDraining();
     const ip = clientIp(req, this.config.trustProxy);
     this.ctx.registry.admit("sse", ip);
-    return serveSse(this.ctx, openSseSocket(socket, cors), ip, params.channels, params.cursor, claims);
+    return serveSse(this.ctx, open(), ip, params.channels, params.cursor, claims);
   }
 
   /**
@@ -516,24 +495,26 @@ export class Heartline {
   private handlePollSocket(req: IncomingMessage, socket: Socket, head: Buffer): void {
     watchPollSocket(socket);
     const cors = this.corsHeaders(req);
-    this.openPoll(req, socket, head, cors).catch((err) => this.failPoll(socket, err, cors));
+    this.openPoll(req, socket, head, cors).catch((err) => this.fail(socket, err, cors));
   }
 
   private async openPoll(req: IncomingMessage, socket: Socket, head: Buffer, cors: Record<string, string>): Promise<void> {
     const url = parseUrl(req);
-    if (!this.originAllowed(req)) {
-      this.stats.rejected.origin_not_allowed++;
-      throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
-    }
+    this.assertOrigin(req);
+    return this.longPoll(req, url, socket, cors, keepsAlive(req), head);
+  }
+
+  /** `GET /poll`, whichever way it came: the checks, then the poll answered (or held) on `out`. */
+  private async longPoll(req: IncomingMessage, url: URL, out: PollOutput, cors: Record<string, string>, keepAlive = false, head?: Buffer): Promise<void> {
     this.offered("poll");
     this.notDraining();
     const params = this.subscribeParams(url, true);
     const hold = this.pollHold(url);
     const claims = this.auth.enabled ? await this.auth.authorizeSubscribe(req, url, params.channels) : undefined;
-    if (socket.destroyed) return;
+    // The client may have gone while its token was checked.
+    if (out.destroyed) return;
     this.notDraining();
-    const ip = clientIp(req, this.config.trustProxy);
-    return this.poll.serve(socket, ip, params.channels, params.shared, hold, cors, claims, keepsAlive(req), head);
+    return this.poll.serve(out, clientIp(req, this.config.trustProxy), params.channels, params.shared, hold, cors, claims, keepAlive, head);
   }
 
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -549,10 +530,7 @@ export class Heartline {
     if (pathOf(req) !== "/ws") throw httpError("not_found", "WebSocket connections are served on /ws");
     this.offered("ws");
     this.notDraining();
-    if (!this.originAllowed(req)) {
-      this.stats.rejected.origin_not_allowed++;
-      throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
-    }
+    this.assertOrigin(req);
     const url = parseUrl(req);
     const params = this.subscribeParams(url, false);
     const claims = await this.auth.authorizeSubscribe(req, url, params.channels);

@@ -24,7 +24,7 @@ import { Connection, type ServerContext } from "./connection.js";
 
 const CONN = Symbol("heartline.connection");
 /** Where a stream's bytes go: node:http's response, or the bare socket. Both are writable streams with the same calls. */
-type Output = (ServerResponse | Socket) & { [CONN]?: SseConnection };
+export type SseOutput = (ServerResponse | Socket) & { [CONN]?: SseConnection };
 
 /** Reconnection delay the stream announces first (SPEC: 1000–5000 ms). */
 export const SSE_RETRY_MS = 2000;
@@ -82,7 +82,7 @@ export class SseConnection extends Connection {
   constructor(
     ctx: ServerContext,
     ip: string,
-    readonly out: Output,
+    readonly out: SseOutput,
   ) {
     super(ctx, ip);
     out[CONN] = this;
@@ -178,7 +178,7 @@ export class SseConnection extends Connection {
   }
 }
 
-function onClose(this: Output): void {
+function onClose(this: SseOutput): void {
   const c = this[CONN];
   if (!c) return;
   c.ctx.registry.closing.delete(c);
@@ -186,7 +186,7 @@ function onClose(this: Output): void {
 }
 
 /** Starts a stream through node:http's response: headers, then `retry:`. */
-export function openSseResponse(res: ServerResponse, headers: Record<string, string>): Output {
+export function openSseResponse(res: ServerResponse, headers: Record<string, string>): SseOutput {
   res.writeHead(200, { ...headers, ...SSE_HEADERS });
   res.write(RETRY_LINE);
   res.socket?.setNoDelay(true);
@@ -198,7 +198,7 @@ export function openSseResponse(res: ServerResponse, headers: Record<string, str
  * in one write. What the client sends from now on is read and dropped, so
  * that its end of the connection is noticed.
  */
-export function openSseSocket(socket: Socket, headers: Record<string, string>): Output {
+export function openSseSocket(socket: Socket, headers: Record<string, string>): SseOutput {
   let head = RAW_HEAD + dateLine();
   for (const name in headers) head += name + ": " + headers[name] + "\r\n";
   socket.setNoDelay(true);
@@ -217,7 +217,7 @@ export function openSseSocket(socket: Socket, headers: Record<string, string>): 
  */
 export async function serveSse(
   ctx: ServerContext,
-  out: Output,
+  out: SseOutput,
   ip: string,
   channels: string[],
   cursor: ReadonlyMap<string, Position> | undefined,
