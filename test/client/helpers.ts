@@ -8,7 +8,7 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 import { EventSource } from "eventsource";
 import { createServer as createHttpServer, type IncomingMessage } from "node:http";
 import WebSocket, { WebSocketServer } from "ws";
-import { Heartline, type ClientClock, type HeartlineOptions, type Message, type ResetInfo, type TimerHandle } from "../../src/client/index.js";
+import { Heartline, type ClientClock, type HeartlineOptions, type Message, type Position, type ResetInfo, type Subscription, type TimerHandle } from "../../src/client/index.js";
 import { after, before } from "node:test";
 import type { HeartlineOptions as ServerOptions, RuntimeOptions } from "../../src/index.js";
 import { publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
@@ -72,6 +72,11 @@ export class Recorder {
   readonly onReset = (r: ResetInfo): void => {
     this.resets.push(r);
   };
+
+  /** Subscribes this recorder to `channel` of `hl`, resets included; returns the subscription. */
+  subscribe(hl: Heartline, channel: string, since?: Position): Subscription {
+    return hl.subscribe(channel, this.handler, since).on("reset", this.onReset);
+  }
 
   offsets(): number[] {
     return this.messages.map((m) => m.offset);

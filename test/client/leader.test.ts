@@ -72,7 +72,7 @@ describe("Heartline client: tabs electing a leader (no SharedWorker)", () => {
     const opts = { backoffBase: 0.02, backoffMax: 0.1 };
     const tabs = [new Heartline(proxy.url, opts), new Heartline(proxy.url, opts), new Heartline(proxy.url, opts)];
     const recs = tabs.map(() => new Recorder());
-    tabs.forEach((hl, i) => hl.subscribe("lead:a", recs[i]!.handler).on("reset", recs[i]!.onReset));
+    tabs.forEach((hl, i) => recs[i]!.subscribe(hl, "lead:a"));
     try {
       for (const hl of tabs) await connected(hl, "ws");
       await waitFor(() => s.hl.hub.subscriberCount("lead:a") === 1 || undefined);

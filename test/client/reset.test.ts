@@ -19,8 +19,7 @@ describe("Heartline client: resets", () => {
       const channel = `reset:${t}`;
       const hl = client(fx.proxy.url, { transports: [t], ...FAST });
       const r = new Recorder();
-      const sub = hl.subscribe(channel, r.handler);
-      sub.on("reset", r.onReset);
+      const sub = r.subscribe(hl, channel);
       try {
         await connected(hl, t);
         await onServer(fx.s, channel, t);
@@ -60,8 +59,7 @@ describe("Heartline client: last line of defence", () => {
   it("drops duplicate and out-of-order offsets, announces one reset once, answers pings", async () => {
     const hl = client(fx.url, { transports: ["ws"] });
     const r = new Recorder();
-    const sub = hl.subscribe("dup", r.handler);
-    sub.on("reset", r.onReset);
+    const sub = r.subscribe(hl, "dup");
     try {
       await r.until(7);
       await waitFor(() => fx.frames.includes('{"type":"pong"}') || undefined, 2000, "a pong");

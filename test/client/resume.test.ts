@@ -23,8 +23,7 @@ describe("Heartline client: resume", () => {
       const channel = `resume:${t}`;
       const hl = client(fx.proxy.url, { transports: [t], ...FAST });
       const r = new Recorder();
-      const sub = hl.subscribe(channel, r.handler);
-      sub.on("reset", r.onReset);
+      const sub = r.subscribe(hl, channel);
       try {
         await connected(hl, t);
         await onServer(fx.s, channel, t);
@@ -61,7 +60,7 @@ describe("Heartline client: resume", () => {
       const r = new Recorder();
       const other = new Recorder();
       const sub = hl.subscribe(channel, r.handler, { epoch: info.epoch, offset: 2 });
-      hl.subscribe(`${channel}:b`, other.handler, { epoch: "OLDEPOCH", offset: 7 }).on("reset", other.onReset);
+      other.subscribe(hl, `${channel}:b`, { epoch: "OLDEPOCH", offset: 7 });
       try {
         await r.until(2);
         assert.deepEqual(r.offsets(), [3, 4]);
@@ -101,10 +100,7 @@ describe("Heartline client: resume", () => {
     const channels = ["move:a", "move:b"];
     const hl = client(fx.proxy.url, { ...FAST, upgradeAfter: 0.2 });
     const rec = new Map(channels.map((c) => [c, new Recorder()]));
-    for (const c of channels) {
-      const sub = hl.subscribe(c, rec.get(c)!.handler);
-      sub.on("reset", rec.get(c)!.onReset);
-    }
+    for (const c of channels) rec.get(c)!.subscribe(hl, c);
     const seen: string[] = [];
     hl.on("transport", (t) => seen.push(t));
     let last = 0;
