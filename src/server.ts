@@ -21,6 +21,7 @@ import { assertChannelName } from "./hub/channel-name.js";
 import { decodeCursorShared, type Position, type SharedCursor } from "./hub/cursor.js";
 import { Hub } from "./hub/hub.js";
 import { Publisher, type PublishResult } from "./http/publish.js";
+import { assertRoutePath, routePath } from "./http/request-path.js";
 import { sendError, sendJson, sendRawError, toHeartlineError } from "./http/respond.js";
 import { createLogger, type Logger } from "./log.js";
 import { createMetrics } from "./metrics.js";
@@ -186,7 +187,7 @@ export class Heartline {
           return;
         }
       }
-      if (pathOf(req) !== "/ws" && previousUpgrade.length > 0) {
+      if (routePath(req.url) !== "/ws" && previousUpgrade.length > 0) {
         for (const l of previousUpgrade) l.call(server, req, socket, head);
         return;
       }
@@ -297,7 +298,8 @@ export class Heartline {
   }
 
   private handles(req: IncomingMessage, pages: boolean): boolean {
-    const path = pathOf(req);
+    const path = routePath(req.url);
+    if (path === undefined) return false;
     if (pages && (path in PAGES)) return true;
     return (
       path === "/ws" ||
@@ -354,8 +356,8 @@ export class Heartline {
   }
 
   private async route(req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, pages: boolean): Promise<void> {
-    const url = parseUrl(req);
-    const path = url.pathname;
+    // Routes are chosen by the path exactly as received (see request-path.ts).
+    const path = assertRoutePath(req.url);
     const method = req.method ?? "GET";
     if (method === "OPTIONS") {
       if (!this.originAllowed(req)) throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
@@ -394,10 +396,10 @@ export class Heartline {
       }
       case "/sse":
         this.allow(get, "GET");
-        return this.sse(req, url, () => openSseResponse(res, cors));
+        return this.sse(req, parseUrl(req), () => openSseResponse(res, cors));
       case "/poll":
         this.allow(get, "GET");
-        return this.longPoll(req, url, res, cors);
+        return this.longPoll(req, parseUrl(req), res, cors);
       case "/ws":
         this.offered("ws");
         throw httpError("bad_request", "/ws expects a WebSocket upgrade");
@@ -527,7 +529,7 @@ export class Heartline {
 
   /** Checks an upgrade (origin, parameters, token, limits) before `ws` completes it; any throw is answered as HTTP. */
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    if (pathOf(req) !== "/ws") throw httpError("not_found", "WebSocket connections are served on /ws");
+    if (assertRoutePath(req.url) !== "/ws") throw httpError("not_found", "WebSocket connections are served on /ws");
     this.offered("ws");
     this.notDraining();
     this.assertOrigin(req);
@@ -561,12 +563,6 @@ function originOf(req: IncomingMessage): string | undefined {
     if (name.length === 6 && name.toLowerCase() === "origin") origin = origin === undefined ? raw[i + 1] : origin + ", " + raw[i + 1];
   }
   return origin;
-}
-
-function pathOf(req: IncomingMessage): string {
-  const u = req.url ?? "/";
-  const q = u.indexOf("?");
-  return q < 0 ? u : u.slice(0, q);
 }
 
 function parseUrl(req: IncomingMessage): URL {

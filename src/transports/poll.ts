@@ -20,6 +20,7 @@ import { ServerResponse, type IncomingMessage, type Server } from "node:http";
 import type { Socket } from "node:net";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { Broker, ReadResult, StoredMessage } from "../broker/broker.js";
+import { routePath } from "../http/request-path.js";
 import { dateLine } from "../http/respond.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
 import type { Waiter } from "../hub/hub.js";
@@ -114,7 +115,7 @@ function send(res: ServerResponse, a: PollAnswer, headers: Record<string, string
 
 /** `GET /poll…`: on servers Heartline creates, the requests served on the bare socket. */
 export function isPollRequest(method: string | undefined, url: string | undefined): boolean {
-  return method === "GET" && url !== undefined && url.startsWith("/poll") && (url.length === 5 || url.charCodeAt(5) === 63 /* ? */);
+  return method === "GET" && routePath(url) === "/poll";
 }
 
 /**

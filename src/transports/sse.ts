@@ -15,11 +15,12 @@ import type { Socket } from "node:net";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
+import { routePath } from "../http/request-path.js";
 import { dateLine } from "../http/respond.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
 import { corkUntilTurnEnds } from "./batch.js";
-import { announcesBody, isPollRequest } from "./poll.js";
+import { announcesBody } from "./poll.js";
 import { Connection, type ServerContext } from "./connection.js";
 
 const CONN = Symbol("heartline.connection");
@@ -46,9 +47,9 @@ const SSE_HEADERS = {
 const RAW_HEAD =
   "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache, no-transform\r\nConnection: close\r\nX-Accel-Buffering: no\r\n";
 
-/** `GET /sse…`: the requests served on the bare socket. */
+/** `GET /sse…` (the route's path as routePath reads it): the requests served on the bare socket. */
 export function isSseRequest(method: string | undefined, url: string | undefined): boolean {
-  return method === "GET" && url !== undefined && url.startsWith("/sse") && (url.length === 4 || url.charCodeAt(4) === 63 /* ? */);
+  return method === "GET" && routePath(url) === "/sse";
 }
 
 const UPGRADE = Symbol("heartline.upgrade");
@@ -67,9 +68,11 @@ export class StreamRequest extends IncomingMessage {
   private [UPGRADE]: boolean | null = null;
 
   get upgrade(): boolean {
-    return (
-      this[UPGRADE] === true || isSseRequest(this.method, this.url) || (isPollRequest(this.method, this.url) && !announcesBody(this))
-    );
+    if (this[UPGRADE] === true) return true;
+    if (this.method !== "GET") return false;
+    const path = routePath(this.url);
+    if (path === "/sse") return true;
+    return path === "/poll" && !announcesBody(this);
   }
 
   set upgrade(value: boolean | null) {
