@@ -20,6 +20,8 @@ import { httpError } from "./errors.js";
 import { assertChannelName } from "./hub/channel-name.js";
 import { decodeCursorShared, type Position, type SharedCursor } from "./hub/cursor.js";
 import { Hub } from "./hub/hub.js";
+import { clientAddress } from "./http/client-address.js";
+import { OriginPolicy } from "./http/origin.js";
 import { Publisher, type PublishResult } from "./http/publish.js";
 import { assertRoutePath, routePath } from "./http/request-path.js";
 import { sendError, sendJson, sendRawError, toHeartlineError } from "./http/respond.js";
@@ -62,20 +64,6 @@ const PAGES: Record<string, { file: string; type: string }> = {
   "/heartline.js": { file: "build/heartline.js", type: "text/javascript; charset=utf-8" },
 };
 
-/** The client address: the socket peer, or the last X-Forwarded-For hop with --trust-proxy. */
-function clientIp(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const xff = req.headers["x-forwarded-for"];
-    const value = Array.isArray(xff) ? xff.join(",") : xff;
-    if (value) {
-      const hops = value.split(",").map((s) => s.trim()).filter(Boolean);
-      const last = hops[hops.length - 1];
-      if (last && /^[0-9a-fA-F:.]{2,45}$/.test(last)) return last;
-    }
-  }
-  return req.socket.remoteAddress ?? "unknown";
-}
-
 interface SubscribeParams {
   channels: string[];
   /** The cursor's positions (shared: read them, never change them). */
@@ -96,6 +84,7 @@ export class Heartline {
   private readonly poll: PollTransport;
   private readonly clock: Clock;
   private readonly auth: Auth;
+  private readonly origins: OriginPolicy;
   private readonly stopTicker: () => void;
   private readonly servers = new Set<Server>();
   /** Servers made by `listen()`; attached servers belong to the app and are never closed here. */
@@ -131,6 +120,7 @@ export class Heartline {
       draining: false,
     };
     this.publisher = new Publisher(this.ctx);
+    this.origins = new OriginPolicy(this.config.allowedOrigins);
     this.ws = new WebSocketTransport(this.ctx, this.publisher);
     this.poll = new PollTransport(this.ctx, (out, err) => this.fail(out, err));
     this.metrics = createMetrics(this.ctx, () => broker.isReady());
@@ -322,30 +312,14 @@ export class Heartline {
     else sendRawError(out, e, headers);
   }
 
-  /** CORS: which origins may use the API from a browser. */
+  /** CORS: which origins may use the API from a browser (see OriginPolicy). */
   private corsHeaders(req: IncomingMessage): Record<string, string> {
-    const origin = originOf(req);
-    if (!origin) return NO_HEADERS;
-    if (this.config.allowedOrigins.includes("*")) return ANY_ORIGIN;
-    if (this.originAllowed(req)) return { "Access-Control-Allow-Origin": origin, Vary: "Origin" };
-    return NO_HEADERS;
-  }
-
-  private originAllowed(req: IncomingMessage): boolean {
-    const origin = originOf(req);
-    if (!origin || this.config.allowedOrigins.includes("*")) return true;
-    if (this.config.allowedOrigins.includes(origin)) return true;
-    // Pages served by this server itself are always allowed.
-    try {
-      return new URL(origin).host === req.headers.host;
-    } catch {
-      return false;
-    }
+    return this.origins.corsHeaders(req);
   }
 
   /** Refuses (and counts) a request whose Origin is not allowed. */
   private assertOrigin(req: IncomingMessage): void {
-    if (this.originAllowed(req)) return;
+    if (this.origins.allows(req)) return;
     this.stats.rejected.origin_not_allowed++;
     throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
   }
@@ -360,7 +334,7 @@ export class Heartline {
     const path = assertRoutePath(req.url);
     const method = req.method ?? "GET";
     if (method === "OPTIONS") {
-      if (!this.originAllowed(req)) throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
+      if (!this.origins.allows(req)) throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
       res.writeHead(204, {
         ...cors,
         "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
@@ -391,7 +365,7 @@ export class Heartline {
       case "/api/publish": {
         this.allow(method === "POST", "POST");
         if (this.ctx.draining) throw httpError("shutting_down", "the server is draining; publish to another node");
-        const result = await this.publisher.handleHttp(req, clientIp(req, this.config.trustProxy));
+        const result = await this.publisher.handleHttp(req);
         return sendJson(res, 200, result, cors);
       }
       case "/sse":
@@ -484,7 +458,7 @@ export class Heartline {
     const params = this.subscribeParams(url, true, headerCursor(req));
     const claims = await this.auth.authorizeSubscribe(req, url, params.channels);
     this.notDraining();
-    const ip = clientIp(req, this.config.trustProxy);
+    const ip = clientAddress(req, this.config.trustProxy);
     this.ctx.registry.admit("sse", ip);
     return serveSse(this.ctx, open(), ip, params.channels, params.cursor, claims);
   }
@@ -516,7 +490,7 @@ export class Heartline {
     // The client may have gone while its token was checked.
     if (out.destroyed) return;
     this.notDraining();
-    return this.poll.serve(out, clientIp(req, this.config.trustProxy), params.channels, params.shared, hold, cors, claims, keepAlive, head);
+    return this.poll.serve(out, clientAddress(req, this.config.trustProxy), params.channels, params.shared, hold, cors, claims, keepAlive, head);
   }
 
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -538,32 +512,13 @@ export class Heartline {
     const claims = await this.auth.authorizeSubscribe(req, url, params.channels);
     if (socket.destroyed) return;
     this.notDraining();
-    const ip = clientIp(req, this.config.trustProxy);
+    const ip = clientAddress(req, this.config.trustProxy);
     this.ctx.registry.admit("ws", ip);
     this.ws.accept(req, socket, head, ip, { ...params, claims });
   }
 }
 
 function noop(): void {}
-
-/** Shared, never changed: most requests carry no Origin, and a held poll keeps its headers. */
-const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
-const ANY_ORIGIN: Record<string, string> = Object.freeze({ "Access-Control-Allow-Origin": "*" });
-
-/**
- * The Origin header (several are joined with ", ", as node:http does), read
- * from the raw list: `req.headers` is built on first use, and most requests
- * need no other header.
- */
-function originOf(req: IncomingMessage): string | undefined {
-  const raw = req.rawHeaders;
-  let origin: string | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 6 && name.toLowerCase() === "origin") origin = origin === undefined ? raw[i + 1] : origin + ", " + raw[i + 1];
-  }
-  return origin;
-}
 
 function parseUrl(req: IncomingMessage): URL {
   try {

@@ -11,6 +11,7 @@ import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName, ChannelPatterns } from "../hub/channel-name.js";
 import type { ServerContext } from "../transports/connection.js";
 import { parseJson, readBody } from "./body.js";
+import { isLoopbackRequest } from "./client-address.js";
 
 export interface PublishResult {
   channel: string;
@@ -23,11 +24,6 @@ const ENVELOPE_BYTES = 4096;
 
 function digest(s: string): Buffer {
   return createHash("sha256").update(s).digest();
-}
-
-/** Whether `ip` is a loopback address (IPv4 127/8, ::1, or IPv4-mapped loopback). */
-export function isLoopback(ip: string): boolean {
-  return ip === "::1" || ip.startsWith("127.") || ip.startsWith("::ffff:127.");
 }
 
 export class Publisher {
@@ -91,7 +87,7 @@ export class Publisher {
   }
 
   /** `POST /api/publish`. */
-  async handleHttp(req: IncomingMessage, ip: string): Promise<PublishResult> {
+  async handleHttp(req: IncomingMessage): Promise<PublishResult> {
     const keyOk = this.hasApiKey(req);
     const body = await readBody(req, this.ctx.config.maxMessageBytes + ENVELOPE_BYTES);
     const parsed = parseJson(body);
@@ -100,20 +96,20 @@ export class Publisher {
     }
     const { channel, data } = parsed as Record<string, unknown>;
     const name = assertChannelName(channel);
-    if (!keyOk) await this.authorizeWithoutKey(req, ip, name);
+    if (!keyOk) await this.authorizeWithoutKey(req, name);
     return this.publish(name, data);
   }
 
   /**
-   * A publish without the API key. Without `--api-key`, loopback is trusted
-   * (the backend on this machine). With tokens on, a request carrying a token
+   * A publish without the API key. Without `--api-key`, a request from this
+   * machine through no proxy is trusted (the backend; see client-address.ts). With tokens on, a request carrying a token
    * may publish where `--client-publish` and its `publish` claim both allow;
    * without a token, only to `public:` channels of `--client-publish`.
    */
-  private async authorizeWithoutKey(req: IncomingMessage, ip: string, channel: string): Promise<void> {
+  private async authorizeWithoutKey(req: IncomingMessage, channel: string): Promise<void> {
     const auth = this.ctx.auth;
     if (auth.enabled) {
-      if (!this.apiKeyDigest && isLoopback(ip)) return;
+      if (!this.apiKeyDigest && isLoopbackRequest(req)) return;
       const token = auth.tokenOf(req, new URL(req.url ?? "/", "http://heartline.invalid"));
       if (token !== undefined || (this.clientPatterns.matches(channel) && !isPublicChannel(channel))) {
         const claims = token === undefined ? undefined : await auth.verify(token);
@@ -128,8 +124,11 @@ export class Publisher {
       const given = req.headers.authorization !== undefined;
       throw httpError("unauthorized", given ? "the API key is not valid" : "publishing needs Authorization: Bearer <api-key>");
     }
-    if (!isLoopback(ip)) {
-      throw httpError("forbidden", "without --api-key, publishing over HTTP is accepted only from loopback addresses");
+    if (!isLoopbackRequest(req)) {
+      throw httpError(
+        "forbidden",
+        "without --api-key, publishing over HTTP is accepted only from this machine (a loopback address, through no proxy)",
+      );
     }
   }
 }

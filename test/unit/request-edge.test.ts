@@ -1,6 +1,7 @@
-/** Pure rules of the HTTP edge: the route path. */
+/** Pure rules of the HTTP edge: the route path, client addresses, loopback. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { isLoopbackAddress, normalizeAddress } from "../../src/http/client-address.js";
 import { routePath } from "../../src/http/request-path.js";
 
 describe("routePath", () => {
@@ -45,5 +46,34 @@ describe("routePath", () => {
       assert.equal(routePath(target), undefined, target);
     }
     assert.equal(routePath(undefined), undefined);
+  });
+});
+
+describe("client addresses", () => {
+  it("normalises addresses: ports and brackets dropped, IPv4-mapped IPv6 as IPv4", () => {
+    assert.equal(normalizeAddress("203.0.113.7"), "203.0.113.7");
+    assert.equal(normalizeAddress(" 203.0.113.7:5555 "), "203.0.113.7");
+    assert.equal(normalizeAddress("[2001:db8::1]:443"), "2001:db8::1");
+    assert.equal(normalizeAddress("[2001:DB8::1]"), "2001:db8::1");
+    assert.equal(normalizeAddress("2001:db8::1"), "2001:db8::1");
+    assert.equal(normalizeAddress("::ffff:1.2.3.4"), "1.2.3.4");
+    assert.equal(normalizeAddress("::FFFF:127.0.0.1"), "127.0.0.1");
+    assert.equal(normalizeAddress("::ffff:7f00:1"), "127.0.0.1");
+    assert.equal(normalizeAddress("0:0:0:0:0:ffff:7f00:0001"), "127.0.0.1");
+    assert.equal(normalizeAddress("[::ffff:127.0.0.1]:80"), "127.0.0.1");
+    assert.equal(normalizeAddress("::1"), "::1");
+  });
+
+  it("refuses what is not an IP address", () => {
+    for (const v of ["unknown", "127.1", "127.0.0.1.", "0x7f.1", "localhost", "", "_hidden", "[::1", "[::1]x", "[127.0.0.1]", "1.2.3.4:", "1.2.3.4:99999x", "::1:80x"]) {
+      assert.equal(normalizeAddress(v), undefined, v);
+    }
+  });
+
+  it("knows loopback: 127.0.0.0/8 and ::1 only", () => {
+    for (const a of ["127.0.0.1", "127.255.0.9", "::1"]) assert.equal(isLoopbackAddress(a), true, a);
+    for (const a of ["128.0.0.1", "10.0.0.1", "::2", "2001:db8::1", "::", "0.0.0.0", "unknown"]) assert.equal(isLoopbackAddress(a), false, a);
+    assert.equal(isLoopbackAddress(normalizeAddress("0:0:0:0:0:0:0:1")!), true);
+    assert.equal(isLoopbackAddress(normalizeAddress("::ffff:127.0.0.1")!), true);
   });
 });
