@@ -308,8 +308,11 @@ export class Heartline {
   private fail(out: ServerResponse | Socket, err: unknown, headers?: Record<string, string>): void {
     const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error while serving a request"));
     if (e.code === "broker_unavailable") this.stats.brokerErrors++;
-    if (out instanceof ServerResponse) sendError(out, e, headers);
-    else sendRawError(out, e, headers);
+    if (out instanceof ServerResponse) {
+      // Refused before its body was read (e.g. a publish without a credential): close the
+      // connection after the answer rather than let node:http read and drop the rest.
+      sendError(out, e, out.req.complete ? headers : { ...headers, Connection: "close" });
+    } else sendRawError(out, e, headers);
   }
 
   /** CORS: which origins may use the API from a browser (see OriginPolicy). */

@@ -86,9 +86,14 @@ export class Publisher {
     return timingSafeEqual(digest(h.replace(/^Bearer\s+/i, "").trim()), this.apiKeyDigest);
   }
 
-  /** `POST /api/publish`. */
+  /**
+   * `POST /api/publish`. What the headers decide (content type, API key,
+   * token, the loopback rule) is checked before a byte of the body is read;
+   * only the checks that need the channel wait for it.
+   */
   async handleHttp(req: IncomingMessage): Promise<PublishResult> {
-    const keyOk = this.hasApiKey(req);
+    assertJsonContentType(req);
+    const grant = await this.authorizeHeaders(req);
     const body = await readBody(req, this.ctx.config.maxMessageBytes + ENVELOPE_BYTES);
     const parsed = parseJson(body);
     if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
@@ -96,39 +101,96 @@ export class Publisher {
     }
     const { channel, data } = parsed as Record<string, unknown>;
     const name = assertChannelName(channel);
-    if (!keyOk) await this.authorizeWithoutKey(req, name);
+    if (grant !== ANY_CHANNEL) this.authorizeChannel(grant, name);
     return this.publish(name, data);
   }
 
   /**
-   * A publish without the API key. Without `--api-key`, a request from this
-   * machine through no proxy is trusted (the backend; see client-address.ts). With tokens on, a request carrying a token
-   * may publish where `--client-publish` and its `publish` claim both allow;
-   * without a token, only to `public:` channels of `--client-publish`.
+   * The part of a publish's authorization that the headers decide. The API
+   * key, or (without `--api-key`) a request from this machine through no
+   * proxy (see client-address.ts), may publish anywhere. Otherwise only
+   * `--client-publish` channels remain: with none configured the request is
+   * refused here; a token, when sent, is verified here.
    */
-  private async authorizeWithoutKey(req: IncomingMessage, channel: string): Promise<void> {
+  private async authorizeHeaders(req: IncomingMessage): Promise<Grant> {
+    if (this.hasApiKey(req)) return ANY_CHANNEL;
+    if (!this.apiKeyDigest && isLoopbackRequest(req)) return ANY_CHANNEL;
     const auth = this.ctx.auth;
+    let token: string | undefined;
     if (auth.enabled) {
-      if (!this.apiKeyDigest && isLoopbackRequest(req)) return;
-      const token = auth.tokenOf(req, new URL(req.url ?? "/", "http://heartline.invalid"));
-      if (token !== undefined || (this.clientPatterns.matches(channel) && !isPublicChannel(channel))) {
-        const claims = token === undefined ? undefined : await auth.verify(token);
-        if (!this.clientPatterns.matches(channel)) throw httpError("forbidden", `clients may not publish to ${channel} (see --client-publish)`);
-        const denied = auth.publishDenied(claims, channel);
-        if (denied) throw denied;
-        return;
+      let url: URL;
+      try {
+        url = new URL(req.url ?? "/", "http://heartline.invalid");
+      } catch {
+        throw httpError("bad_request", "the request URL is malformed");
       }
+      token = auth.tokenOf(req, url);
     }
-    if (this.clientPatterns.matches(channel)) return;
+    const claims = token === undefined ? undefined : await auth.verify(token);
+    if (this.clientPatterns.size === 0) {
+      if (token !== undefined) throw httpError("forbidden", "clients may not publish on this server (no --client-publish)");
+      throw this.refusal(req);
+    }
+    return { token: token !== undefined, claims, authorization: req.headers.authorization !== undefined };
+  }
+
+  /**
+   * The rest, once the channel is known: a channel of `--client-publish`
+   * and, with tokens on, a token whose `publish` claim allows it (none needed
+   * in the `public` namespace).
+   */
+  private authorizeChannel(grant: ClientGrant, channel: string): void {
+    const auth = this.ctx.auth;
+    const client = this.clientPatterns.matches(channel);
+    if (auth.enabled && (grant.token || (client && !isPublicChannel(channel)))) {
+      if (!client) throw httpError("forbidden", `clients may not publish to ${channel} (see --client-publish)`);
+      const denied = auth.publishDenied(grant.claims, channel);
+      if (denied) throw denied;
+      return;
+    }
+    if (client) return;
+    throw this.refusal(grant.authorization);
+  }
+
+  /** A publish without a credential that allows it: 401 with an API key configured, else 403. */
+  private refusal(req: IncomingMessage | boolean): HeartlineError {
     if (this.apiKeyDigest) {
-      const given = req.headers.authorization !== undefined;
-      throw httpError("unauthorized", given ? "the API key is not valid" : "publishing needs Authorization: Bearer <api-key>");
+      const given = typeof req === "boolean" ? req : req.headers.authorization !== undefined;
+      return httpError("unauthorized", given ? "the API key is not valid" : "publishing needs Authorization: Bearer <api-key>");
     }
-    if (!isLoopbackRequest(req)) {
-      throw httpError(
-        "forbidden",
-        "without --api-key, publishing over HTTP is accepted only from this machine (a loopback address, through no proxy)",
-      );
-    }
+    return httpError(
+      "forbidden",
+      "without --api-key, publishing over HTTP is accepted only from this machine (a loopback address, through no proxy)",
+    );
+  }
+}
+
+/** A publish that may go to any channel (the API key, or the loopback rule). */
+const ANY_CHANNEL = Symbol("any channel");
+/** A publish without the API key, left to the channel checks: whether a token was sent, and its verified claims. */
+interface ClientGrant {
+  token: boolean;
+  claims: TokenClaims | undefined;
+  /** Whether an Authorization header was sent (for the refusal's message). */
+  authorization: boolean;
+}
+type Grant = typeof ANY_CHANNEL | ClientGrant;
+
+/** `application/json` or `application/<anything>+json`, parameters allowed. */
+const JSON_MEDIA_TYPE = /^application\/(?:[a-z0-9!#$&^_.+-]+\+)?json[ \t]*(?:;|$)/i;
+
+/**
+ * A publish must say it is JSON. A browser sends a cross-site POST as
+ * `text/plain` (or a form type) without asking first (no CORS preflight), so
+ * a page on any site could otherwise publish through a server that trusts its
+ * visitor's machine (`npm start` on a developer's laptop).
+ */
+function assertJsonContentType(req: IncomingMessage): void {
+  const type = req.headers["content-type"];
+  if (type === undefined || !JSON_MEDIA_TYPE.test(type.trim())) {
+    throw httpError(
+      "unsupported_media_type",
+      `POST /api/publish needs Content-Type: application/json; got ${type === undefined ? "none" : JSON.stringify(type.slice(0, 100))}`,
+    );
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Who counts as loopback (may publish without --api-key), the client address
- * behind --trust-proxy, and the Origin rule against DNS rebinding and
- * proxies that drop or keep the port.
+ * behind --trust-proxy, the JSON content type of publishes, and the Origin
+ * rule against DNS rebinding and proxies that drop or keep the port.
  *
  * Every request here comes from 127.0.0.1: "remote" means a request carrying
  * X-Forwarded-For (read with --trust-proxy), as a proxy on this machine sends it.
@@ -77,6 +77,30 @@ describe("the loopback rule of publishing without --api-key", () => {
     // The backend on this machine, through no proxy, still publishes without a key.
     assert.equal((await publish(direct.port, "lb:direct", {})).status, 200);
     assert.equal((await publish(proxied.port, "lb:proxied", {})).status, 200);
+  });
+});
+
+describe("the content type of a publish", () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ clientPublish: ["open:*"] });
+  });
+  after(() => s.close());
+
+  it("refuses anything but JSON with 415 unsupported_media_type, even from loopback (a cross-site text/plain POST)", async () => {
+    for (const type of ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx", "json", undefined]) {
+      const headers: Record<string, string> = { Origin: "https://evil.example" };
+      if (type !== undefined) headers["Content-Type"] = type;
+      const a = await send(s.port, "POST", "/api/publish", headers, JSON.stringify({ channel: "ct:1", data: 1 }));
+      assert.equal(a.status, 415, `${type}: ${a.body}`);
+      assert.equal(errorCode(a), "unsupported_media_type");
+    }
+    assert.equal((await publish(s.port, "open:1", {}, "text/plain")).status, 415, "client-publish channels too");
+    assert.equal(await offset(s, "ct:1"), 0, "nothing was published");
+    for (const type of ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/vnd.example+json", "application/merge-patch+json;q=1"]) {
+      assert.equal((await publish(s.port, "ct:1", {}, type)).status, 200, type);
+    }
+    assert.equal(await offset(s, "ct:1"), 5);
   });
 });
 
