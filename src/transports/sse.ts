@@ -52,6 +52,18 @@ export function isSseRequest(method: string | undefined, url: string | undefined
   return method === "GET" && routePath(url) === "/sse";
 }
 
+/**
+ * Whether a response is still outstanding on the request's connection (an
+ * earlier request of a pipeline, not yet answered): node:http assigns the
+ * connection to the response at the head of its queue until it finishes. A
+ * request taken out of node:http then would be answered before it, so it
+ * stays on node:http's response path, which answers in order.
+ */
+function answering(req: IncomingMessage): boolean {
+  const s = req.socket as (IncomingMessage["socket"] & { _httpMessage?: unknown }) | null;
+  return s != null && s._httpMessage != null;
+}
+
 const UPGRADE = Symbol("heartline.upgrade");
 
 /**
@@ -60,7 +72,8 @@ const UPGRADE = Symbol("heartline.upgrade");
  * it, its parser and its response, as it does for a WebSocket handshake; this
  * class reports `GET /sse` and `GET /poll` as such requests, so the stream,
  * or the poll, is served on the bare socket (a poll that announces a body
- * stays with node:http, which reads it). node:http assigns `method`
+ * stays with node:http, which reads it, and so does a request pipelined
+ * behind one not yet answered). node:http assigns `method`
  * before it reads `upgrade`; a version that stopped reading it would simply
  * serve them as plain requests, through the response.
  */
@@ -71,8 +84,8 @@ export class StreamRequest extends IncomingMessage {
     if (this[UPGRADE] === true) return true;
     if (this.method !== "GET") return false;
     const path = routePath(this.url);
-    if (path === "/sse") return true;
-    return path === "/poll" && !announcesBody(this);
+    if (path === "/sse") return !answering(this);
+    return path === "/poll" && !announcesBody(this) && !answering(this);
   }
 
   set upgrade(value: boolean | null) {
