@@ -24,6 +24,7 @@ import { clientAddress } from "./http/client-address.js";
 import { OriginPolicy } from "./http/origin.js";
 import { Publisher, type PublishResult } from "./http/publish.js";
 import { assertRoutePath, routePath } from "./http/request-path.js";
+import { SocketLimits } from "./http/socket-limits.js";
 import { sendError, sendJson, sendRawError, toHeartlineError } from "./http/respond.js";
 import { createLogger, type Logger } from "./log.js";
 import { createMetrics } from "./metrics.js";
@@ -85,6 +86,8 @@ export class Heartline {
   private readonly clock: Clock;
   private readonly auth: Auth;
   private readonly origins: OriginPolicy;
+  /** Sockets of servers made by `listen()` that are not subscriber connections. */
+  private readonly sockets: SocketLimits;
   private readonly stopTicker: () => void;
   private readonly servers = new Set<Server>();
   /** Servers made by `listen()`; attached servers belong to the app and are never closed here. */
@@ -121,6 +124,15 @@ export class Heartline {
     };
     this.publisher = new Publisher(this.ctx);
     this.origins = new OriginPolicy(this.config.allowedOrigins);
+    const registry = this.ctx.registry;
+    this.sockets = new SocketLimits({
+      maxPending: this.config.maxPendingConnections,
+      // Behind a trusted proxy every socket comes from the proxy: its own limits apply there.
+      maxPendingPerIp: this.config.trustProxy ? 0 : this.config.maxPendingConnectionsPerIp,
+      subscribers: () => registry.total,
+      subscribersOf: (address) => registry.countOf(address),
+      onRefused: (perAddress) => this.stats.rejected[perAddress ? "too_many_connections_per_ip" : "too_many_connections"]++,
+    });
     this.ws = new WebSocketTransport(this.ctx, this.publisher);
     this.poll = new PollTransport(this.ctx, (out, err) => this.fail(out, err));
     this.metrics = createMetrics(this.ctx, () => broker.isReady());
@@ -138,6 +150,11 @@ export class Heartline {
   /** Connection counts by transport. */
   get connectionsByTransport(): Readonly<Record<TransportName, number>> {
     return this.ctx.registry.byTransport;
+  }
+
+  /** Open sockets of the servers made by `listen()` (subscriber connections included), and their peer addresses. */
+  get socketCounts(): { sockets: number; addresses: number } {
+    return this.sockets.counts;
   }
 
   /** Publishes `data` (any JSON value) to `channel`; resolves once stored. */
@@ -215,6 +232,7 @@ export class Heartline {
     }
     this.attach(server as unknown as Server, { pages: true });
     this.owned.add(server);
+    server.on("connection", (socket: Socket) => this.sockets.accept(socket));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(port, host, () => {

@@ -200,6 +200,11 @@ export class ConnectionRegistry {
     else this.perIp.set(ip, n);
   }
 
+  /** Open subscriber connections of one client address. */
+  countOf(ip: string): number {
+    return this.perIp.get(ip) ?? 0;
+  }
+
   /** Distinct client addresses holding connections. */
   get addresses(): number {
     return this.perIp.size;
