@@ -127,11 +127,12 @@ export class Publisher {
       token = auth.tokenOf(req, url);
     }
     const claims = token === undefined ? undefined : await auth.verify(token);
+    const authorization = req.headers.authorization !== undefined;
     if (this.clientPatterns.size === 0) {
       if (token !== undefined) throw httpError("forbidden", "clients may not publish on this server (no --client-publish)");
-      throw this.refusal(req);
+      throw this.refusal(authorization);
     }
-    return { token: token !== undefined, claims, authorization: req.headers.authorization !== undefined };
+    return { token: token !== undefined, claims, authorization };
   }
 
   /**
@@ -153,10 +154,9 @@ export class Publisher {
   }
 
   /** A publish without a credential that allows it: 401 with an API key configured, else 403. */
-  private refusal(req: IncomingMessage | boolean): HeartlineError {
+  private refusal(authorizationGiven: boolean): HeartlineError {
     if (this.apiKeyDigest) {
-      const given = typeof req === "boolean" ? req : req.headers.authorization !== undefined;
-      return httpError("unauthorized", given ? "the API key is not valid" : "publishing needs Authorization: Bearer <api-key>");
+      return httpError("unauthorized", authorizationGiven ? "the API key is not valid" : "publishing needs Authorization: Bearer <api-key>");
     }
     return httpError(
       "forbidden",
