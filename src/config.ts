@@ -84,7 +84,7 @@ export const OPTION_DEFS = {
   },
   maxPendingConnectionsPerIp: {
     schema: int(0),
-    default: 64,
+    default: 256,
     expected: "an integer of at least 0 (0 = unlimited)",
     help: "the same, per peer address (not applied with --trust-proxy)",
   },

@@ -24,7 +24,7 @@ import { clientAddress } from "./http/client-address.js";
 import { OriginPolicy } from "./http/origin.js";
 import { Publisher, type PublishResult } from "./http/publish.js";
 import { assertRoutePath, routePath } from "./http/request-path.js";
-import { SocketLimits } from "./http/socket-limits.js";
+import { socketAdmitted, socketIdle, SocketLimits } from "./http/socket-limits.js";
 import { sendError, sendJson, sendRawError, toHeartlineError } from "./http/respond.js";
 import { createLogger, type Logger } from "./log.js";
 import { createMetrics } from "./metrics.js";
@@ -124,13 +124,10 @@ export class Heartline {
     };
     this.publisher = new Publisher(this.ctx);
     this.origins = new OriginPolicy(this.config.allowedOrigins);
-    const registry = this.ctx.registry;
     this.sockets = new SocketLimits({
       maxPending: this.config.maxPendingConnections,
       // Behind a trusted proxy every socket comes from the proxy: its own limits apply there.
       maxPendingPerIp: this.config.trustProxy ? 0 : this.config.maxPendingConnectionsPerIp,
-      subscribers: () => registry.total,
-      subscribersOf: (address) => registry.countOf(address),
       onRefused: (perAddress) => this.stats.rejected[perAddress ? "too_many_connections_per_ip" : "too_many_connections"]++,
     });
     this.ws = new WebSocketTransport(this.ctx, this.publisher);
@@ -152,8 +149,11 @@ export class Heartline {
     return this.ctx.registry.byTransport;
   }
 
-  /** Open sockets of the servers made by `listen()` (subscriber connections included), and their peer addresses. */
-  get socketCounts(): { sockets: number; addresses: number } {
+  /**
+   * Open sockets of the servers made by `listen()`, those among them that are
+   * not subscriber connections (pending), and the peer addresses holding pending ones.
+   */
+  get socketCounts(): { open: number; pending: number; addresses: number } {
     return this.sockets.counts;
   }
 
@@ -481,7 +481,11 @@ export class Heartline {
     this.notDraining();
     const ip = clientAddress(req, this.config.trustProxy);
     this.ctx.registry.admit("sse", ip);
-    return serveSse(this.ctx, open(), ip, params.channels, params.cursor, claims);
+    socketAdmitted(req.socket);
+    const out = open();
+    // Through the response, a stream that ends leaves the connection open: idle again.
+    if (out instanceof ServerResponse) out.once("finish", streamEnded);
+    return serveSse(this.ctx, out, ip, params.channels, params.cursor, claims);
   }
 
   /**
@@ -535,11 +539,16 @@ export class Heartline {
     this.notDraining();
     const ip = clientAddress(req, this.config.trustProxy);
     this.ctx.registry.admit("ws", ip);
+    socketAdmitted(socket);
     this.ws.accept(req, socket, head, ip, { ...params, claims });
   }
 }
 
 function noop(): void {}
+
+function streamEnded(this: ServerResponse): void {
+  socketIdle(this.req.socket);
+}
 
 function parseUrl(req: IncomingMessage): URL {
   try {

@@ -200,11 +200,6 @@ export class ConnectionRegistry {
     else this.perIp.set(ip, n);
   }
 
-  /** Open subscriber connections of one client address. */
-  countOf(ip: string): number {
-    return this.perIp.get(ip) ?? 0;
-  }
-
   /** Distinct client addresses holding connections. */
   get addresses(): number {
     return this.perIp.size;

@@ -59,12 +59,12 @@ describe("not-yet-admitted sockets", () => {
     await waitFor(() => idle.filter((x) => x.closed()).length === 10, 2000, "10 sockets to be closed");
     assert.ok(Date.now() - started < 2000);
     assert.equal(idle.filter((x) => !x.closed()).length, 20, "20 stay open");
-    assert.deepEqual(s.hl.socketCounts, { sockets: 20, addresses: 1 });
+    assert.deepEqual(s.hl.socketCounts, { open: 20, pending: 20, addresses: 1 });
     assert.equal(await healthz(s.port, "127.0.0.2"), 200, "another address is served");
     assert.equal(await healthz(s.port, "127.0.0.1"), 0, "this one is at its limit");
     await closeAll(idle);
-    await waitFor(() => s.hl.socketCounts.sockets === 0, 5000, "the counts to return to 0");
-    assert.deepEqual(s.hl.socketCounts, { sockets: 0, addresses: 0 });
+    await waitFor(() => s.hl.socketCounts.open === 0, 5000, "the counts to return to 0");
+    assert.deepEqual(s.hl.socketCounts, { open: 0, pending: 0, addresses: 0 });
     assert.equal(await healthz(s.port, "127.0.0.1"), 200, "accepted again once the idle sockets are gone");
   });
 
@@ -76,7 +76,7 @@ describe("not-yet-admitted sockets", () => {
     assert.equal(a.concat(b).some((x) => x.closed()), false);
     assert.equal(await healthz(s.port, "127.0.0.6"), 0, "the total is reached");
     await closeAll(a.concat(b, c));
-    await waitFor(() => s.hl.socketCounts.sockets === 0, 5000, "the counts to return to 0");
+    await waitFor(() => s.hl.socketCounts.open === 0, 5000, "the counts to return to 0");
     assert.equal(await healthz(s.port, "127.0.0.6"), 200);
   });
 
@@ -87,9 +87,38 @@ describe("not-yet-admitted sockets", () => {
     // 25 subscribers and 20 idle sockets from one address: the idle ones are what the limit counts.
     const idle = await openIdle(s.port, 21);
     await waitFor(() => idle.filter((x) => x.closed()).length === 1, 2000, "the 21st idle socket to be closed");
-    for (const st of streams) st.close();
+    assert.deepEqual(s.hl.socketCounts, { open: 45, pending: 20, addresses: 1 });
     await closeAll(idle);
-    await waitFor(() => s.hl.socketCounts.sockets === 0 && s.hl.connections === 0, 5000, "everything to close");
+    // Subscribers that vanish at once never count as pending on their way out.
+    for (const st of streams) st.close();
+    assert.equal(await healthz(s.port, "127.0.0.1"), 200);
+    await waitFor(() => s.hl.socketCounts.open === 0 && s.hl.connections === 0, 5000, "everything to close");
+    assert.deepEqual(s.hl.socketCounts, { open: 0, pending: 0, addresses: 0 });
+  });
+
+  it("counts a kept-alive socket as pending again once its held poll is answered", async () => {
+    const cursor = JSON.parse(await new Promise<string>((resolve) => {
+      const req = request({ host: "127.0.0.1", port: s.port, path: "/poll?channel=pending:p", agent: false }, (res) => {
+        let b = "";
+        res.on("data", (d) => (b += d));
+        res.on("end", () => resolve(b));
+      });
+      req.end();
+    })).cursor as string;
+    await waitFor(() => s.hl.socketCounts.open === 0, 5000, "the first poll's socket to close");
+    const c = net.connect(s.port, "127.0.0.1");
+    let text = "";
+    c.setEncoding("latin1");
+    c.on("data", (d: string) => (text += d));
+    c.write(`GET /poll?channel=pending:p&cursor=${cursor} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await waitFor(() => s.hl.connectionsByTransport.poll === 1, 5000, "the poll to be held");
+    assert.deepEqual(s.hl.socketCounts, { open: 1, pending: 0, addresses: 0 }, "a held poll is a subscriber connection");
+    await s.hl.publish("pending:p", 1);
+    await waitFor(() => text.includes('"offset":1'), 5000, "the answer");
+    assert.deepEqual(s.hl.socketCounts, { open: 1, pending: 1, addresses: 1 }, "idle kept-alive again");
+    c.destroy();
+    await waitFor(() => s.hl.socketCounts.open === 0, 5000, "the socket to close");
+    assert.deepEqual(s.hl.socketCounts, { open: 0, pending: 0, addresses: 0 });
   });
 });
 
@@ -105,6 +134,6 @@ describe("not-yet-admitted sockets behind --trust-proxy", () => {
     await waitFor(() => idle.filter((x) => x.closed()).length === 3, 2000, "3 sockets past the total to be closed");
     assert.equal(idle.filter((x) => !x.closed()).length, 12, "the per-address limit does not apply to the proxy");
     await closeAll(idle);
-    await waitFor(() => s.hl.socketCounts.sockets === 0, 5000, "the counts to return to 0");
+    await waitFor(() => s.hl.socketCounts.open === 0, 5000, "the counts to return to 0");
   });
 });

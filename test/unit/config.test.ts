@@ -68,7 +68,7 @@ const SPEC_DEFAULTS: Omit<HeartlineConfig, "maxPendingConnections" | "maxPending
 /** Options added after SPEC §1's table, with their defaults. */
 const ADDED_DEFAULTS = {
   maxPendingConnections: 1000,
-  maxPendingConnectionsPerIp: 64,
+  maxPendingConnectionsPerIp: 256,
 };
 
 /** Every option's default. */
