@@ -23,7 +23,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function startServer(): Promise<{ proc: ChildProcess; port: number }> {
   const proc = spawn(
     process.execPath,
-    ["dist/cli.js", "serve", "--port", "0", "--host", "127.0.0.1", "--max-connections", "20000", "--poll-timeout", "120", "--heartbeat-interval", "60"],
+    ["dist/cli.js", "serve", "--port", "0", "--host", "127.0.0.1", "--max-connections", "20000", "--max-pending-connections-per-ip", "0", "--poll-timeout", "120", "--heartbeat-interval", "60"],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   const port = await new Promise<number>((resolve, reject) => {

@@ -176,6 +176,9 @@ export async function startHeartline(opts: HeartlineOptions = {}): Promise<Serve
     HOST,
     "--max-connections",
     String(NOFILE),
+    // The load generators open hundreds of connections at once from a few loopback addresses.
+    "--max-pending-connections-per-ip",
+    "0",
     "--log-level",
     "warn",
     ...(opts.args ?? []),

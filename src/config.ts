@@ -35,7 +35,7 @@ interface OptionDef {
   help: string;
 }
 
-/** Every `serve` option, in the order of SPEC §1. Keys are the camelCase names. */
+/** Every `serve` option: those of SPEC §1 in its order, then additions. Keys are the camelCase names. */
 export const OPTION_DEFS = {
   port: { schema: int(0, 65535), default: 8080, expected: "an integer port from 0 to 65535 (0 = any free port)", help: "TCP port" },
   host: { schema: z.string().min(1), default: "0.0.0.0", expected: "a bind address", help: "bind address" },
@@ -75,6 +75,19 @@ export const OPTION_DEFS = {
   },
   drainTimeout: { schema: seconds(0), default: 10, expected: "a number of seconds greater than 0", help: "seconds to drain on SIGTERM/SIGINT" },
   logLevel: { schema: z.enum(LOG_LEVELS), default: "info", expected: LOG_LEVELS.join(", "), help: "log level" },
+  // Additions to SPEC §1's table.
+  maxPendingConnections: {
+    schema: int(0),
+    default: 1000,
+    expected: "an integer of at least 0 (0 = unlimited)",
+    help: "open sockets that are not subscriber connections (requests in progress, idle keep-alive), per process",
+  },
+  maxPendingConnectionsPerIp: {
+    schema: int(0),
+    default: 256,
+    expected: "an integer of at least 0 (0 = unlimited)",
+    help: "the same, per peer address (not applied with --trust-proxy)",
+  },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -104,6 +117,8 @@ export interface HeartlineConfig {
   transports: TransportName[];
   drainTimeout: number;
   logLevel: (typeof LOG_LEVELS)[number];
+  maxPendingConnections: number;
+  maxPendingConnectionsPerIp: number;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */

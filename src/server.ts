@@ -20,7 +20,11 @@ import { httpError } from "./errors.js";
 import { assertChannelName } from "./hub/channel-name.js";
 import { decodeCursorShared, type Position, type SharedCursor } from "./hub/cursor.js";
 import { Hub } from "./hub/hub.js";
+import { clientAddress } from "./http/client-address.js";
+import { OriginPolicy } from "./http/origin.js";
 import { Publisher, type PublishResult } from "./http/publish.js";
+import { assertRoutePath, routePath } from "./http/request-path.js";
+import { socketAdmitted, socketIdle, SocketLimits } from "./http/socket-limits.js";
 import { sendError, sendJson, sendRawError, toHeartlineError } from "./http/respond.js";
 import { createLogger, type Logger } from "./log.js";
 import { createMetrics } from "./metrics.js";
@@ -61,20 +65,6 @@ const PAGES: Record<string, { file: string; type: string }> = {
   "/heartline.js": { file: "build/heartline.js", type: "text/javascript; charset=utf-8" },
 };
 
-/** The client address: the socket peer, or the last X-Forwarded-For hop with --trust-proxy. */
-function clientIp(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const xff = req.headers["x-forwarded-for"];
-    const value = Array.isArray(xff) ? xff.join(",") : xff;
-    if (value) {
-      const hops = value.split(",").map((s) => s.trim()).filter(Boolean);
-      const last = hops[hops.length - 1];
-      if (last && /^[0-9a-fA-F:.]{2,45}$/.test(last)) return last;
-    }
-  }
-  return req.socket.remoteAddress ?? "unknown";
-}
-
 interface SubscribeParams {
   channels: string[];
   /** The cursor's positions (shared: read them, never change them). */
@@ -95,6 +85,9 @@ export class Heartline {
   private readonly poll: PollTransport;
   private readonly clock: Clock;
   private readonly auth: Auth;
+  private readonly origins: OriginPolicy;
+  /** Sockets of servers made by `listen()` that are not subscriber connections. */
+  private readonly sockets: SocketLimits;
   private readonly stopTicker: () => void;
   private readonly servers = new Set<Server>();
   /** Servers made by `listen()`; attached servers belong to the app and are never closed here. */
@@ -130,6 +123,13 @@ export class Heartline {
       draining: false,
     };
     this.publisher = new Publisher(this.ctx);
+    this.origins = new OriginPolicy(this.config.allowedOrigins);
+    this.sockets = new SocketLimits({
+      maxPending: this.config.maxPendingConnections,
+      // Behind a trusted proxy every socket comes from the proxy: its own limits apply there.
+      maxPendingPerIp: this.config.trustProxy ? 0 : this.config.maxPendingConnectionsPerIp,
+      onRefused: (perAddress) => this.stats.rejected[perAddress ? "too_many_connections_per_ip" : "too_many_connections"]++,
+    });
     this.ws = new WebSocketTransport(this.ctx, this.publisher);
     this.poll = new PollTransport(this.ctx, (out, err) => this.fail(out, err));
     this.metrics = createMetrics(this.ctx, () => broker.isReady());
@@ -147,6 +147,14 @@ export class Heartline {
   /** Connection counts by transport. */
   get connectionsByTransport(): Readonly<Record<TransportName, number>> {
     return this.ctx.registry.byTransport;
+  }
+
+  /**
+   * Open sockets of the servers made by `listen()`, those among them that are
+   * not subscriber connections (pending), and the peer addresses holding pending ones.
+   */
+  get socketCounts(): { open: number; pending: number; addresses: number } {
+    return this.sockets.counts;
   }
 
   /** Publishes `data` (any JSON value) to `channel`; resolves once stored. */
@@ -186,7 +194,7 @@ export class Heartline {
           return;
         }
       }
-      if (pathOf(req) !== "/ws" && previousUpgrade.length > 0) {
+      if (routePath(req.url) !== "/ws" && previousUpgrade.length > 0) {
         for (const l of previousUpgrade) l.call(server, req, socket, head);
         return;
       }
@@ -224,6 +232,7 @@ export class Heartline {
     }
     this.attach(server as unknown as Server, { pages: true });
     this.owned.add(server);
+    server.on("connection", (socket: Socket) => this.sockets.accept(socket));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(port, host, () => {
@@ -297,7 +306,8 @@ export class Heartline {
   }
 
   private handles(req: IncomingMessage, pages: boolean): boolean {
-    const path = pathOf(req);
+    const path = routePath(req.url);
+    if (path === undefined) return false;
     if (pages && (path in PAGES)) return true;
     return (
       path === "/ws" ||
@@ -316,34 +326,21 @@ export class Heartline {
   private fail(out: ServerResponse | Socket, err: unknown, headers?: Record<string, string>): void {
     const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error while serving a request"));
     if (e.code === "broker_unavailable") this.stats.brokerErrors++;
-    if (out instanceof ServerResponse) sendError(out, e, headers);
-    else sendRawError(out, e, headers);
+    if (out instanceof ServerResponse) {
+      // Refused before its body was read (e.g. a publish without a credential): close the
+      // connection after the answer rather than let node:http read and drop the rest.
+      sendError(out, e, out.req.complete ? headers : { ...headers, Connection: "close" });
+    } else sendRawError(out, e, headers);
   }
 
-  /** CORS: which origins may use the API from a browser. */
+  /** CORS: which origins may use the API from a browser (see OriginPolicy). */
   private corsHeaders(req: IncomingMessage): Record<string, string> {
-    const origin = originOf(req);
-    if (!origin) return NO_HEADERS;
-    if (this.config.allowedOrigins.includes("*")) return ANY_ORIGIN;
-    if (this.originAllowed(req)) return { "Access-Control-Allow-Origin": origin, Vary: "Origin" };
-    return NO_HEADERS;
-  }
-
-  private originAllowed(req: IncomingMessage): boolean {
-    const origin = originOf(req);
-    if (!origin || this.config.allowedOrigins.includes("*")) return true;
-    if (this.config.allowedOrigins.includes(origin)) return true;
-    // Pages served by this server itself are always allowed.
-    try {
-      return new URL(origin).host === req.headers.host;
-    } catch {
-      return false;
-    }
+    return this.origins.corsHeaders(req);
   }
 
   /** Refuses (and counts) a request whose Origin is not allowed. */
   private assertOrigin(req: IncomingMessage): void {
-    if (this.originAllowed(req)) return;
+    if (this.origins.allows(req)) return;
     this.stats.rejected.origin_not_allowed++;
     throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
   }
@@ -354,11 +351,11 @@ export class Heartline {
   }
 
   private async route(req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, pages: boolean): Promise<void> {
-    const url = parseUrl(req);
-    const path = url.pathname;
+    // Routes are chosen by the path exactly as received (see request-path.ts).
+    const path = assertRoutePath(req.url);
     const method = req.method ?? "GET";
     if (method === "OPTIONS") {
-      if (!this.originAllowed(req)) throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
+      if (!this.origins.allows(req)) throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
       res.writeHead(204, {
         ...cors,
         "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
@@ -389,15 +386,15 @@ export class Heartline {
       case "/api/publish": {
         this.allow(method === "POST", "POST");
         if (this.ctx.draining) throw httpError("shutting_down", "the server is draining; publish to another node");
-        const result = await this.publisher.handleHttp(req, clientIp(req, this.config.trustProxy));
+        const result = await this.publisher.handleHttp(req);
         return sendJson(res, 200, result, cors);
       }
       case "/sse":
         this.allow(get, "GET");
-        return this.sse(req, url, () => openSseResponse(res, cors));
+        return this.sse(req, parseUrl(req), () => openSseResponse(res, cors));
       case "/poll":
         this.allow(get, "GET");
-        return this.longPoll(req, url, res, cors);
+        return this.longPoll(req, parseUrl(req), res, cors);
       case "/ws":
         this.offered("ws");
         throw httpError("bad_request", "/ws expects a WebSocket upgrade");
@@ -482,9 +479,13 @@ export class Heartline {
     const params = this.subscribeParams(url, true, headerCursor(req));
     const claims = await this.auth.authorizeSubscribe(req, url, params.channels);
     this.notDraining();
-    const ip = clientIp(req, this.config.trustProxy);
+    const ip = clientAddress(req, this.config.trustProxy);
     this.ctx.registry.admit("sse", ip);
-    return serveSse(this.ctx, open(), ip, params.channels, params.cursor, claims);
+    socketAdmitted(req.socket);
+    const out = open();
+    // Through the response, a stream that ends leaves the connection open: idle again.
+    if (out instanceof ServerResponse) out.once("finish", streamEnded);
+    return serveSse(this.ctx, out, ip, params.channels, params.cursor, claims);
   }
 
   /**
@@ -514,7 +515,7 @@ export class Heartline {
     // The client may have gone while its token was checked.
     if (out.destroyed) return;
     this.notDraining();
-    return this.poll.serve(out, clientIp(req, this.config.trustProxy), params.channels, params.shared, hold, cors, claims, keepAlive, head);
+    return this.poll.serve(out, clientAddress(req, this.config.trustProxy), params.channels, params.shared, hold, cors, claims, keepAlive, head);
   }
 
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -527,7 +528,7 @@ export class Heartline {
 
   /** Checks an upgrade (origin, parameters, token, limits) before `ws` completes it; any throw is answered as HTTP. */
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    if (pathOf(req) !== "/ws") throw httpError("not_found", "WebSocket connections are served on /ws");
+    if (assertRoutePath(req.url) !== "/ws") throw httpError("not_found", "WebSocket connections are served on /ws");
     this.offered("ws");
     this.notDraining();
     this.assertOrigin(req);
@@ -536,37 +537,17 @@ export class Heartline {
     const claims = await this.auth.authorizeSubscribe(req, url, params.channels);
     if (socket.destroyed) return;
     this.notDraining();
-    const ip = clientIp(req, this.config.trustProxy);
+    const ip = clientAddress(req, this.config.trustProxy);
     this.ctx.registry.admit("ws", ip);
+    socketAdmitted(socket);
     this.ws.accept(req, socket, head, ip, { ...params, claims });
   }
 }
 
 function noop(): void {}
 
-/** Shared, never changed: most requests carry no Origin, and a held poll keeps its headers. */
-const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
-const ANY_ORIGIN: Record<string, string> = Object.freeze({ "Access-Control-Allow-Origin": "*" });
-
-/**
- * The Origin header (several are joined with ", ", as node:http does), read
- * from the raw list: `req.headers` is built on first use, and most requests
- * need no other header.
- */
-function originOf(req: IncomingMessage): string | undefined {
-  const raw = req.rawHeaders;
-  let origin: string | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 6 && name.toLowerCase() === "origin") origin = origin === undefined ? raw[i + 1] : origin + ", " + raw[i + 1];
-  }
-  return origin;
-}
-
-function pathOf(req: IncomingMessage): string {
-  const u = req.url ?? "/";
-  const q = u.indexOf("?");
-  return q < 0 ? u : u.slice(0, q);
+function streamEnded(this: ServerResponse): void {
+  socketIdle(this.req.socket);
 }
 
 function parseUrl(req: IncomingMessage): URL {

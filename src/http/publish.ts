@@ -11,6 +11,7 @@ import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName, ChannelPatterns } from "../hub/channel-name.js";
 import type { ServerContext } from "../transports/connection.js";
 import { parseJson, readBody } from "./body.js";
+import { isLoopbackRequest } from "./client-address.js";
 
 export interface PublishResult {
   channel: string;
@@ -23,11 +24,6 @@ const ENVELOPE_BYTES = 4096;
 
 function digest(s: string): Buffer {
   return createHash("sha256").update(s).digest();
-}
-
-/** Whether `ip` is a loopback address (IPv4 127/8, ::1, or IPv4-mapped loopback). */
-export function isLoopback(ip: string): boolean {
-  return ip === "::1" || ip.startsWith("127.") || ip.startsWith("::ffff:127.");
 }
 
 export class Publisher {
@@ -90,9 +86,14 @@ export class Publisher {
     return timingSafeEqual(digest(h.replace(/^Bearer\s+/i, "").trim()), this.apiKeyDigest);
   }
 
-  /** `POST /api/publish`. */
-  async handleHttp(req: IncomingMessage, ip: string): Promise<PublishResult> {
-    const keyOk = this.hasApiKey(req);
+  /**
+   * `POST /api/publish`. What the headers decide (content type, API key,
+   * token, the loopback rule) is checked before a byte of the body is read;
+   * only the checks that need the channel wait for it.
+   */
+  async handleHttp(req: IncomingMessage): Promise<PublishResult> {
+    assertJsonContentType(req);
+    const grant = await this.authorizeHeaders(req);
     const body = await readBody(req, this.ctx.config.maxMessageBytes + ENVELOPE_BYTES);
     const parsed = parseJson(body);
     if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
@@ -100,36 +101,96 @@ export class Publisher {
     }
     const { channel, data } = parsed as Record<string, unknown>;
     const name = assertChannelName(channel);
-    if (!keyOk) await this.authorizeWithoutKey(req, ip, name);
+    if (grant !== ANY_CHANNEL) this.authorizeChannel(grant, name);
     return this.publish(name, data);
   }
 
   /**
-   * A publish without the API key. Without `--api-key`, loopback is trusted
-   * (the backend on this machine). With tokens on, a request carrying a token
-   * may publish where `--client-publish` and its `publish` claim both allow;
-   * without a token, only to `public:` channels of `--client-publish`.
+   * The part of a publish's authorization that the headers decide. The API
+   * key, or (without `--api-key`) a request from this machine through no
+   * proxy (see client-address.ts), may publish anywhere. Otherwise only
+   * `--client-publish` channels remain: with none configured the request is
+   * refused here; a token, when sent, is verified here.
    */
-  private async authorizeWithoutKey(req: IncomingMessage, ip: string, channel: string): Promise<void> {
+  private async authorizeHeaders(req: IncomingMessage): Promise<Grant> {
+    if (this.hasApiKey(req)) return ANY_CHANNEL;
+    if (!this.apiKeyDigest && isLoopbackRequest(req)) return ANY_CHANNEL;
     const auth = this.ctx.auth;
+    let token: string | undefined;
     if (auth.enabled) {
-      if (!this.apiKeyDigest && isLoopback(ip)) return;
-      const token = auth.tokenOf(req, new URL(req.url ?? "/", "http://heartline.invalid"));
-      if (token !== undefined || (this.clientPatterns.matches(channel) && !isPublicChannel(channel))) {
-        const claims = token === undefined ? undefined : await auth.verify(token);
-        if (!this.clientPatterns.matches(channel)) throw httpError("forbidden", `clients may not publish to ${channel} (see --client-publish)`);
-        const denied = auth.publishDenied(claims, channel);
-        if (denied) throw denied;
-        return;
+      let url: URL;
+      try {
+        url = new URL(req.url ?? "/", "http://heartline.invalid");
+      } catch {
+        throw httpError("bad_request", "the request URL is malformed");
       }
+      token = auth.tokenOf(req, url);
     }
-    if (this.clientPatterns.matches(channel)) return;
+    const claims = token === undefined ? undefined : await auth.verify(token);
+    const authorization = req.headers.authorization !== undefined;
+    if (this.clientPatterns.size === 0) {
+      if (token !== undefined) throw httpError("forbidden", "clients may not publish on this server (no --client-publish)");
+      throw this.refusal(authorization);
+    }
+    return { token: token !== undefined, claims, authorization };
+  }
+
+  /**
+   * The rest, once the channel is known: a channel of `--client-publish`
+   * and, with tokens on, a token whose `publish` claim allows it (none needed
+   * in the `public` namespace).
+   */
+  private authorizeChannel(grant: ClientGrant, channel: string): void {
+    const auth = this.ctx.auth;
+    const client = this.clientPatterns.matches(channel);
+    if (auth.enabled && (grant.token || (client && !isPublicChannel(channel)))) {
+      if (!client) throw httpError("forbidden", `clients may not publish to ${channel} (see --client-publish)`);
+      const denied = auth.publishDenied(grant.claims, channel);
+      if (denied) throw denied;
+      return;
+    }
+    if (client) return;
+    throw this.refusal(grant.authorization);
+  }
+
+  /** A publish without a credential that allows it: 401 with an API key configured, else 403. */
+  private refusal(authorizationGiven: boolean): HeartlineError {
     if (this.apiKeyDigest) {
-      const given = req.headers.authorization !== undefined;
-      throw httpError("unauthorized", given ? "the API key is not valid" : "publishing needs Authorization: Bearer <api-key>");
+      return httpError("unauthorized", authorizationGiven ? "the API key is not valid" : "publishing needs Authorization: Bearer <api-key>");
     }
-    if (!isLoopback(ip)) {
-      throw httpError("forbidden", "without --api-key, publishing over HTTP is accepted only from loopback addresses");
-    }
+    return httpError(
+      "forbidden",
+      "without --api-key, publishing over HTTP is accepted only from this machine (a loopback address, through no proxy)",
+    );
+  }
+}
+
+/** A publish that may go to any channel (the API key, or the loopback rule). */
+const ANY_CHANNEL = Symbol("any channel");
+/** A publish without the API key, left to the channel checks: whether a token was sent, and its verified claims. */
+interface ClientGrant {
+  token: boolean;
+  claims: TokenClaims | undefined;
+  /** Whether an Authorization header was sent (for the refusal's message). */
+  authorization: boolean;
+}
+type Grant = typeof ANY_CHANNEL | ClientGrant;
+
+/** `application/json` or `application/<anything>+json`, parameters allowed. */
+const JSON_MEDIA_TYPE = /^application\/(?:[a-z0-9!#$&^_.+-]+\+)?json[ \t]*(?:;|$)/i;
+
+/**
+ * A publish must say it is JSON. A browser sends a cross-site POST as
+ * `text/plain` (or a form type) without asking first (no CORS preflight), so
+ * a page on any site could otherwise publish through a server that trusts its
+ * visitor's machine (`npm start` on a developer's laptop).
+ */
+function assertJsonContentType(req: IncomingMessage): void {
+  const type = req.headers["content-type"];
+  if (type === undefined || !JSON_MEDIA_TYPE.test(type.trim())) {
+    throw httpError(
+      "unsupported_media_type",
+      `POST /api/publish needs Content-Type: application/json; got ${type === undefined ? "none" : JSON.stringify(type.slice(0, 100))}`,
+    );
   }
 }

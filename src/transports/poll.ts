@@ -20,6 +20,8 @@ import { ServerResponse, type IncomingMessage, type Server } from "node:http";
 import type { Socket } from "node:net";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { Broker, ReadResult, StoredMessage } from "../broker/broker.js";
+import { routePath } from "../http/request-path.js";
+import { socketAdmitted, socketIdle } from "../http/socket-limits.js";
 import { dateLine } from "../http/respond.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
 import type { Waiter } from "../hub/hub.js";
@@ -114,7 +116,7 @@ function send(res: ServerResponse, a: PollAnswer, headers: Record<string, string
 
 /** `GET /poll…`: on servers Heartline creates, the requests served on the bare socket. */
 export function isPollRequest(method: string | undefined, url: string | undefined): boolean {
-  return method === "GET" && url !== undefined && url.startsWith("/poll") && (url.length === 5 || url.charCodeAt(5) === 63 /* ? */);
+  return method === "GET" && routePath(url) === "/poll";
 }
 
 /**
@@ -150,6 +152,11 @@ type PollSocket = Socket & {
 };
 /** Where an answer goes: node:http's response, or the bare socket. */
 export type PollOutput = ServerResponse | Socket;
+
+/** The connection of a poll's output. */
+function socketOf(out: PollOutput): Socket | null {
+  return out instanceof ServerResponse ? out.req.socket : out;
+}
 
 /**
  * Bytes a client may send while its poll is held on the bare socket (the
@@ -470,6 +477,7 @@ class PendingPoll implements Waiter {
     if (this.done) return;
     this.transport.release(this);
     this.transport.onError(this.out, err);
+    socketIdle(socketOf(this.out));
   }
 }
 
@@ -496,6 +504,8 @@ export class PollTransport {
   write(out: PollOutput, a: PollAnswer, headers: Record<string, string>, keepAlive: boolean, rest: Buffer | undefined): void {
     if (out instanceof ServerResponse) send(out, a, headers);
     else sendBare(out, a, headers, keepAlive && !this.ctx.draining, rest);
+    // Answered: a held poll's connection is no longer a subscriber's (a poll whose client left never gets here).
+    socketIdle(socketOf(out));
   }
 
   /**
@@ -532,6 +542,7 @@ export class PollTransport {
     // Take the slot and register before the first read, so a message stored
     // between the read and the wait still wakes this poll.
     this.ctx.registry.admit("poll", ip);
+    socketAdmitted(socketOf(out));
     const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.now + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive);
     p.rest = rest;
     this.waiting.add(p);

@@ -15,11 +15,12 @@ import type { Socket } from "node:net";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
+import { routePath } from "../http/request-path.js";
 import { dateLine } from "../http/respond.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
 import { corkUntilTurnEnds } from "./batch.js";
-import { announcesBody, isPollRequest } from "./poll.js";
+import { announcesBody } from "./poll.js";
 import { Connection, type ServerContext } from "./connection.js";
 
 const CONN = Symbol("heartline.connection");
@@ -46,9 +47,21 @@ const SSE_HEADERS = {
 const RAW_HEAD =
   "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache, no-transform\r\nConnection: close\r\nX-Accel-Buffering: no\r\n";
 
-/** `GET /sse…`: the requests served on the bare socket. */
+/** `GET /sse…` (the route's path as routePath reads it): the requests served on the bare socket. */
 export function isSseRequest(method: string | undefined, url: string | undefined): boolean {
-  return method === "GET" && url !== undefined && url.startsWith("/sse") && (url.length === 4 || url.charCodeAt(4) === 63 /* ? */);
+  return method === "GET" && routePath(url) === "/sse";
+}
+
+/**
+ * Whether a response is still outstanding on the request's connection (an
+ * earlier request of a pipeline, not yet answered): node:http assigns the
+ * connection to the response at the head of its queue until it finishes. A
+ * request taken out of node:http then would be answered before it, so it
+ * stays on node:http's response path, which answers in order.
+ */
+function answering(req: IncomingMessage): boolean {
+  const s = req.socket as (IncomingMessage["socket"] & { _httpMessage?: unknown }) | null;
+  return s != null && s._httpMessage != null;
 }
 
 const UPGRADE = Symbol("heartline.upgrade");
@@ -59,7 +72,8 @@ const UPGRADE = Symbol("heartline.upgrade");
  * it, its parser and its response, as it does for a WebSocket handshake; this
  * class reports `GET /sse` and `GET /poll` as such requests, so the stream,
  * or the poll, is served on the bare socket (a poll that announces a body
- * stays with node:http, which reads it). node:http assigns `method`
+ * stays with node:http, which reads it, and so does a request pipelined
+ * behind one not yet answered). node:http assigns `method`
  * before it reads `upgrade`; a version that stopped reading it would simply
  * serve them as plain requests, through the response.
  */
@@ -67,9 +81,11 @@ export class StreamRequest extends IncomingMessage {
   private [UPGRADE]: boolean | null = null;
 
   get upgrade(): boolean {
-    return (
-      this[UPGRADE] === true || isSseRequest(this.method, this.url) || (isPollRequest(this.method, this.url) && !announcesBody(this))
-    );
+    if (this[UPGRADE] === true) return true;
+    if (this.method !== "GET") return false;
+    const path = routePath(this.url);
+    if (path === "/sse") return !answering(this);
+    return path === "/poll" && !announcesBody(this) && !answering(this);
   }
 
   set upgrade(value: boolean | null) {

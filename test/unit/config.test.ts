@@ -39,7 +39,7 @@ function configError(fn: () => unknown): string {
 }
 
 /** The defaults of SPEC §1's option table, every option. */
-const SPEC_DEFAULTS: HeartlineConfig = {
+const SPEC_DEFAULTS: Omit<HeartlineConfig, "maxPendingConnections" | "maxPendingConnectionsPerIp"> = {
   port: 8080,
   host: "0.0.0.0",
   apiKey: undefined,
@@ -65,20 +65,31 @@ const SPEC_DEFAULTS: HeartlineConfig = {
   logLevel: "info",
 };
 
+/** Options added after SPEC §1's table, with their defaults. */
+const ADDED_DEFAULTS = {
+  maxPendingConnections: 1000,
+  maxPendingConnectionsPerIp: 256,
+};
+
+/** Every option's default. */
+const DEFAULTS: HeartlineConfig = { ...SPEC_DEFAULTS, ...ADDED_DEFAULTS };
+
 describe("config defaults", () => {
   it("equal SPEC §1's table for every option, with no flags, env or file", () => {
-    assert.deepEqual(loadConfig({}, {}), SPEC_DEFAULTS);
+    assert.deepEqual(loadConfig({}, {}), DEFAULTS);
   });
 
   it("are the same for the library's createHeartline options", () => {
-    assert.deepEqual(configFromOptions(), SPEC_DEFAULTS);
-    assert.deepEqual(configFromOptions({}), SPEC_DEFAULTS);
+    assert.deepEqual(configFromOptions(), DEFAULTS);
+    assert.deepEqual(configFromOptions({}), DEFAULTS);
   });
 
-  it("define exactly the options of SPEC §1, in its order", () => {
-    assert.deepEqual(Object.keys(OPTION_DEFS), Object.keys(SPEC_DEFAULTS));
+  it("define the options of SPEC §1, in its order, then the additions", () => {
+    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS)]);
     assert.deepEqual(
-      Object.keys(OPTION_DEFS).map((k) => "--" + flagName(k)),
+      Object.keys(OPTION_DEFS)
+        .slice(0, Object.keys(SPEC_DEFAULTS).length)
+        .map((k) => "--" + flagName(k)),
       [
         "--port",
         "--host",
@@ -109,7 +120,7 @@ describe("config defaults", () => {
 
   it("fill every option left unset when others are given", () => {
     const c = loadConfig({ port: "9000" }, { HEARTLINE_LOG_LEVEL: "warn" });
-    assert.deepEqual(c, { ...SPEC_DEFAULTS, port: 9000, logLevel: "warn" });
+    assert.deepEqual(c, { ...DEFAULTS, port: 9000, logLevel: "warn" });
   });
 });
 
@@ -132,7 +143,7 @@ describe("option names", () => {
 
   it("ignore unrelated and empty variables", () => {
     assert.deepEqual(envValues({ HEARTLINE_NOT_AN_OPTION: "1", PORT: "1", HEARTLINE_PORT: "", HEARTLINE_HOST: "::1" }), { host: "::1" });
-    assert.deepEqual(loadConfig({}, { HEARTLINE_NOT_AN_OPTION: "1", HEARTLINE_PORT: "" }), SPEC_DEFAULTS);
+    assert.deepEqual(loadConfig({}, { HEARTLINE_NOT_AN_OPTION: "1", HEARTLINE_PORT: "" }), DEFAULTS);
   });
 });
 

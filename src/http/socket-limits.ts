@@ -1,0 +1,111 @@
+/**
+ * A bound on sockets that are not subscriber connections: sockets still
+ * sending their headers, publishes and other requests in progress, and idle
+ * kept-alive connections. Subscriber connections (WebSocket, SSE, held polls)
+ * are bounded by `--max-connections` and `--max-connections-per-ip`; every
+ * other socket of a server made by `listen()` counts here, per peer address
+ * (`--max-pending-connections-per-ip`) and in total
+ * (`--max-pending-connections`). A new socket past either limit is closed at
+ * once, before node:http reads a byte from it.
+ *
+ * A socket counts as pending from its accept until it is admitted as a
+ * subscriber connection ({@link socketAdmitted}), and again once a held poll
+ * on it is answered and it goes back to idle keep-alive ({@link socketIdle});
+ * it stops counting when it closes. Nothing is kept per socket but three
+ * fields on it and a shared 'close' listener; the counts live in one Map.
+ */
+import type { Duplex } from "node:stream";
+import type { Socket } from "node:net";
+import { normalizeAddress } from "./client-address.js";
+
+const PEER = Symbol("heartline.peer");
+const LIMITS = Symbol("heartline.socketLimits");
+const STATE = Symbol("heartline.socketState");
+const PENDING = 1;
+const ADMITTED = 2;
+const CLOSED = 3;
+type CountedSocket = Socket & { [PEER]?: string; [LIMITS]?: SocketLimits; [STATE]?: number };
+
+export interface SocketLimitOptions {
+  /** Pending sockets in total; 0 = no limit. */
+  maxPending: number;
+  /** Pending sockets per peer address; 0 = no limit. */
+  maxPendingPerIp: number;
+  /** Counts a refused socket. */
+  onRefused: (perAddress: boolean) => void;
+}
+
+export class SocketLimits {
+  /** Pending sockets per peer address. */
+  private readonly pending = new Map<string, number>();
+  private pendingTotal = 0;
+  private openTotal = 0;
+
+  constructor(private readonly options: SocketLimitOptions) {}
+
+  /**
+   * A socket was accepted ('connection'). Counts it as pending, or closes it
+   * at once when that would pass a limit. A socket already counted (one handed
+   * back to node:http after a poll) is left alone.
+   */
+  accept(socket: Socket): void {
+    const s = socket as CountedSocket;
+    if (s[LIMITS] !== undefined) return;
+    const peer = normalizeAddress(socket.remoteAddress ?? "") ?? "unknown";
+    const o = this.options;
+    if (o.maxPending > 0 && this.pendingTotal >= o.maxPending) {
+      o.onRefused(false);
+      socket.destroy();
+      return;
+    }
+    if (o.maxPendingPerIp > 0 && (this.pending.get(peer) ?? 0) >= o.maxPendingPerIp) {
+      o.onRefused(true);
+      socket.destroy();
+      return;
+    }
+    s[PEER] = peer;
+    s[LIMITS] = this;
+    s[STATE] = PENDING;
+    this.openTotal++;
+    this.add(peer, 1);
+    socket.once("close", onClose);
+  }
+
+  private add(peer: string, n: number): void {
+    this.pendingTotal += n;
+    const v = (this.pending.get(peer) ?? 0) + n;
+    if (v <= 0) this.pending.delete(peer);
+    else this.pending.set(peer, v);
+  }
+
+  /** Moves a counted socket from `from` to `to`, adjusting the pending counts. */
+  move(s: CountedSocket, to: number): void {
+    const from = s[STATE]!;
+    if (from === to || from === CLOSED) return;
+    s[STATE] = to;
+    if (to === CLOSED) this.openTotal--;
+    if (from === PENDING) this.add(s[PEER]!, -1);
+    else if (to === PENDING) this.add(s[PEER]!, 1);
+  }
+
+  /** Open sockets counted, pending ones among them, and the peer addresses holding pending ones. */
+  get counts(): { open: number; pending: number; addresses: number } {
+    return { open: this.openTotal, pending: this.pendingTotal, addresses: this.pending.size };
+  }
+}
+
+function onClose(this: CountedSocket): void {
+  this[LIMITS]?.move(this, CLOSED);
+}
+
+/** The socket now carries a subscriber connection (bounded by the connection limits): it no longer counts as pending. */
+export function socketAdmitted(socket: Duplex | null | undefined): void {
+  const s = socket as CountedSocket | null | undefined;
+  s?.[LIMITS]?.move(s, ADMITTED);
+}
+
+/** The subscriber connection on the socket is over and the socket stays open (keep-alive): it counts as pending again. */
+export function socketIdle(socket: Duplex | null | undefined): void {
+  const s = socket as CountedSocket | null | undefined;
+  s?.[LIMITS]?.move(s, PENDING);
+}
