@@ -74,6 +74,12 @@ export const OPTION_DEFS = {
     help: "transports this server offers",
   },
   drainTimeout: { schema: seconds(0), default: 10, expected: "a number of seconds greater than 0", help: "seconds to drain on SIGTERM/SIGINT" },
+  keepAliveTimeout: {
+    schema: seconds(0),
+    default: 75,
+    expected: "a number of seconds greater than 0",
+    help: "seconds an idle kept-alive HTTP connection stays open (longer than the proxy's)",
+  },
   logLevel: { schema: z.enum(LOG_LEVELS), default: "info", expected: LOG_LEVELS.join(", "), help: "log level" },
 } satisfies Record<string, OptionDef>;
 
@@ -103,6 +109,7 @@ export interface HeartlineConfig {
   workers: number;
   transports: TransportName[];
   drainTimeout: number;
+  keepAliveTimeout: number;
   logLevel: (typeof LOG_LEVELS)[number];
 }
 

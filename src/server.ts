@@ -216,7 +216,10 @@ export class Heartline {
       headersTimeout: this.runtime.headersTimeoutMs ?? 10_000,
       requestTimeout: Math.max(this.runtime.requestTimeoutMs ?? 30_000, this.runtime.headersTimeoutMs ?? 10_000),
       connectionsCheckingInterval: Math.min(1000, this.runtime.headersTimeoutMs ?? 1000),
-      keepAliveTimeout: 5000,
+      // Longer than the proxy's own idle timeout for upstream connections, so
+      // the proxy, never Heartline, closes an idle kept-alive connection: a
+      // proxy does not retry a POST on a connection closed under it.
+      keepAliveTimeout: this.config.keepAliveTimeout * 1000,
     });
     const broker = this.hub.broker;
     if (broker instanceof RedisBroker && !(await broker.waitReady(5000))) {
