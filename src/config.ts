@@ -74,13 +74,14 @@ export const OPTION_DEFS = {
     help: "transports this server offers",
   },
   drainTimeout: { schema: seconds(0), default: 10, expected: "a number of seconds greater than 0", help: "seconds to drain on SIGTERM/SIGINT" },
+  logLevel: { schema: z.enum(LOG_LEVELS), default: "info", expected: LOG_LEVELS.join(", "), help: "log level" },
+  // Additions to SPEC §1's table.
   keepAliveTimeout: {
     schema: seconds(0),
     default: 75,
     expected: "a number of seconds greater than 0",
     help: "seconds an idle kept-alive HTTP connection stays open (longer than the proxy's)",
   },
-  logLevel: { schema: z.enum(LOG_LEVELS), default: "info", expected: LOG_LEVELS.join(", "), help: "log level" },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -109,8 +110,8 @@ export interface HeartlineConfig {
   workers: number;
   transports: TransportName[];
   drainTimeout: number;
-  keepAliveTimeout: number;
   logLevel: (typeof LOG_LEVELS)[number];
+  keepAliveTimeout: number;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */

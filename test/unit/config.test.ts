@@ -63,6 +63,7 @@ const SPEC_DEFAULTS: HeartlineConfig = {
   transports: ["ws", "sse", "poll"],
   drainTimeout: 10,
   logLevel: "info",
+  keepAliveTimeout: 75,
 };
 
 describe("config defaults", () => {
@@ -103,6 +104,7 @@ describe("config defaults", () => {
         "--transports",
         "--drain-timeout",
         "--log-level",
+        "--keep-alive-timeout",
       ],
     );
   });
