@@ -102,6 +102,8 @@ export class Heartline {
   private readonly runtime: RuntimeOptions;
   private lastBrokerSweep = 0;
   private closing: Promise<void> | undefined;
+  /** `POST /api/publish` requests not answered yet: their bodies being read, their messages being stored. */
+  private readonly publishRequests = new Set<IncomingMessage>();
 
   constructor(options: HeartlineOptions = {}, runtime: RuntimeOptions = {}) {
     this.config = configFromOptions(options);
@@ -151,7 +153,7 @@ export class Heartline {
 
   /** Publishes `data` (any JSON value) to `channel`; resolves once stored. */
   publish(channel: string, data: unknown): Promise<PublishResult> {
-    if (this.closing) return Promise.reject(httpError("shutting_down", "this Heartline instance is closed"));
+    if (this.closing || this.ctx.draining) return Promise.reject(httpError("shutting_down", "this Heartline instance is closed"));
     return this.publisher.publish(channel, data);
   }
 
@@ -249,20 +251,32 @@ export class Heartline {
   }
 
   /**
-   * Stops accepting, tells every client to reconnect elsewhere (WS 1012, SSE
-   * ended, waiting polls answered), and resolves when all are gone or after
-   * `drainTimeout` seconds, when the rest are cut.
+   * Stops accepting, lets publishes under way finish and be answered, tells
+   * every client to reconnect elsewhere (WS 1012, SSE ended, waiting polls
+   * answered), and resolves when all are gone or after `drainTimeout`
+   * seconds, when the rest are cut. A publish whose body has not fully
+   * arrived by then is cut unanswered and never stored; one being stored is
+   * answered first, so no message is stored without its answer.
    */
   async drain(timeoutSeconds = this.config.drainTimeout): Promise<void> {
     const ctx = this.ctx;
     ctx.draining = true;
     for (const s of this.owned) s.close();
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    const until = async (done: () => boolean) => {
+      while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    };
+    // A client publish being stored is answered on its WebSocket before that socket is closed.
+    await until(() => this.publisher.storing.size === 0);
+    await new Promise((r) => setImmediate(r));
     for (const c of [...ctx.registry.live]) c.close("service_restart");
     this.poll.drain();
-    const deadline = Date.now() + timeoutSeconds * 1000;
-    while ((ctx.registry.total > 0 || ctx.registry.closing.size > 0) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await until(() => ctx.registry.total === 0 && ctx.registry.closing.size === 0 && this.publishRequests.size === 0);
+    // Past the deadline: a body still arriving is cut (its message is never stored) ...
+    for (const req of this.publishRequests) if (!req.complete) req.socket.destroy();
+    // ... and a message being stored gets its answer (the broker bounds how long that takes).
+    await this.publisher.storing.idle();
+    await new Promise((r) => setImmediate(r));
     for (const c of [...ctx.registry.closing]) c.terminate();
     for (const c of [...ctx.registry.live]) c.terminate();
     for (const s of this.owned) s.closeAllConnections();
@@ -392,6 +406,9 @@ export class Heartline {
       case "/api/publish": {
         this.allow(method === "POST", "POST");
         if (this.ctx.draining) throw httpError("shutting_down", "the server is draining; publish to another node");
+        // Counted until answered (or gone): drain lets it finish.
+        this.publishRequests.add(req);
+        res.once("close", () => this.publishRequests.delete(req));
         const result = await this.publisher.handleHttp(req, clientIp(req, this.config.trustProxy));
         return sendJson(res, 200, result, cors);
       }
