@@ -22,7 +22,7 @@ import { decodeCursorShared, type Position, type SharedCursor } from "./hub/curs
 import { Hub } from "./hub/hub.js";
 import { Publisher, type PublishResult } from "./http/publish.js";
 import { sendError, sendJson, sendRawError, toHeartlineError } from "./http/respond.js";
-import { createLogger, type Logger } from "./log.js";
+import { createLogger, LogLimiter, type Logger } from "./log.js";
 import { createMetrics } from "./metrics.js";
 import { Stats } from "./stats.js";
 import { ConnectionRegistry, type ServerContext } from "./transports/connection.js";
@@ -125,6 +125,7 @@ export class Heartline {
       hub: this.hub,
       clock: this.clock,
       log: this.log,
+      logs: new LogLimiter(this.log, this.clock),
       stats: this.stats,
       registry: new ConnectionRegistry(this.config, this.stats),
       auth: this.auth,
@@ -304,6 +305,7 @@ export class Heartline {
       sweepClosing(ctx.registry.closing, now);
       if (this.auth.enabled) sweepTokens(ctx.registry.live, this.auth.now(), this.auth.marginMs);
       this.poll.sweep(now);
+      ctx.logs.sweep(now);
       if (now - this.lastBrokerSweep >= 1000) {
         this.lastBrokerSweep = now;
         this.hub.broker.sweep(now);
@@ -331,7 +333,7 @@ export class Heartline {
 
   /** An error while serving a request, answered through its response or, for one taken out of node:http, on its socket. */
   private fail(out: ServerResponse | Socket, err: unknown, headers?: Record<string, string>): void {
-    const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error while serving a request"));
+    const e = toHeartlineError(err, (error) => this.ctx.logs.write("request_error", "error", { err: error }, "unexpected error while serving a request"));
     if (e.code === "broker_unavailable") this.stats.brokerErrors++;
     if (out instanceof ServerResponse) sendError(out, e, headers);
     else sendRawError(out, e, headers);
@@ -540,7 +542,7 @@ export class Heartline {
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", noop);
     this.upgrade(req, socket, head).catch((err) => {
-      const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error during a WebSocket upgrade"));
+      const e = toHeartlineError(err, (error) => this.ctx.logs.write("upgrade_error", "error", { err: error }, "unexpected error during a WebSocket upgrade"));
       sendRawError(socket, e);
     });
   }
