@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { MemoryBroker, systemClock, type StoredMessage } from "../../src/index.js";
 import { RedisServer, redisSkip } from "../helpers/redis.js";
 import { getJson, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
 
@@ -101,6 +102,47 @@ describe("drain with publishes under way (memory broker)", () => {
     assert.ok(took >= 900 && took < 2500, `the drain took ${took} ms with a 1 s timeout`);
     await waitFor(() => p.closed, 2000, "the unfinished publish to be cut");
     assert.equal(p.status, undefined, "a publish without its whole body was answered");
+  });
+});
+
+/** A memory broker whose stores wait until the test lets them finish: a store under way, held at will. */
+class GatedBroker extends MemoryBroker {
+  waiting = 0;
+  private gate: Promise<void> | undefined;
+  private open: (() => void) | undefined;
+  hold(): void {
+    this.gate = new Promise((r) => (this.open = r));
+  }
+  release(): void {
+    this.open?.();
+    this.gate = undefined;
+  }
+  override async publish(channel: string, dataJson: string): Promise<StoredMessage> {
+    if (this.gate) {
+      this.waiting++;
+      await this.gate;
+    }
+    return super.publish(channel, dataJson);
+  }
+}
+
+describe("drain with a WebSocket publish being stored", () => {
+  it("answers it with published before the close frame 1012", async () => {
+    const broker = new GatedBroker({ historySize: 100, historyTtl: 300, clock: systemClock });
+    const s = await startServer({ clientPublish: ["game:*"] }, { broker });
+    const c = await WsClient.connect(`${s.wsUrl}/ws`);
+    broker.hold();
+    c.send({ type: "publish", channel: "game:1", data: "move", id: 1 });
+    await waitFor(() => broker.waiting === 1, 5000, "the store to start");
+    const closed = s.hl.close(5);
+    broker.release();
+    await c.closed;
+    assert.equal(c.closeCode, 1012);
+    const acks = c.frames.filter((f) => f.type === "published");
+    assert.equal(acks.length, 1, `frames before the close: ${JSON.stringify(c.frames)}`);
+    assert.equal(acks[0]!.offset, 1);
+    assert.equal((await broker.read("game:1")).offset, 1);
+    await closed;
   });
 });
 
