@@ -9,6 +9,7 @@ import { Heartline } from "./server.js";
 import { publishCommand } from "./cli/publish.js";
 import { subscribeCommand } from "./cli/subscribe.js";
 import { DRAIN_MESSAGE, runPrimary } from "./cli/cluster.js";
+import { installProcessHandlers } from "./cli/process.js";
 
 const program = new Command();
 program.name("heartline").description("Real-time HTTP push: WebSocket, Server-Sent Events and long polling").exitOverride();
@@ -62,8 +63,7 @@ serve.action(async (flags: Record<string, unknown>) => {
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
   if (cluster.isWorker) process.on("message", (m) => m === DRAIN_MESSAGE && shutdown("primary"));
-  process.on("uncaughtException", (err) => hl.log.fatal({ err }, "uncaught exception"));
-  process.on("unhandledRejection", (err) => hl.log.error({ err }, "unhandled rejection"));
+  installProcessHandlers(hl.log);
 });
 
 const defaultUrl = process.env.HEARTLINE_URL ?? "http://localhost:8080";

@@ -88,6 +88,12 @@ export const OPTION_DEFS = {
     expected: "an integer of at least 0 (0 = unlimited)",
     help: "the same, per peer address (not applied with --trust-proxy)",
   },
+  keepAliveTimeout: {
+    schema: seconds(0),
+    default: 75,
+    expected: "a number of seconds greater than 0",
+    help: "seconds an idle kept-alive HTTP connection stays open (longer than the proxy's)",
+  },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -119,6 +125,7 @@ export interface HeartlineConfig {
   logLevel: (typeof LOG_LEVELS)[number];
   maxPendingConnections: number;
   maxPendingConnectionsPerIp: number;
+  keepAliveTimeout: number;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */

@@ -26,7 +26,7 @@ import { Publisher, type PublishResult } from "./http/publish.js";
 import { assertRoutePath, routePath } from "./http/request-path.js";
 import { socketAdmitted, socketIdle, SocketLimits } from "./http/socket-limits.js";
 import { sendError, sendJson, sendRawError, toHeartlineError } from "./http/respond.js";
-import { createLogger, type Logger } from "./log.js";
+import { createLogger, LogLimiter, type Logger } from "./log.js";
 import { createMetrics } from "./metrics.js";
 import { Stats } from "./stats.js";
 import { ConnectionRegistry, type ServerContext } from "./transports/connection.js";
@@ -95,6 +95,8 @@ export class Heartline {
   private readonly runtime: RuntimeOptions;
   private lastBrokerSweep = 0;
   private closing: Promise<void> | undefined;
+  /** `POST /api/publish` requests not answered yet: their bodies being read, their messages being stored. */
+  private readonly publishRequests = new Set<IncomingMessage>();
 
   constructor(options: HeartlineOptions = {}, runtime: RuntimeOptions = {}) {
     this.config = configFromOptions(options);
@@ -116,6 +118,7 @@ export class Heartline {
       hub: this.hub,
       clock: this.clock,
       log: this.log,
+      logs: new LogLimiter(this.log, this.clock),
       stats: this.stats,
       registry: new ConnectionRegistry(this.config, this.stats),
       auth: this.auth,
@@ -159,7 +162,7 @@ export class Heartline {
 
   /** Publishes `data` (any JSON value) to `channel`; resolves once stored. */
   publish(channel: string, data: unknown): Promise<PublishResult> {
-    if (this.closing) return Promise.reject(httpError("shutting_down", "this Heartline instance is closed"));
+    if (this.closing || this.ctx.draining) return Promise.reject(httpError("shutting_down", "this Heartline instance is closed"));
     return this.publisher.publish(channel, data);
   }
 
@@ -224,7 +227,10 @@ export class Heartline {
       headersTimeout: this.runtime.headersTimeoutMs ?? 10_000,
       requestTimeout: Math.max(this.runtime.requestTimeoutMs ?? 30_000, this.runtime.headersTimeoutMs ?? 10_000),
       connectionsCheckingInterval: Math.min(1000, this.runtime.headersTimeoutMs ?? 1000),
-      keepAliveTimeout: 5000,
+      // Longer than the proxy's own idle timeout for upstream connections, so
+      // the proxy, never Heartline, closes an idle kept-alive connection: a
+      // proxy does not retry a POST on a connection closed under it.
+      keepAliveTimeout: this.config.keepAliveTimeout * 1000,
     });
     const broker = this.hub.broker;
     if (broker instanceof RedisBroker && !(await broker.waitReady(5000))) {
@@ -255,20 +261,32 @@ export class Heartline {
   }
 
   /**
-   * Stops accepting, tells every client to reconnect elsewhere (WS 1012, SSE
-   * ended, waiting polls answered), and resolves when all are gone or after
-   * `drainTimeout` seconds, when the rest are cut.
+   * Stops accepting, lets publishes under way finish and be answered, tells
+   * every client to reconnect elsewhere (WS 1012, SSE ended, waiting polls
+   * answered), and resolves when all are gone or after `drainTimeout`
+   * seconds, when the rest are cut. A publish whose body has not fully
+   * arrived by then is cut unanswered and never stored; one being stored is
+   * answered first, so no message is stored without its answer.
    */
   async drain(timeoutSeconds = this.config.drainTimeout): Promise<void> {
     const ctx = this.ctx;
     ctx.draining = true;
     for (const s of this.owned) s.close();
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    const until = async (done: () => boolean) => {
+      while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    };
+    // A client publish being stored is answered on its WebSocket before that socket is closed.
+    await until(() => this.publisher.storing.size === 0);
+    await new Promise((r) => setImmediate(r));
     for (const c of [...ctx.registry.live]) c.close("service_restart");
     this.poll.drain();
-    const deadline = Date.now() + timeoutSeconds * 1000;
-    while ((ctx.registry.total > 0 || ctx.registry.closing.size > 0) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await until(() => ctx.registry.total === 0 && ctx.registry.closing.size === 0 && this.publishRequests.size === 0);
+    // Past the deadline: a body still arriving is cut (its message is never stored) ...
+    for (const req of this.publishRequests) if (!req.complete) req.socket.destroy();
+    // ... and a message being stored gets its answer (the broker bounds how long that takes).
+    await this.publisher.storing.idle();
+    await new Promise((r) => setImmediate(r));
     for (const c of [...ctx.registry.closing]) c.terminate();
     for (const c of [...ctx.registry.live]) c.terminate();
     for (const s of this.owned) s.closeAllConnections();
@@ -296,6 +314,7 @@ export class Heartline {
       sweepClosing(ctx.registry.closing, now);
       if (this.auth.enabled) sweepTokens(ctx.registry.live, this.auth.now(), this.auth.marginMs);
       this.poll.sweep(now);
+      ctx.logs.sweep(now);
       if (now - this.lastBrokerSweep >= 1000) {
         this.lastBrokerSweep = now;
         this.hub.broker.sweep(now);
@@ -324,7 +343,7 @@ export class Heartline {
 
   /** An error while serving a request, answered through its response or, for one taken out of node:http, on its socket. */
   private fail(out: ServerResponse | Socket, err: unknown, headers?: Record<string, string>): void {
-    const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error while serving a request"));
+    const e = toHeartlineError(err, (error) => this.ctx.logs.write("request_error", "error", { err: error }, "unexpected error while serving a request"));
     if (e.code === "broker_unavailable") this.stats.brokerErrors++;
     if (out instanceof ServerResponse) {
       // Refused before its body was read (e.g. a publish without a credential): close the
@@ -386,6 +405,9 @@ export class Heartline {
       case "/api/publish": {
         this.allow(method === "POST", "POST");
         if (this.ctx.draining) throw httpError("shutting_down", "the server is draining; publish to another node");
+        // Counted until answered (or gone): drain lets it finish.
+        this.publishRequests.add(req);
+        res.once("close", () => this.publishRequests.delete(req));
         const result = await this.publisher.handleHttp(req);
         return sendJson(res, 200, result, cors);
       }
@@ -521,7 +543,7 @@ export class Heartline {
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", noop);
     this.upgrade(req, socket, head).catch((err) => {
-      const e = toHeartlineError(err, (error) => this.log.error({ error }, "unexpected error during a WebSocket upgrade"));
+      const e = toHeartlineError(err, (error) => this.ctx.logs.write("upgrade_error", "error", { err: error }, "unexpected error during a WebSocket upgrade"));
       sendRawError(socket, e);
     });
   }

@@ -18,6 +18,7 @@ const MIN_LIFETIME_MS = 1000;
 export function runPrimary(config: HeartlineConfig): void {
   const log = createLogger(config.logLevel);
   const started = new Map<Worker, number>();
+  const serving = new WeakSet<Worker>();
   const restarts = new Set<NodeJS.Timeout>();
   let stopping = false;
   let failed = false;
@@ -26,6 +27,8 @@ export function runPrimary(config: HeartlineConfig): void {
     const worker = cluster.fork();
     // A drain message to a worker that is dying fails; its exit is handled below.
     worker.on("error", () => {});
+    // A worker listens for the drain message only once it serves; before that, SIGTERM ends it.
+    worker.once("listening", () => serving.add(worker));
     started.set(worker, Date.now());
     log.info({ worker: worker.id, pid: worker.process.pid }, "worker started");
   };
@@ -34,7 +37,8 @@ export function runPrimary(config: HeartlineConfig): void {
     const lived = Date.now() - (started.get(worker) ?? 0);
     started.delete(worker);
     if (stopping) {
-      if (code !== 0) failed = true;
+      // SIGTERM ends only a worker that was not serving yet (a serving one drains and exits 0).
+      if (code !== 0 && signal !== "SIGTERM") failed = true;
       log.info({ worker: worker.id, pid: worker.process.pid, code, signal }, "worker stopped");
       if (started.size === 0) {
         log.info("stopped");
@@ -63,7 +67,7 @@ export function runPrimary(config: HeartlineConfig): void {
     restarts.clear();
     if (started.size === 0) process.exit(0);
     for (const w of started.keys()) {
-      if (w.isConnected()) w.send(DRAIN_MESSAGE);
+      if (w.isConnected() && serving.has(w)) w.send(DRAIN_MESSAGE);
       else w.process.kill("SIGTERM");
     }
   };

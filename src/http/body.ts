@@ -27,9 +27,10 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       cleanup();
       resolve(Buffer.concat(chunks, size));
     };
-    const onError = (err: Error) => {
+    const onError = (err: NodeJS.ErrnoException) => {
       cleanup();
-      reject(err);
+      // The client closed the connection before its body was complete: its doing, not an error of the server.
+      reject(err.code === "ECONNRESET" || err.message === "aborted" ? httpError("bad_request", "the request was aborted") : err);
     };
     const onAborted = () => {
       cleanup();

@@ -12,6 +12,7 @@ import { assertChannelName, ChannelPatterns } from "../hub/channel-name.js";
 import type { ServerContext } from "../transports/connection.js";
 import { parseJson, readBody } from "./body.js";
 import { isLoopbackRequest } from "./client-address.js";
+import { InFlight } from "./in-flight.js";
 
 export interface PublishResult {
   channel: string;
@@ -29,6 +30,8 @@ function digest(s: string): Buffer {
 export class Publisher {
   private readonly clientPatterns: ChannelPatterns;
   private readonly apiKeyDigest: Buffer | undefined;
+  /** Messages being stored; drain waits for them to be answered. */
+  readonly storing = new InFlight();
 
   constructor(private readonly ctx: ServerContext) {
     this.clientPatterns = new ChannelPatterns(ctx.config.clientPublish);
@@ -48,6 +51,7 @@ export class Publisher {
     const size = Buffer.byteLength(dataJson);
     const max = this.ctx.config.maxMessageBytes;
     if (size > max) throw httpError("message_too_large", `data is ${size} bytes as JSON; the limit is ${max} (--max-message-bytes)`);
+    const stored = this.storing.begin();
     try {
       const m = await this.ctx.hub.publish(name, dataJson);
       this.ctx.stats.publishAccepted++;
@@ -60,6 +64,8 @@ export class Publisher {
         cause: err,
         headers: { "Retry-After": "1" },
       });
+    } finally {
+      stored();
     }
   }
 
@@ -69,6 +75,7 @@ export class Publisher {
    * claim allows (or on `public:` channels).
    */
   publishFromClient(channel: string, data: unknown, hasData: boolean, claims?: TokenClaims): Promise<PublishResult> {
+    if (this.ctx.draining) return Promise.reject(httpError("shutting_down", "the server is draining; publish to another node"));
     if (!this.clientPatterns.matches(channel)) {
       return Promise.reject(httpError("forbidden", `clients may not publish to ${channel} (see --client-publish)`));
     }

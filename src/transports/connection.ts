@@ -13,7 +13,7 @@ import { CLOSE_CODES, type CloseReason } from "../close-codes.js";
 import { httpError } from "../errors.js";
 import type { Hub, Outgoing, Subscriber, Subscription } from "../hub/hub.js";
 import type { Position } from "../hub/cursor.js";
-import type { Logger } from "../log.js";
+import type { Logger, LogLimiter } from "../log.js";
 import type { Stats } from "../stats.js";
 
 /** Everything a transport needs from the server, passed as one object. */
@@ -22,6 +22,8 @@ export interface ServerContext {
   readonly hub: Hub;
   readonly clock: Clock;
   readonly log: Logger;
+  /** Log lines clients can cause, limited per kind. */
+  readonly logs: LogLimiter;
   readonly stats: Stats;
   readonly registry: ConnectionRegistry;
   /** Subscriber tokens and channel permissions. */

@@ -216,7 +216,8 @@ export class WsConnection extends Connection {
           return;
         }
         default:
-          throw httpError("bad_request", `unknown frame type ${JSON.stringify(f.type)?.slice(0, 40) ?? "undefined"}`);
+          // Never stringify what the client sent: a deeply nested value would overflow the stack.
+          throw httpError("bad_request", `unknown frame type ${typeof f.type === "string" ? JSON.stringify(f.type.slice(0, 40)) : typeof f.type}`);
       }
     } catch (err) {
       this.failed(err, id);
@@ -229,7 +230,13 @@ export class WsConnection extends Connection {
       this.sendError(err, extra);
       return;
     }
-    this.ctx.log.error({ err, conn: this.id }, "unexpected error on a WebSocket frame");
+    if (err instanceof RangeError) {
+      // A stack overflow on what the client sent (a value nested too deeply): the client's error, logged without a stack.
+      this.ctx.logs.write("ws_frame_too_deep", "warn", { conn: this.id, ip: this.ip }, "a WebSocket frame was nested too deeply");
+      this.sendError(httpError("bad_request", "the frame is nested too deeply"), extra);
+      return;
+    }
+    this.ctx.logs.write("ws_frame_error", "error", { err, conn: this.id }, "unexpected error on a WebSocket frame");
     this.sendError(httpError("internal_error", "unexpected error; it was logged"), extra);
   }
 }
@@ -250,10 +257,11 @@ function onClose(this: Socket): void {
   c.ctx.registry.closing.delete(c);
   c.close("going_away");
 }
-function onError(this: Socket): void {
+function onError(this: Socket, err: Error & { code?: string }): void {
   // ws emits 'close' after 'error'; the reason is logged at debug level only
   // because a client sending garbage is not the server's problem.
-  this[CONN]?.ctx.log.debug({ conn: this[CONN]?.id }, "WebSocket protocol error");
+  const c = this[CONN];
+  c?.ctx.logs.write("ws_protocol_error", "debug", { conn: c.id, code: err.code, reason: err.message }, "WebSocket protocol error");
 }
 
 /** Parameters of `GET /ws`, validated before the upgrade. */
@@ -296,7 +304,7 @@ export class WebSocketTransport {
       for (const channel of params.channels) {
         conn.subscribe(channel, positionIn(params.cursor, channel)).catch((err) => {
           if (err instanceof HeartlineError) conn.sendError(err, { channel });
-          else this.ctx.log.error({ err }, "subscribe failed");
+          else this.ctx.logs.write("subscribe_error", "error", { err }, "subscribe failed");
         });
       }
     });

@@ -63,6 +63,7 @@ const SPEC_DEFAULTS: Omit<HeartlineConfig, "maxPendingConnections" | "maxPending
   transports: ["ws", "sse", "poll"],
   drainTimeout: 10,
   logLevel: "info",
+  keepAliveTimeout: 75,
 };
 
 /** Options added after SPEC §1's table, with their defaults. */
@@ -114,6 +115,7 @@ describe("config defaults", () => {
         "--transports",
         "--drain-timeout",
         "--log-level",
+        "--keep-alive-timeout",
       ],
     );
   });
