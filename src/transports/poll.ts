@@ -543,7 +543,7 @@ export class PollTransport {
     // between the read and the wait still wakes this poll.
     this.ctx.registry.admit("poll", ip);
     socketAdmitted(socketOf(out));
-    const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.now + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive);
+    const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive);
     p.rest = rest;
     this.waiting.add(p);
     this.ctx.hub.addWaiter(channels, p);
