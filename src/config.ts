@@ -54,6 +54,13 @@ export const OPTION_DEFS = {
   pollTimeout: { schema: seconds(0), default: 25, expected: "a number of seconds greater than 0", help: "longest hold of a long-poll request" },
   historySize: { schema: int(0, 1_000_000), default: 1000, expected: "an integer from 0 to 1000000", help: "messages kept per channel for resume" },
   historyTtl: { schema: seconds(0), default: 300, expected: "a number of seconds greater than 0", help: "seconds a channel's history is kept after its last message" },
+  maxChannels: { schema: int(1), default: 100_000, expected: "an integer of at least 1", help: "channels the memory broker keeps state for" },
+  maxHistoryBytes: {
+    schema: int(1024),
+    default: 256 * 1024 * 1024,
+    expected: "an integer of at least 1024",
+    help: "bytes of history the memory broker keeps across all channels",
+  },
   maxConnections: { schema: int(1), default: 10000, expected: "an integer of at least 1", help: "open subscriber connections per process" },
   maxConnectionsPerIp: { schema: int(0), default: 0, expected: "an integer of at least 0 (0 = unlimited)", help: "open subscriber connections per client address" },
   maxChannelsPerConnection: { schema: int(1), default: 100, expected: "an integer of at least 1", help: "channels one connection may subscribe to" },
@@ -93,6 +100,8 @@ export interface HeartlineConfig {
   pollTimeout: number;
   historySize: number;
   historyTtl: number;
+  maxChannels: number;
+  maxHistoryBytes: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
   maxChannelsPerConnection: number;

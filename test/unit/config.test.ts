@@ -38,7 +38,7 @@ function configError(fn: () => unknown): string {
   return caught.message;
 }
 
-/** The defaults of SPEC §1's option table, every option. */
+/** The defaults of SPEC §1's option table, every option, and of the options added since (README). */
 const SPEC_DEFAULTS: HeartlineConfig = {
   port: 8080,
   host: "0.0.0.0",
@@ -52,6 +52,8 @@ const SPEC_DEFAULTS: HeartlineConfig = {
   pollTimeout: 25,
   historySize: 1000,
   historyTtl: 300,
+  maxChannels: 100000,
+  maxHistoryBytes: 268435456,
   maxConnections: 10000,
   maxConnectionsPerIp: 0,
   maxChannelsPerConnection: 100,
@@ -92,6 +94,8 @@ describe("config defaults", () => {
         "--poll-timeout",
         "--history-size",
         "--history-ttl",
+        "--max-channels",
+        "--max-history-bytes",
         "--max-connections",
         "--max-connections-per-ip",
         "--max-channels-per-connection",
