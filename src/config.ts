@@ -76,6 +76,13 @@ export const OPTION_DEFS = {
   drainTimeout: { schema: seconds(0), default: 10, expected: "a number of seconds greater than 0", help: "seconds to drain on SIGTERM/SIGINT" },
   logLevel: { schema: z.enum(LOG_LEVELS), default: "info", expected: LOG_LEVELS.join(", "), help: "log level" },
   // Additions to SPEC §1's table.
+  maxChannels: { schema: int(1), default: 100_000, expected: "an integer of at least 1", help: "channels the memory broker keeps state for" },
+  maxHistoryBytes: {
+    schema: int(1024),
+    default: 256 * 1024 * 1024,
+    expected: "an integer of at least 1024",
+    help: "bytes of history the memory broker keeps across all channels",
+  },
   maxPendingConnections: {
     schema: int(0),
     default: 1000,
@@ -112,6 +119,8 @@ export interface HeartlineConfig {
   pollTimeout: number;
   historySize: number;
   historyTtl: number;
+  maxChannels: number;
+  maxHistoryBytes: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
   maxChannelsPerConnection: number;

@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   internal_error: { status: 500, summary: "An unexpected error; it was logged." },
   too_many_connections: { status: 503, summary: "The process holds --max-connections connections already; retry later." },
   broker_unavailable: { status: 503, summary: "The broker cannot store messages right now; nothing was published." },
+  channel_limit: { status: 503, summary: "The server holds --max-channels channels already; a new channel is refused, existing ones keep working. Retry later." },
   shutting_down: { status: 503, summary: "The server is draining; reconnect to another node." },
   not_available: { status: 501, summary: "The feature is not available in this build." },
 } as const;

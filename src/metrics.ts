@@ -120,6 +120,22 @@ export function createMetrics(ctx: ServerContext, ready: () => boolean): Registr
       this.set(ready() ? 1 : 0);
     },
   });
+  new Gauge({
+    name: "heartline_broker_channels",
+    help: "Channels whose state the broker keeps in this process (memory broker: bounded by --max-channels).",
+    registers: [register],
+    collect() {
+      this.set(hub.broker.usage?.().channels ?? 0);
+    },
+  });
+  new Gauge({
+    name: "heartline_history_bytes",
+    help: "Bytes of message history the memory broker holds (bounded by --max-history-bytes; 0 with Redis).",
+    registers: [register],
+    collect() {
+      this.set(hub.broker.usage?.().historyBytes ?? 0);
+    },
+  });
   collectDefaultMetrics({ register, prefix: "heartline_" });
   return register;
 }

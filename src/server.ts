@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import type { Registry } from "prom-client";
 import { Auth } from "./auth/auth.js";
 import { sweepTokens } from "./auth/expiry.js";
-import type { Broker } from "./broker/broker.js";
+import { readRecordTtl, type Broker } from "./broker/broker.js";
 import { MemoryBroker } from "./broker/memory.js";
 import { RedisBroker } from "./broker/redis.js";
 import { systemClock, type Clock } from "./clock.js";
@@ -106,12 +106,13 @@ export class Heartline {
     const tickMs = runtime.tickMs ?? 250;
     // Reads and checks the key file first: a bad one is a ConfigError at start.
     this.auth = new Auth(this.config, { clock: this.clock, wallClock: runtime.wallClock, tickMs, log: this.log, stats: this.stats });
-    const { historySize, historyTtl, redis } = this.config;
+    const { historySize, historyTtl, redis, maxChannels, maxHistoryBytes } = this.config;
+    const readTtl = readRecordTtl(historyTtl, this.config.pollTimeout);
     const broker =
       runtime.broker ??
       (redis
-        ? new RedisBroker({ url: redis, historySize, historyTtl, clock: this.clock, logger: this.log })
-        : new MemoryBroker({ historySize, historyTtl, clock: this.clock }));
+        ? new RedisBroker({ url: redis, historySize, historyTtl, readTtl, maxChannels, clock: this.clock, logger: this.log })
+        : new MemoryBroker({ historySize, historyTtl, readTtl, maxChannels, maxHistoryBytes, clock: this.clock }));
     this.hub = new Hub(broker);
     this.ctx = {
       config: this.config,
@@ -317,7 +318,7 @@ export class Heartline {
       ctx.logs.sweep(now);
       if (now - this.lastBrokerSweep >= 1000) {
         this.lastBrokerSweep = now;
-        this.hub.broker.sweep(now);
+        this.hub.broker.sweep(now, this.hub.inUse);
       }
     } catch (err) {
       this.log.error({ err }, "error in the ticker");

@@ -16,6 +16,16 @@
  * - `read` returns, in one consistent step, the channel's current position
  *   and, when asked from a position, the messages after it. History is bounded
  *   by `historySize` messages per channel.
+ * - What a broker keeps in this process is bounded: a channel that is only
+ *   read (never published in its epoch) costs a small record that lives
+ *   {@link readRecordTtl} after its last read, never a history buffer; the
+ *   memory broker also caps the number of channels (`--max-channels`, refusing
+ *   a new one with `channel_limit`) and the bytes of stored history
+ *   (`--max-history-bytes`, evicting the oldest messages, an announced loss).
+ * - `sweep(now, inUse)` forgets what has expired. `inUse(channel)` (a map
+ *   lookup in the hub) says whether this node still has subscribers or waiting
+ *   polls on the channel: the record of a channel that is only read is kept
+ *   while it is in use, so a quiet channel's subscriber sees no epoch change.
  */
 import type { Position } from "../hub/cursor.js";
 
@@ -61,9 +71,29 @@ export interface Broker {
   onMessage(listener: (message: StoredMessage) => void): void;
   /** Whether the broker can store messages right now (`/readyz`). */
   isReady(): boolean;
-  /** Periodic upkeep (history expiry); called by the server's ticker. */
-  sweep(now: number): void;
+  /**
+   * Periodic upkeep (history expiry); called by the server's ticker with the
+   * hub's `inUse`, which must stay a cheap lookup.
+   */
+  sweep(now: number, inUse?: (channel: string) => boolean): void;
+  /** What this process holds, for `/metrics`: channels with state, and bytes of stored history when the broker keeps it here. */
+  usage?(): BrokerUsage;
   close(): Promise<void>;
+}
+
+export interface BrokerUsage {
+  channels: number;
+  historyBytes?: number;
+}
+
+/**
+ * Seconds the record of a channel that is only read lives after its last read:
+ * long enough that a long poll repeated every `--poll-timeout` keeps it (two
+ * poll timeouts, at least 60 s), never longer than the history of a published
+ * channel (`--history-ttl`).
+ */
+export function readRecordTtl(historyTtl: number, pollTimeout: number): number {
+  return Math.min(historyTtl, Math.max(60, 2 * pollTimeout));
 }
 
 /** Builds the message object JSON once. `dataJson` must already be valid JSON. */

@@ -27,7 +27,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import { systemClock, type Clock } from "../clock.js";
 import { BrokerUnavailableError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
-import { encodeMessage, type Broker, type Position, type ReadResult, type StoredMessage } from "./broker.js";
+import { encodeMessage, type Broker, type BrokerUsage, type Position, type ReadResult, type StoredMessage } from "./broker.js";
 import { PUBLISH_LUA, READ_LUA } from "./redis-scripts.js";
 
 export interface RedisBrokerOptions {
@@ -36,6 +36,13 @@ export interface RedisBrokerOptions {
   historySize: number;
   /** Seconds a channel's history is kept after its last message. */
   historyTtl: number;
+  /**
+   * Seconds this node remembers the fan-out position of a channel it has only
+   * read, after its last read. Default: `min(historyTtl, 60)`.
+   */
+  readTtl?: number;
+  /** Most channels whose fan-out position this node remembers (beyond those it serves). Default 100000. */
+  maxChannels?: number;
   /** Prefix of every key and of the fan-out channel. Default `heartline:`. */
   prefix?: string;
   /** Time source for forgetting silent channels. Default: the system clock. */
@@ -90,6 +97,8 @@ export class RedisBroker implements Broker {
   private readonly prefix: string;
   private readonly fanoutChannel: string;
   private readonly ttlMs: number;
+  private readonly readTtlMs: number;
+  private readonly maxTracks: number;
   private readonly historySize: number;
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -117,6 +126,8 @@ export class RedisBroker implements Broker {
     this.prefix = prefix;
     this.fanoutChannel = prefix + "fanout";
     this.ttlMs = Math.max(1, Math.ceil(options.historyTtl * 1000));
+    this.readTtlMs = Math.max(1, Math.ceil((options.readTtl ?? Math.min(options.historyTtl, 60)) * 1000));
+    this.maxTracks = options.maxChannels ?? 100_000;
     this.historySize = options.historySize;
     this.clock = options.clock ?? systemClock;
     this.log = options.logger ?? createLogger("silent");
@@ -209,12 +220,31 @@ export class RedisBroker implements Broker {
     return r;
   }
 
-  sweep(now: number): void {
+  /**
+   * Forgets the fan-out position of a channel this node no longer serves
+   * (`inUse`): `readTtl` after its last read when it was only read,
+   * `historyTtl` after its last message otherwise; then, past `maxChannels`,
+   * the oldest remembered ones. A channel forgotten and then notified again
+   * starts a new track at that message, so forgetting loses nothing.
+   */
+  sweep(now: number, inUse?: (channel: string) => boolean): void {
     for (const [channel, t] of this.tracks) {
       if (t.running) continue;
-      if (now - t.seenAt >= this.ttlMs) this.tracks.delete(channel);
+      if (now - t.seenAt >= (t.soft ? this.readTtlMs : this.ttlMs) && !inUse?.(channel)) this.tracks.delete(channel);
       else if (t.needsHeal && this.isReady()) this.enqueue(channel, t, null);
     }
+    let over = this.tracks.size - this.maxTracks;
+    if (over <= 0) return;
+    for (const [channel, t] of this.tracks) {
+      if (over <= 0) break;
+      if (t.running || t.needsHeal || inUse?.(channel)) continue;
+      this.tracks.delete(channel);
+      over--;
+    }
+  }
+
+  usage(): BrokerUsage {
+    return { channels: this.tracks.size };
   }
 
   async close(): Promise<void> {

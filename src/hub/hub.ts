@@ -206,6 +206,13 @@ export class Hub {
     }
   }
 
+  /**
+   * Whether this node still serves `channel` (a subscription or a waiting
+   * poll): given to the broker's sweep, which keeps such channels' records.
+   * Two map lookups, bound once.
+   */
+  readonly inUse = (channel: string): boolean => this.subs.has(channel) || this.waiters.has(channel);
+
   /** Subscriptions on `channel` on this node. */
   subscriberCount(channel: string): number {
     return this.subs.get(channel)?.size ?? 0;

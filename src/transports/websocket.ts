@@ -272,6 +272,13 @@ export interface WsRequest {
   claims?: TokenClaims | undefined;
 }
 
+/**
+ * Most frames one client message may be split into. Browsers and common
+ * clients send a message in one frame; 128 still lets a client split the
+ * largest publish into 512-byte pieces, and bounds what fragments cost.
+ */
+export const WS_MAX_FRAGMENTS = 128;
+
 /** Accepts upgrades on `/ws` after the server has validated and admitted them. */
 export class WebSocketTransport {
   readonly wss: WebSocketServer;
@@ -286,6 +293,9 @@ export class WebSocketTransport {
       perMessageDeflate: false,
       // A frame carries one publish at most: data plus the envelope.
       maxPayload: ctx.config.maxMessageBytes + 4096,
+      // Each fragment of a message costs a Buffer until the message ends;
+      // more than this many closes the connection (1008).
+      maxFragments: WS_MAX_FRAGMENTS,
     });
   }
 

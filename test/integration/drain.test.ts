@@ -113,7 +113,7 @@ class GatedBroker extends MemoryBroker {
   hold(): void {
     this.gate = new Promise((r) => (this.open = r));
   }
-  release(): void {
+  resume(): void {
     this.open?.();
     this.gate = undefined;
   }
@@ -135,7 +135,7 @@ describe("drain with a WebSocket publish being stored", () => {
     c.send({ type: "publish", channel: "game:1", data: "move", id: 1 });
     await waitFor(() => broker.waiting === 1, 5000, "the store to start");
     const closed = s.hl.close(5);
-    broker.release();
+    broker.resume();
     await c.closed;
     assert.equal(c.closeCode, 1012);
     const acks = c.frames.filter((f) => f.type === "published");

@@ -67,6 +67,8 @@ const SPEC_DEFAULTS: Omit<HeartlineConfig, keyof typeof ADDED_DEFAULTS> = {
 
 /** Options added after SPEC §1's table, with their defaults. */
 const ADDED_DEFAULTS = {
+  maxChannels: 100000,
+  maxHistoryBytes: 268435456,
   maxPendingConnections: 1000,
   maxPendingConnectionsPerIp: 256,
   keepAliveTimeout: 75,
