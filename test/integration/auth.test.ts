@@ -10,7 +10,8 @@ import { generateKeyPairSync } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { UnsecuredJWT } from "jose";
 import { ConfigError, createHeartline, type Heartline } from "../../src/index.js";
-import { keyFile, nowSec, sign, SseReader, tempDir, upgrade, writeFile, type Claims, type KeyFile } from "../helpers/auth.js";
+import { keyFile, nowSec, sign, tempDir, upgrade, writeFile, type Claims, type KeyFile } from "../helpers/auth.js";
+import { SseStream } from "../helpers/sse.js";
 import { getJson, publishHttp, quietLogger, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
 
 const SECRET = "heartline-test-secret-0123456789abcdef";
@@ -37,8 +38,8 @@ const TRANSPORTS: Transport[] = ["ws", "sse", "poll"];
 async function attempt(s: TestServer, t: Transport, q: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
   if (t === "ws") return upgrade(s.port, `/ws?${q}`, headers);
   if (t === "sse") {
-    const r = await SseReader.open(`${s.url}/sse?${q}`, headers);
-    if (!(r instanceof SseReader)) return r;
+    const r = await SseStream.attempt(`${s.url}/sse?${q}`, headers);
+    if (!(r instanceof SseStream)) return r;
     r.close();
     return { status: 200, body: undefined };
   }

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
-import { sign, SseReader, type Claims } from "../helpers/auth.js";
+import { sign, type Claims } from "../helpers/auth.js";
+import { SseStream } from "../helpers/sse.js";
 import { getJson, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
 
 const SECRET = "heartline-refresh-secret-0123456789abcdef";
@@ -196,11 +197,11 @@ describe("token expiry and refresh", () => {
 
   it("an SSE stream gets event: error token_expired at exp and ends; the same token cannot resume", async () => {
     const tok = await token(60);
-    const sse = await SseReader.expectOpen(`${s.url}/sse?channel=chat:sse&token=${tok}`);
-    await sse.until((t) => t.includes("event: position"), "the position event");
+    const sse = await SseStream.open(`${s.url}/sse?channel=chat:sse&token=${tok}`);
+    await sse.until((t) => t.includes("event: position"), 5000, "the position event");
     advance(59);
     await s.hl.publish("chat:sse", "before exp");
-    await sse.until((t) => t.includes('"before exp"'), "the message before exp");
+    await sse.until((t) => t.includes('"before exp"'), 5000, "the message before exp");
     const idLine = /id: (\S+)\ndata: \{"channel":"chat:sse"/.exec(sse.text);
     assert.ok(idLine, sse.text);
     advance(1);
@@ -211,13 +212,13 @@ describe("token expiry and refresh", () => {
     );
     await assertIdle(s.hl);
     await s.hl.publish("chat:sse", "after exp");
-    const again = await SseReader.open(`${s.url}/sse?channel=chat:sse&token=${tok}`, { "Last-Event-ID": idLine[1]! });
-    assert.ok(!(again instanceof SseReader));
+    const again = await SseStream.attempt(`${s.url}/sse?channel=chat:sse&token=${tok}`, { "Last-Event-ID": idLine[1]! });
+    assert.ok(!(again instanceof SseStream));
     assert.equal(again.status, 401);
     assert.equal(again.body.error.code, "token_expired");
     // A new token resumes from the last id without loss.
-    const back = await SseReader.expectOpen(`${s.url}/sse?channel=chat:sse&token=${await token(60)}`, { "Last-Event-ID": idLine[1]! });
-    await back.until((t) => t.includes("event: position"), "the replay");
+    const back = await SseStream.open(`${s.url}/sse?channel=chat:sse&token=${await token(60)}`, { "Last-Event-ID": idLine[1]! });
+    await back.until((t) => t.includes("event: position"), 5000, "the replay");
     assert.deepEqual(
       back.messages().map((m) => m.data),
       ["after exp"],
