@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { sign, type Claims } from "../helpers/auth.js";
 import { SseStream } from "../helpers/sse.js";
-import { getJson, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
+import { getJson, waitFor, withServer, WsClient } from "../helpers/server.js";
 
 const SECRET = "heartline-refresh-secret-0123456789abcdef";
 
@@ -25,7 +25,6 @@ describe("token expiry and refresh", () => {
   /** Moves the wall clock without moving the ticker (a late tick). */
   let skew = 0;
   const wallSec = () => (BASE + clock.now() + skew) / 1000;
-  let s: TestServer;
 
   /** A token that expires `life` seconds from the server's now. */
   const token = (life: number, claims: Claims = {}) =>
@@ -43,13 +42,10 @@ describe("token expiry and refresh", () => {
   }
   const refreshes = (ws: WsClient) => ws.frames.filter((f) => f.type === "refresh");
 
-  before(async () => {
-    s = await startServer(
-      { jwtSecret: SECRET, heartbeatInterval: 3600, heartbeatTimeout: 3600, historyTtl: 3600 },
-      { clock, wallClock: () => BASE + clock.now() + skew },
-    );
-  });
-  after(() => s.close());
+  const s = withServer(
+    { jwtSecret: SECRET, heartbeatInterval: 3600, heartbeatTimeout: 3600, historyTtl: 3600 },
+    { clock, wallClock: () => BASE + clock.now() + skew },
+  );
 
   it("asks for a refresh a third of the lifetime before exp, once, then closes with 4001 token_expired at exp", async () => {
     const ws = await WsClient.connect(`${s.wsUrl}/ws?channel=chat:exp&token=${await token(60)}`);
