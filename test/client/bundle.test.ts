@@ -9,13 +9,13 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { gzipSync } from "node:zlib";
 import WebSocket from "ws";
 import { createHeartline } from "../../src/index.js";
 import type * as Client from "../../src/client/index.js";
-import { publishHttp, quietLogger, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { publishHttp, quietLogger, waitFor, withServer } from "../helpers/server.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const BUNDLE = join(ROOT, "web/build/heartline.js");
@@ -23,15 +23,13 @@ const BUDGET = 6144;
 
 describe("browser bundle", () => {
   let bytes: Buffer;
-  let s: TestServer;
   before(async () => {
     const r = spawnSync(process.execPath, [join(ROOT, "scripts/build-client.mjs")], { encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /web\/build\/heartline\.js: \d+ bytes minified, \d+ bytes min\+gzip \(budget 6144\)/);
     bytes = readFileSync(BUNDLE);
-    s = await startServer();
   });
-  after(() => s.close());
+  const s = withServer();
 
   it(`is at most ${BUDGET} bytes minified and gzipped`, () => {
     const gz = gzipSync(bytes, { level: 9 }).length;

@@ -11,7 +11,7 @@ import { WebSocketServer, type WebSocket as WsSocket } from "ws";
 import { createHeartline, ManualClock } from "../../src/index.js";
 import type { ClientState } from "../../src/client/index.js";
 import { sign } from "../helpers/auth.js";
-import { publishHttp, quietLogger, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { publishHttp, quietLogger, startServer, waitFor, withServer, type TestServer } from "../helpers/server.js";
 import { client, connected, CutProxy, dropConnection, ManualClientClock, Recorder, scriptedWsServer, serverBehindProxy } from "./helpers.js";
 
 const TRANSPORTS = ["ws", "sse", "poll"] as const;
@@ -225,11 +225,7 @@ describe("Heartline client: heartbeat watchdog", () => {
 });
 
 describe("Heartline client: close() frees everything", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer();
-  });
-  after(() => s.close());
+  const s = withServer();
 
   for (const t of TRANSPORTS) {
     it(`${t}: no server connection, subscription, waiting poll or client timer is left`, async () => {

@@ -11,7 +11,7 @@ import WebSocket, { WebSocketServer } from "ws";
 import { Heartline, type ClientClock, type HeartlineOptions, type Message, type Position, type ResetInfo, type Subscription, type TimerHandle } from "../../src/client/index.js";
 import { after, before } from "node:test";
 import type { HeartlineOptions as ServerOptions, RuntimeOptions } from "../../src/index.js";
-import { publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { publishHttp, waitFor, withServer, type TestServer } from "../helpers/server.js";
 
 /** A clock whose timers fire only when {@link ManualClientClock.advance} passes them. */
 export class ManualClientClock implements ClientClock {
@@ -227,13 +227,11 @@ export function nextState(hl: Heartline, state: string, timeoutMs = 5000): Promi
  */
 export function serverBehindProxy(options: ServerOptions = {}, runtime: RuntimeOptions = {}): { readonly s: TestServer; readonly proxy: CutProxy } {
   const fx = {} as { s: TestServer; proxy: CutProxy };
+  // Registered before the server's own hook, so the proxy closes first.
+  after(() => fx.proxy.close());
+  fx.s = withServer(options, runtime);
   before(async () => {
-    fx.s = await startServer(options, runtime);
     fx.proxy = await CutProxy.start(fx.s.port);
-  });
-  after(async () => {
-    await fx.proxy.close();
-    await fx.s.close();
   });
   return fx;
 }

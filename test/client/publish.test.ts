@@ -8,15 +8,11 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { WebSocketServer, type WebSocket as WsSocket } from "ws";
 import { HeartlineError } from "../../src/client/index.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { waitFor, withServer } from "../helpers/server.js";
 import { client, connected, ManualClientClock, Recorder } from "./helpers.js";
 
 describe("Heartline client: publish", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ clientPublish: ["game:*"], apiKey: "k" });
-  });
-  after(() => s.close());
+  const s = withServer({ clientPublish: ["game:*"], apiKey: "k" });
 
   it("over WebSocket: resolves with the stored position, and the message comes back to subscribers", async () => {
     const hl = client(s.url, { transports: ["ws"] });

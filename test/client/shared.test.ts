@@ -12,7 +12,7 @@ import WebSocket from "ws";
 import { Heartline, HeartlineError } from "../../src/client/index.js";
 import { setLinker } from "../../src/client/link.js";
 import { createHub, installSharing } from "../../src/client/shared.js";
-import { publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { publishHttp, waitFor, withServer } from "../helpers/server.js";
 import { connected, CutProxy, Recorder } from "./helpers.js";
 
 /** One hub per worker name, as a browser keeps one SharedWorker per (script, name). */
@@ -35,17 +35,8 @@ class FakeSharedWorker {
 const globals = globalThis as Record<string, unknown>;
 
 describe("Heartline client: tabs sharing one connection", () => {
-  let s: TestServer;
   let proxy: CutProxy;
-  before(async () => {
-    s = await startServer({ clientPublish: ["game:*"] });
-    proxy = await CutProxy.start(s.port);
-    globals.SharedWorker = FakeSharedWorker;
-    // The worker's own client finds the platform's constructors, as in a browser.
-    globals.WebSocket = WebSocket;
-    globals.EventSource = EventSource;
-    installSharing();
-  });
+  // Registered before the server's own hook, so it runs before the server closes.
   after(async () => {
     setLinker(undefined);
     delete globals.SharedWorker;
@@ -53,7 +44,15 @@ describe("Heartline client: tabs sharing one connection", () => {
     delete globals.EventSource;
     for (const p of ports) p.close();
     await proxy.close();
-    await s.close();
+  });
+  const s = withServer({ clientPublish: ["game:*"] });
+  before(async () => {
+    proxy = await CutProxy.start(s.port);
+    globals.SharedWorker = FakeSharedWorker;
+    // The worker's own client finds the platform's constructors, as in a browser.
+    globals.WebSocket = WebSocket;
+    globals.EventSource = EventSource;
+    installSharing();
   });
 
   it("holds one server connection for several tabs, fans messages out, and closes it with the last tab", async () => {

@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import type { Heartline } from "../../src/index.js";
 import { getJson, publishHttp, startServer, waitFor, WsClient, type Frame, type TestServer } from "../helpers/server.js";
 import { RedisServer, redisSkip } from "../helpers/redis.js";
+import { isPosition, SseStream } from "../helpers/sse.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -16,70 +17,6 @@ interface Message {
   channel: string;
   offset: number;
   data: unknown;
-}
-
-/** A raw event-stream reader over fetch: every block, in order. */
-class SseReader {
-  readonly blocks: Array<{ event: string | undefined; data: string | undefined }> = [];
-  text = "";
-  ended = false;
-  readonly done: Promise<void>;
-
-  private constructor(
-    readonly res: Response,
-    private readonly ac: AbortController,
-  ) {
-    this.done = this.pump();
-  }
-
-  static async open(url: string): Promise<SseReader> {
-    const ac = new AbortController();
-    const res = await fetch(url, { headers: { Accept: "text/event-stream" }, signal: ac.signal });
-    return new SseReader(res, ac);
-  }
-
-  private async pump(): Promise<void> {
-    const reader = this.res.body!.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        const chunk = decoder.decode(value, { stream: true });
-        this.text += chunk;
-        buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let event: string | undefined;
-          let data: string | undefined;
-          for (const line of block.split("\n")) {
-            if (line.startsWith("event: ")) event = line.slice(7);
-            else if (line.startsWith("data: ")) data = line.slice(6);
-          }
-          this.blocks.push({ event, data });
-        }
-      }
-    } catch {
-      // aborted by close()
-    }
-    this.ended = true;
-  }
-
-  /** Unnamed events: the message objects. */
-  messages(): Message[] {
-    return this.blocks.filter((b) => b.event === undefined && b.data !== undefined).map((b) => JSON.parse(b.data!) as Message);
-  }
-
-  events(name: string): unknown[] {
-    return this.blocks.filter((b) => b.event === name).map((b) => JSON.parse(b.data!));
-  }
-
-  close(): void {
-    this.ac.abort();
-  }
 }
 
 const wsMessages = (c: WsClient, channel: string): Message[] => c.messages(channel) as unknown as Message[];
@@ -123,15 +60,15 @@ describe("cluster mode", { skip: redisSkip }, () => {
       const nodes = await startNodes(n, redis.url);
       const channel = `fan${n}:room`;
       const ws: WsClient[] = [];
-      const sse: SseReader[] = [];
+      const sse: SseStream[] = [];
       try {
         for (const node of nodes) {
           const c = await WsClient.connect(`${node.wsUrl}/ws?channel=${channel}`);
           await c.next((f) => f.type === "subscribed");
           ws.push(c);
-          const s = await SseReader.open(`${node.url}/sse?channel=${channel}`);
+          const s = await SseStream.open(`${node.url}/sse?channel=${channel}`);
           assert.equal(s.res.status, 200);
-          await waitFor(() => s.blocks.length >= 2, 5000, "the SSE setup (retry and first id)");
+          await s.next(isPosition); // the setup: retry, then the position
           sse.push(s);
         }
         const total = 20;
@@ -159,7 +96,7 @@ describe("cluster mode", { skip: redisSkip }, () => {
         }
         for (const [k, s] of sse.entries()) {
           assert.deepEqual(s.messages(), expected, `SSE on node ${k}`);
-          assert.deepEqual(s.events("reset"), []);
+          assert.deepEqual(s.named("reset"), []);
         }
         for (const [k, p] of polled.entries()) {
           assert.deepEqual(p.messages, expected, `polls on node ${k}`);
@@ -280,14 +217,14 @@ describe("cluster mode", { skip: redisSkip }, () => {
       const nodes = await startNodes(2, own.url);
       const channel = "outage:live";
       const clients: WsClient[] = [];
-      const streams: SseReader[] = [];
+      const streams: SseStream[] = [];
       try {
         for (const node of nodes) {
           const c = await WsClient.connect(`${node.wsUrl}/ws?channel=${channel}`);
           await c.next((f) => f.type === "subscribed");
           clients.push(c);
-          const s = await SseReader.open(`${node.url}/sse?channel=${channel}`);
-          await waitFor(() => s.blocks.length >= 2, 5000, "the SSE setup");
+          const s = await SseStream.open(`${node.url}/sse?channel=${channel}`);
+          await s.next(isPosition); // the setup: retry, then the position
           streams.push(s);
         }
         const oldCursor = (await getJson(`${nodes[0]!.url}/poll?channel=${channel}`)).body.cursor as string;
@@ -318,13 +255,13 @@ describe("cluster mode", { skip: redisSkip }, () => {
           assert.equal(r.headers.get("retry-after"), "1");
         }
         // A new SSE stream is answered 200 with retry: and ended, never left hanging.
-        const late = await SseReader.open(`${nodes[0]!.url}/sse?channel=${channel}`);
+        const late = await SseStream.open(`${nodes[0]!.url}/sse?channel=${channel}`);
         assert.equal(late.res.status, 200);
-        await Promise.race([late.done, sleep(5000)]);
-        assert.equal(late.ended, true, "the stream was ended");
+        await Promise.race([late.ended, sleep(5000)]);
+        assert.equal(late.finished, true, "the stream was ended");
         assert.match(late.text, /^retry: \d+\n\n/);
         assert.deepEqual(
-          late.events("error").map((e) => (e as { code: string }).code),
+          late.named("error").map((e) => (e as { code: string }).code),
           ["broker_unavailable"],
         );
         const poll = await getJson(`${nodes[1]!.url}/poll?channel=${channel}&cursor=${oldCursor}&timeout=0`);
@@ -332,7 +269,7 @@ describe("cluster mode", { skip: redisSkip }, () => {
         assert.equal(poll.body.error.code, "broker_unavailable");
         // Subscribers stay connected through the outage.
         for (const c of clients) assert.equal(c.closeCode, undefined);
-        for (const s of streams) assert.equal(s.ended, false);
+        for (const s of streams) assert.equal(s.finished, false);
 
         await own.restart();
         for (const node of nodes) {
@@ -372,7 +309,7 @@ describe("cluster mode", { skip: redisSkip }, () => {
         for (const [k, s] of streams.entries()) {
           await waitFor(() => s.messages().length >= 20, 5000, `20 SSE messages on node ${k}`);
           assert.deepEqual(s.messages(), expected, `SSE on node ${k}`);
-          assert.deepEqual(s.events("reset"), [{ channel, epoch: newEpoch, offset: 0 }]);
+          assert.deepEqual(s.named("reset"), [{ channel, epoch: newEpoch, offset: 0 }]);
         }
         // A poll from a cursor of the lost epoch is told so.
         const stale = await getJson(`${nodes[1]!.url}/poll?channel=${channel}&cursor=${oldCursor}&timeout=0`);

@@ -6,12 +6,12 @@
  * 500, and nothing is left open afterwards.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import fc from "fast-check";
 import { ManualClock } from "../../src/index.js";
 import { ERROR_CODES } from "../../src/errors.js";
 import { nowSec, sign } from "../helpers/auth.js";
-import { getJson, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { getJson, waitFor, withServer } from "../helpers/server.js";
 import { anyText, params } from "./fuzz-params.js";
 import { errorCode, rawExchange, type RawAnswer } from "./raw-http.js";
 
@@ -20,22 +20,21 @@ const API_KEY = "fuzz-api-key";
 
 describe("fuzz: HTTP input", () => {
   const clock = new ManualClock();
-  let s: TestServer;
   const pool = { tokens: [] as string[], cursors: [] as string[] };
 
+  const s = withServer(
+    {
+      jwtSecret: SECRET,
+      apiKey: API_KEY,
+      allowedOrigins: ["https://ok.example"],
+      clientPublish: ["fuzz:*", "public:*"],
+      maxMessageBytes: 1024,
+      maxChannelsPerConnection: 4,
+      pollTimeout: 5,
+    },
+    { clock },
+  );
   before(async () => {
-    s = await startServer(
-      {
-        jwtSecret: SECRET,
-        apiKey: API_KEY,
-        allowedOrigins: ["https://ok.example"],
-        clientPublish: ["fuzz:*", "public:*"],
-        maxMessageBytes: 1024,
-        maxChannelsPerConnection: 4,
-        pollTimeout: 5,
-      },
-      { clock },
-    );
     const exp = nowSec() + 3600;
     pool.tokens = [
       await sign({ sub: "f", exp, channels: ["fuzz:*"], publish: ["fuzz:*"] }, SECRET),
@@ -50,7 +49,6 @@ describe("fuzz: HTTP input", () => {
     const c1 = (await getJson(`${s.url}/poll?channel=fuzz:a&channel=fuzz:b&token=${pool.tokens[0]}`)).body.cursor as string;
     pool.cursors = [c1, "1", "1~zzzz.abc.0", c1.replace(/\.\d+$/, ".99"), c1 + "~", "2~x"];
   });
-  after(() => s.close());
 
   /** Keeps held polls moving on the ManualClock while a test waits for an answer. */
   const tick = () => clock.advance(1000);

@@ -12,7 +12,7 @@ import { createHmac } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import { keyFile, nowSec, sign, tempDir, upgrade, type KeyFile } from "../helpers/auth.js";
-import { getJson, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { getJson, waitFor, withServer, type TestServer } from "../helpers/server.js";
 import { anyText, params } from "./fuzz-params.js";
 
 const SECRET = "heartline-fuzz-token-secret-0123456789";
@@ -31,24 +31,20 @@ type Where = "poll" | "poll-header" | "sse" | "ws" | "publish";
 describe("fuzz: tokens", () => {
   const tmp = tempDir();
   let rsa: KeyFile;
-  let hs: TestServer;
-  let rs: TestServer;
   const valid: string[] = [];
 
   before(async () => {
     rsa = await keyFile("RS256", tmp.dir);
-    [hs, rs] = await Promise.all([
-      // An API key, so the publish API does not trust loopback callers.
-      startServer({ jwtSecret: SECRET, clientPublish: ["priv:*"], apiKey: "fuzz-key" }),
-      startServer({ jwtPublicKey: rsa.path, clientPublish: ["priv:*"], apiKey: "fuzz-key" }),
-    ]);
+  });
+  // An API key, so the publish API does not trust loopback callers. The key file exists only once the
+  // hook above ran: the options of `rs` are read when it starts.
+  const hs = withServer({ jwtSecret: SECRET, clientPublish: ["priv:*"], apiKey: "fuzz-key" });
+  const rs = withServer(() => ({ jwtPublicKey: rsa.path, clientPublish: ["priv:*"], apiKey: "fuzz-key" }));
+  before(async () => {
     const claims = { sub: "z", exp: nowSec() + 3600, channels: ["priv:*"], publish: ["priv:*"] };
     valid.push(await sign(claims, SECRET), await sign(claims, rsa.privateKey, "RS256"), await sign({ ...claims, channels: ["*"] }, SECRET));
   });
-  after(async () => {
-    await Promise.all([hs?.close(), rs?.close()]);
-    tmp.cleanup();
-  });
+  after(() => tmp.cleanup());
 
   /** Sends `token` to `server` the way `where` says; resolves with the HTTP status and error code. */
   async function present(server: TestServer, token: string, where: Where): Promise<{ status: number; code: string | undefined }> {

@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import { ERROR_CODES } from "../../src/errors.js";
 import { nowSec, sign } from "../helpers/auth.js";
-import { startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
+import { waitFor, withServer, WsClient } from "../helpers/server.js";
 import { anyText, params } from "./fuzz-params.js";
 
 const SECRET = "heartline-fuzz-secret-0123456789abcdef";
@@ -19,18 +19,17 @@ const SERVER_FRAMES = new Set(["subscribed", "message", "reset", "ping", "error"
 type Sent = { text: string } | { bytes: Uint8Array };
 
 describe("fuzz: WebSocket frames", () => {
-  let s: TestServer;
   let token: string;
   let tokens: string[];
 
+  const s = withServer({
+    jwtSecret: SECRET,
+    clientPublish: ["fuzz:*", "public:*"],
+    maxChannelsPerConnection: 5,
+    maxMessageBytes: 2048,
+    historySize: 20,
+  });
   before(async () => {
-    s = await startServer({
-      jwtSecret: SECRET,
-      clientPublish: ["fuzz:*", "public:*"],
-      maxChannelsPerConnection: 5,
-      maxMessageBytes: 2048,
-      historySize: 20,
-    });
     const exp = nowSec() + 3600;
     token = await sign({ sub: "fuzzer", exp, channels: ["fuzz:*", "public:*"], publish: ["fuzz:*"] }, SECRET);
     // Tokens a refresh frame may carry: valid (wider, narrower), another subject, expired, forged.
@@ -44,7 +43,6 @@ describe("fuzz: WebSocket frames", () => {
       await sign({ sub: "fuzzer", exp, channels: "fuzz:*" }, SECRET),
     ];
   });
-  after(() => s.close());
 
   const channel = fc.oneof(
     fc.constantFrom("fuzz:a", "fuzz:b", "public:x", "secret:1", "", "bad channel", "x".repeat(256)),

@@ -7,7 +7,11 @@ import { request, type IncomingHttpHeaders, type IncomingMessage } from "node:ht
 import { connect } from "node:net";
 import WebSocket from "ws";
 import { pino } from "pino";
+import { after, before } from "node:test";
 import { createHeartline, type Heartline, type HeartlineOptions, type RuntimeOptions } from "../../src/index.js";
+import { Recorded, waitFor } from "./recorded.js";
+
+export { waitFor } from "./recorded.js";
 
 export interface TestServer {
   hl: Heartline;
@@ -35,30 +39,66 @@ export async function startServer(options: HeartlineOptions = {}, runtime: Runti
   };
 }
 
-/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
-export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 5000, what = "condition"): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+/** A value, or a function giving it when the server starts (for values that earlier hooks make). */
+export type AtStart<T> = T | (() => T);
+
+/**
+ * A real Heartline started before the tests of the enclosing suite (or file)
+ * and closed after them: registers node:test `before`/`after` hooks where it
+ * is called, and returns a handle whose `hl`, `port`, `url` and `wsUrl` are
+ * those of the running server inside tests. Hooks run in the order they are
+ * registered, so a hook that makes a value the options read comes first.
+ */
+export function withServer(options: AtStart<HeartlineOptions> = {}, runtime: AtStart<RuntimeOptions> = {}): TestServer {
+  const handle = new ServerHandle();
+  before(async () => {
+    handle.server = await startServer(atStart(options), atStart(runtime));
+  });
+  after(() => handle.server?.close());
+  return handle;
+}
+
+function atStart<T extends object>(value: AtStart<T>): T {
+  return typeof value === "function" ? (value as () => T)() : value;
+}
+
+/** The server of a {@link withServer} fixture, read when a test runs. */
+class ServerHandle implements TestServer {
+  server: TestServer | undefined;
+
+  private get started(): TestServer {
+    if (!this.server) throw new Error("the server of withServer() is read before its before() hook ran");
+    return this.server;
+  }
+  get hl(): Heartline {
+    return this.started.hl;
+  }
+  get port(): number {
+    return this.started.port;
+  }
+  get url(): string {
+    return this.started.url;
+  }
+  get wsUrl(): string {
+    return this.started.wsUrl;
+  }
+  async close(): Promise<void> {
+    await this.started.close();
   }
 }
 
 export type Frame = { type: string; [k: string]: unknown };
 
 /** A `ws` client that records every JSON frame and lets a test await the next matching one. */
-export class WsClient {
-  readonly frames: Frame[] = [];
-  private cursor = 0;
+export class WsClient extends Recorded<Frame> {
   closeCode: number | undefined;
   closeReason = "";
   readonly closed: Promise<void>;
 
   constructor(readonly ws: WebSocket) {
+    super("a WebSocket frame");
     ws.on("message", (data, isBinary) => {
-      if (!isBinary) this.frames.push(JSON.parse(data.toString()) as Frame);
+      if (!isBinary) this.record(JSON.parse(data.toString()) as Frame);
     });
     this.closed = new Promise((resolve) =>
       ws.on("close", (code, reason) => {
@@ -70,6 +110,11 @@ export class WsClient {
     ws.on("error", () => {});
   }
 
+  /** Every JSON frame received so far. */
+  get frames(): Frame[] {
+    return this.items;
+  }
+
   static async connect(url: string, options?: WebSocket.ClientOptions): Promise<WsClient> {
     const c = new WsClient(new WebSocket(url, options));
     await once(c.ws, "open");
@@ -78,23 +123,6 @@ export class WsClient {
 
   send(frame: unknown): void {
     this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
-  }
-
-  /** The next recorded frame (after those already taken) matching `pred`. */
-  async next(pred: (f: Frame) => boolean = () => true, timeoutMs = 5000): Promise<Frame> {
-    return waitFor(
-      () => {
-        for (let i = this.cursor; i < this.frames.length; i++) {
-          if (pred(this.frames[i]!)) {
-            this.cursor = i + 1;
-            return this.frames[i];
-          }
-        }
-        return undefined;
-      },
-      timeoutMs,
-      "a WebSocket frame",
-    );
   }
 
   /** Messages (type "message") received so far. */

@@ -3,7 +3,8 @@
  * parsed the way the WHATWG algorithm does.
  */
 import assert from "node:assert/strict";
-import { waitFor } from "./server.js";
+import { Recorded, waitFor } from "./recorded.js";
+import { jsonOrText } from "./server.js";
 
 /** One parsed SSE block. `data` is undefined for a block without data lines (e.g. a bare `id:`). */
 export interface SseEvent {
@@ -14,49 +15,73 @@ export interface SseEvent {
   raw: string;
 }
 
+/** The answer to a stream request that was refused: its status and body (JSON parsed). */
+export interface Refusal {
+  status: number;
+  body: any;
+}
+
 /**
  * A raw `fetch` reader of an event stream that keeps the exact bytes and
  * parses blocks the way the WHATWG algorithm does (an `id:` without data still
- * moves the last event id).
+ * moves the last event id). `next` awaits the next event matching a predicate.
  */
-export class SseStream {
-  readonly events: SseEvent[] = [];
+export class SseStream extends Recorded<SseEvent> {
   text = "";
   lastEventId = "";
   onEvent: ((ev: SseEvent, stream: SseStream) => void) | undefined;
-  readonly ended: Promise<void>;
+  /** Resolves when the stream ends: true when the server ended it, false when we closed it. */
+  readonly ended: Promise<boolean>;
+  /** Whether the stream has ended, by either side. */
+  finished = false;
   private closedByUs = false;
   private buffer = "";
-  private taken = 0;
 
   private constructor(
     readonly res: Response,
     private readonly ac: AbortController,
     onEvent?: (ev: SseEvent, stream: SseStream) => void,
   ) {
+    super("an SSE event");
     this.onEvent = onEvent;
-    this.ended = this.pump();
+    this.ended = this.pump().finally(() => (this.finished = true));
   }
 
-  /** Opens a stream; `onEvent`, when given, sees every event from the first byte on. */
+  /** Opens a stream that must answer 200; `onEvent`, when given, sees every event from the first byte on. */
   static async open(
     url: string,
     headers: Record<string, string> = {},
     onEvent?: (ev: SseEvent, stream: SseStream) => void,
   ): Promise<SseStream> {
+    const r = await SseStream.attempt(url, headers, onEvent);
+    if (!(r instanceof SseStream)) assert.fail(`SSE ${url} answered ${r.status} ${JSON.stringify(r.body)}`);
+    return r;
+  }
+
+  /** Opens a stream; an answer other than 200 is returned as a {@link Refusal} instead. */
+  static async attempt(
+    url: string,
+    headers: Record<string, string> = {},
+    onEvent?: (ev: SseEvent, stream: SseStream) => void,
+  ): Promise<SseStream | Refusal> {
     const ac = new AbortController();
     const res = await fetch(url, { headers: { Accept: "text/event-stream", ...headers }, signal: ac.signal });
-    assert.equal(res.status, 200, `SSE ${url} answered ${res.status}`);
+    if (res.status !== 200) return { status: res.status, body: jsonOrText(await res.text()) };
     return new SseStream(res, ac, onEvent);
   }
 
-  private async pump(): Promise<void> {
+  /** Every event received so far. */
+  get events(): SseEvent[] {
+    return this.items;
+  }
+
+  private async pump(): Promise<boolean> {
     const reader = this.res.body!.getReader();
     const decoder = new TextDecoder();
     try {
       for (;;) {
         const { done, value } = await reader.read();
-        if (done || this.closedByUs) return;
+        if (done || this.closedByUs) return !this.closedByUs;
         const chunk = decoder.decode(value, { stream: true });
         this.text += chunk;
         this.buffer += chunk;
@@ -68,7 +93,7 @@ export class SseStream {
         }
       }
     } catch {
-      // aborted by close()
+      return false; // aborted by close()
     }
   }
 
@@ -92,25 +117,8 @@ export class SseStream {
     if (fields === 0) return;
     if (id !== undefined) this.lastEventId = id;
     const ev: SseEvent = { event, data: data.length > 0 ? data.join("\n") : undefined, id, raw };
-    this.events.push(ev);
+    this.record(ev);
     this.onEvent?.(ev, this);
-  }
-
-  /** The next event (after those already taken) matching `pred`. */
-  next(pred: (e: SseEvent) => boolean = () => true, timeoutMs = 5000): Promise<SseEvent> {
-    return waitFor(
-      () => {
-        for (let i = this.taken; i < this.events.length; i++) {
-          if (pred(this.events[i]!)) {
-            this.taken = i + 1;
-            return this.events[i];
-          }
-        }
-        return undefined;
-      },
-      timeoutMs,
-      "an SSE event",
-    );
   }
 
   /** Waits until the text so far satisfies `pred`. */
@@ -120,7 +128,12 @@ export class SseStream {
 
   /** Unnamed events with data: the message objects, parsed. */
   messages(): Array<{ channel: string; offset: number; data: unknown }> {
-    return this.events.filter((e) => e.event === undefined && e.data !== undefined).map((e) => JSON.parse(e.data!));
+    return this.events.filter(isMessage).map((e) => JSON.parse(e.data!));
+  }
+
+  /** The data of every event named `name`, parsed. */
+  named(name: string): unknown[] {
+    return this.events.filter((e) => e.event === name).map((e) => JSON.parse(e.data!));
   }
 
   close(): void {

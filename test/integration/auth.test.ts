@@ -10,8 +10,9 @@ import { generateKeyPairSync } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { UnsecuredJWT } from "jose";
 import { ConfigError, createHeartline, type Heartline } from "../../src/index.js";
-import { keyFile, nowSec, sign, SseReader, tempDir, upgrade, writeFile, type Claims, type KeyFile } from "../helpers/auth.js";
-import { getJson, publishHttp, quietLogger, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
+import { keyFile, nowSec, sign, tempDir, upgrade, writeFile, type Claims, type KeyFile } from "../helpers/auth.js";
+import { SseStream } from "../helpers/sse.js";
+import { getJson, publishHttp, quietLogger, waitFor, withServer, WsClient, type TestServer } from "../helpers/server.js";
 
 const SECRET = "heartline-test-secret-0123456789abcdef";
 const API_KEY = "test-api-key";
@@ -37,8 +38,8 @@ const TRANSPORTS: Transport[] = ["ws", "sse", "poll"];
 async function attempt(s: TestServer, t: Transport, q: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
   if (t === "ws") return upgrade(s.port, `/ws?${q}`, headers);
   if (t === "sse") {
-    const r = await SseReader.open(`${s.url}/sse?${q}`, headers);
-    if (!(r instanceof SseReader)) return r;
+    const r = await SseStream.attempt(`${s.url}/sse?${q}`, headers);
+    if (!(r instanceof SseStream)) return r;
     r.close();
     return { status: 200, body: undefined };
   }
@@ -51,13 +52,9 @@ const ACCEPTED: Record<Transport, number> = { ws: 101, sse: 200, poll: 200 };
 const backend = (s: TestServer, channel: string, data: unknown) => publishHttp(s, channel, data, { Authorization: `Bearer ${API_KEY}` });
 
 describe("auth with --jwt-secret (HS256)", () => {
-  let s: TestServer;
   const token = (claims: Claims = {}) => sign({ sub: "alice", exp: nowSec() + 3600, channels: ["chat:*", "news"], ...claims }, SECRET);
 
-  before(async () => {
-    s = await startServer({ jwtSecret: SECRET, apiKey: API_KEY, clientPublish: ["game:*", "public:*", "chat:*"] });
-  });
-  after(() => s.close());
+  const s = withServer({ jwtSecret: SECRET, apiKey: API_KEY, clientPublish: ["game:*", "public:*", "chat:*"] });
 
   for (const t of TRANSPORTS) {
     describe(`${t}: refusals before anything is opened`, () => {
@@ -285,13 +282,9 @@ describe("auth with --jwt-secret (HS256)", () => {
 });
 
 describe("per-IP limits with tokens", () => {
-  let s: TestServer;
   const token = (sub = "bob") => sign({ sub, exp: nowSec() + 3600, channels: ["room:*"] }, SECRET);
 
-  before(async () => {
-    s = await startServer({ jwtSecret: SECRET, maxConnectionsPerIp: 1, trustProxy: true });
-  });
-  after(() => s.close());
+  const s = withServer({ jwtSecret: SECRET, maxConnectionsPerIp: 1, trustProxy: true });
 
   it("at the limit a valid token gets 429 on ws, sse and a held poll; an invalid one still gets 401 and takes no slot", async () => {
     const tok = await token();
@@ -340,22 +333,15 @@ describe("auth with --jwt-public-key", () => {
   let rsa: KeyFile;
   let ec: KeyFile;
   let otherRsa: KeyFile;
-  let rs: TestServer;
-  let es: TestServer;
-  let both: TestServer;
 
   before(async () => {
     [rsa, ec, otherRsa] = await Promise.all([keyFile("RS256", tmp.dir), keyFile("ES256", tmp.dir), keyFile("RS256", tmp.dir)]);
-    [rs, es, both] = await Promise.all([
-      startServer({ jwtPublicKey: rsa.path, clientPublish: ["game:*"], apiKey: API_KEY }),
-      startServer({ jwtPublicKey: ec.path }),
-      startServer({ jwtPublicKey: rsa.path, jwtSecret: SECRET }),
-    ]);
   });
-  after(async () => {
-    await Promise.all([rs?.close(), es?.close(), both?.close()]);
-    tmp.cleanup();
-  });
+  // The key files exist only once the hook above ran: the options are read when the servers start.
+  const rs = withServer(() => ({ jwtPublicKey: rsa.path, clientPublish: ["game:*"], apiKey: API_KEY }));
+  const es = withServer(() => ({ jwtPublicKey: ec.path }));
+  const both = withServer(() => ({ jwtPublicKey: rsa.path, jwtSecret: SECRET }));
+  after(() => tmp.cleanup());
 
   const claims = (): Claims => ({ sub: "carol", exp: nowSec() + 600, channels: ["game:*"], publish: ["game:*"] });
 
@@ -452,11 +438,7 @@ describe("auth with --jwt-public-key", () => {
 });
 
 describe("without --jwt-secret or --jwt-public-key every channel is public", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({});
-  });
-  after(() => s.close());
+  const s = withServer({});
 
   it("private channels open on every transport with no token, and a token parameter is ignored", async () => {
     for (const t of TRANSPORTS) {

@@ -10,7 +10,7 @@ import { ManualClock } from "../../src/index.js";
 import type { MemoryBroker } from "../../src/broker/memory.js";
 import { encodeCursor } from "../../src/hub/cursor.js";
 import { mb, runPool, startChildServer, type ChildServer } from "../helpers/child.js";
-import { getJson, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
+import { getJson, withServer, WsClient } from "../helpers/server.js";
 
 const cursorAt = (channel: string, epoch: string, offset: number) => encodeCursor([[channel, { epoch, offset }]]);
 
@@ -89,11 +89,7 @@ describe("reading fresh channels", () => {
 });
 
 describe("--max-channels", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ maxChannels: 20 });
-  });
-  after(() => s.close());
+  const s = withServer({ maxChannels: 20 });
 
   it("refuses a new channel with 503 channel_limit on every way in, while existing channels keep working", async () => {
     for (let i = 0; i < 19; i++) assert.equal((await getJson(`${s.url}/poll?channel=cap:${i}`)).status, 200);
@@ -137,11 +133,7 @@ describe("--max-channels", () => {
 
 describe("records of channels that are only read", () => {
   const clock = new ManualClock();
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ pollTimeout: 25, historyTtl: 300, heartbeatInterval: 3600, heartbeatTimeout: 3600 }, { clock });
-  });
-  after(() => s.close());
+  const s = withServer({ pollTimeout: 25, historyTtl: 300, heartbeatInterval: 3600, heartbeatTimeout: 3600 }, { clock });
 
   it("are forgotten max(60 s, 2 × --poll-timeout) after the last read, but kept while a subscriber is on the channel", async () => {
     const broker = s.hl.hub.broker as MemoryBroker;

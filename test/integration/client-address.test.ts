@@ -7,9 +7,9 @@
  * X-Forwarded-For (read with --trust-proxy), as a proxy on this machine sends it.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { errorCode, rawExchange, type RawAnswer } from "../fuzz/raw-http.js";
-import { getJson, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { getJson, waitFor, withServer, type TestServer } from "../helpers/server.js";
 
 const WS_HEADERS = { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==" };
 
@@ -32,16 +32,8 @@ async function offset(s: TestServer, channel: string): Promise<number> {
 }
 
 describe("the loopback rule of publishing without --api-key", () => {
-  let proxied: TestServer;
-  let direct: TestServer;
-  before(async () => {
-    proxied = await startServer({ trustProxy: true });
-    direct = await startServer({});
-  });
-  after(async () => {
-    await proxied.close();
-    await direct.close();
-  });
+  const proxied = withServer({ trustProxy: true });
+  const direct = withServer({});
 
   it("with --trust-proxy, no forwarded address makes a request loopback", async () => {
     for (const xff of ["127.0.0.1", "::1", "127.1", "::ffff:127.0.0.1", "unknown", "[::1]:443", "127.0.0.1:80", "[2001:db8::1]:443", "203.0.113.9, 127.0.0.1", "garbage!"]) {
@@ -81,11 +73,7 @@ describe("the loopback rule of publishing without --api-key", () => {
 });
 
 describe("the content type of a publish", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ clientPublish: ["open:*"] });
-  });
-  after(() => s.close());
+  const s = withServer({ clientPublish: ["open:*"] });
 
   it("refuses anything but JSON with 415 unsupported_media_type, even from loopback (a cross-site text/plain POST)", async () => {
     for (const type of ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx", "json", undefined]) {
@@ -105,11 +93,7 @@ describe("the content type of a publish", () => {
 });
 
 describe("origins: DNS rebinding and the server's own origin", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ allowedOrigins: ["https://app.example", "https://other.example:443"] });
-  });
-  after(() => s.close());
+  const s = withServer({ allowedOrigins: ["https://app.example", "https://other.example:443"] });
 
   /** Whether /api/publish, the WebSocket upgrade, /sse and /poll all accept (true) or all refuse with 403 origin_not_allowed (false). */
   async function decision(headers: Record<string, string>): Promise<boolean> {
@@ -165,11 +149,7 @@ describe("origins: DNS rebinding and the server's own origin", () => {
 });
 
 describe("client addresses behind --trust-proxy: one bucket per address, ports dropped", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ trustProxy: true, maxConnectionsPerIp: 1 });
-  });
-  after(() => s.close());
+  const s = withServer({ trustProxy: true, maxConnectionsPerIp: 1 });
 
   it("counts 203.0.113.7:5555 and 203.0.113.7:6666 as one address", async () => {
     for (const [first, second] of [

@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { get, type ClientRequest, type IncomingMessage } from "node:http";
-import { after, before, describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import WebSocket from "ws";
-import { getJson, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
+import { getJson, waitFor, withServer, WsClient, type TestServer } from "../helpers/server.js";
 
 /** One open client and the way to make it vanish. */
 interface Victim {
@@ -74,11 +74,7 @@ async function metricsText(s: TestServer): Promise<string> {
 }
 
 describe("abrupt disconnects", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ maxConnections: 5000 });
-  });
-  after(() => s.close());
+  const s = withServer({ maxConnections: 5000 });
 
   async function assertIdle(): Promise<void> {
     await waitFor(() => s.hl.connections === 0, 10_000, "every connection to be released");

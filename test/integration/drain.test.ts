@@ -9,7 +9,7 @@ import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { MemoryBroker, systemClock, type StoredMessage } from "../../src/index.js";
 import { RedisServer, redisSkip } from "../helpers/redis.js";
-import { getJson, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
+import { getJson, startServer, waitFor, withServer, WsClient, type TestServer } from "../helpers/server.js";
 
 const API_KEY = "drain-test-key";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -148,15 +148,12 @@ describe("drain with a WebSocket publish being stored", () => {
 
 describe("drain with publishes under way (Redis broker)", { skip: redisSkip }, () => {
   let redis: RedisServer;
-  let reader: TestServer;
   before(async () => {
     redis = await RedisServer.start();
-    reader = await startServer({ redis: redis.url });
   });
-  after(async () => {
-    await reader?.close();
-    await redis?.stop();
-  });
+  // The Redis URL exists only once the hook above ran: the options are read when the server starts.
+  const reader = withServer(() => ({ redis: redis.url }));
+  after(() => redis?.stop());
 
   it("a half-sent publish is acknowledged, never stored without its answer", async () => {
     for (let i = 0; i < 4; i++) {

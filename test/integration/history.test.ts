@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { channelKey } from "../../src/hub/cursor.js";
-import { getJson, startServer, waitFor, WsClient, type Frame, type TestServer } from "../helpers/server.js";
+import { getJson, waitFor, withServer, WsClient, type Frame, type TestServer } from "../helpers/server.js";
 import { SseStream } from "../helpers/sse.js";
 
 /** The next SSE event that carries data (a message or a reset), with its data parsed. */
@@ -47,11 +47,7 @@ function assertNoSilentLoss(events: Array<{ kind: "reset" | "message"; epoch?: s
 
 describe("history", () => {
   describe("trimmed by historySize", () => {
-    let s: TestServer;
-    before(async () => {
-      s = await startServer({ historySize: 3 });
-    });
-    after(() => s.close());
+    const s = withServer({ historySize: 3 });
 
     it("answers a trimmed position with a reset on every transport, then delivers what follows", async () => {
       const ch = "trim:all";
@@ -137,11 +133,7 @@ describe("history", () => {
 
   describe("expired by historyTtl", () => {
     const clock = new ManualClock();
-    let s: TestServer;
-    before(async () => {
-      s = await startServer({ historyTtl: 1 }, { clock });
-    });
-    after(() => s.close());
+    const s = withServer({ historyTtl: 1 }, { clock });
 
     it("gives the channel a new epoch once its history expired, announced to live subscribers before the next message", async () => {
       const ch = "exp:live";

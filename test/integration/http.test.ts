@@ -4,7 +4,7 @@ import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { SseStream } from "../helpers/sse.js";
-import { getJson, publishHttp, readAnswer, startServer, waitFor, WsClient, type HttpAnswer, type TestServer, upgrade } from "../helpers/server.js";
+import { getJson, publishHttp, readAnswer, upgrade, waitFor, withServer, WsClient, type HttpAnswer } from "../helpers/server.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -107,11 +107,7 @@ function rawExchange(
 
 describe("HTTP API", () => {
   const clock = new ManualClock();
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ maxMessageBytes: 1024, heartbeatInterval: 25 }, { clock });
-  });
-  after(() => s.close());
+  const s = withServer({ maxMessageBytes: 1024, heartbeatInterval: 25 }, { clock });
 
   describe("POST /api/publish", () => {
     it("stores a message and answers 200 {channel, epoch, offset}", async () => {
@@ -335,11 +331,7 @@ describe("HTTP API", () => {
   });
 
   describe("publishing without an API key", () => {
-    let proxied: TestServer;
-    before(async () => {
-      proxied = await startServer({ trustProxy: true });
-    });
-    after(() => proxied.close());
+    const proxied = withServer({ trustProxy: true });
 
     it("refuses a non-loopback address with 403 forbidden and accepts loopback through no proxy", async () => {
       assertError(await publishHttp(proxied, "nokey:1", 1, { "X-Forwarded-For": "203.0.113.5" }), 403, "forbidden");
@@ -353,11 +345,7 @@ describe("HTTP API", () => {
   });
 
   describe("publishing with an API key", () => {
-    let keyed: TestServer;
-    before(async () => {
-      keyed = await startServer({ apiKey: "s3cret-key", trustProxy: true });
-    });
-    after(() => keyed.close());
+    const keyed = withServer({ apiKey: "s3cret-key", trustProxy: true });
 
     it("answers 401 unauthorized without the key or with a wrong one, and 200 with the right one from anywhere", async () => {
       assertError(await publishHttp(keyed, "key:1", 1), 401, "unauthorized");
@@ -374,11 +362,7 @@ describe("HTTP API", () => {
   });
 
   describe("allowedOrigins", () => {
-    let strict: TestServer;
-    before(async () => {
-      strict = await startServer({ allowedOrigins: ["https://a.example"] });
-    });
-    after(() => strict.close());
+    const strict = withServer({ allowedOrigins: ["https://a.example"] });
 
     it("echoes an allowed Origin", async () => {
       const res = await fetch(`${strict.url}/poll?channel=o:1`, { headers: { Origin: "https://a.example" } });
@@ -415,11 +399,7 @@ describe("HTTP API", () => {
 });
 
 describe("hostile HTTP", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({}, { headersTimeoutMs: 500 });
-  });
-  after(() => s.close());
+  const s = withServer({}, { headersTimeoutMs: 500 });
 
   it("closes a connection whose headers trickle in too slowly, while an open SSE stream lives on", async () => {
     const sse = await SseStream.open(`${s.url}/sse?channel=slow:1`);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { IncomingHttpHeaders } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
-import { getJson, startServer, waitFor, WsClient, type TestServer, upgrade } from "../helpers/server.js";
+import { getJson, upgrade, waitFor, withServer, WsClient, type TestServer } from "../helpers/server.js";
 
 async function assertIdle(hl: Heartline): Promise<void> {
   await waitFor(() => hl.connections === 0 && hl.hub.totalSubscriptions === 0 && hl.hub.totalWaiters === 0, 5000, "connections to close");
@@ -68,11 +68,7 @@ async function rejectedCount(s: TestServer, reason: string): Promise<number> {
 
 describe("connection limits", () => {
   describe("maxConnections", () => {
-    let s: TestServer;
-    before(async () => {
-      s = await startServer({ maxConnections: 2 }, { clock: new ManualClock() });
-    });
-    after(() => s.close());
+    const s = withServer({ maxConnections: 2 }, { clock: new ManualClock() });
 
     it("refuses a third subscriber of any transport with 503 too_many_connections and Retry-After", async () => {
       const rejectedBefore = await rejectedCount(s, "too_many_connections");
@@ -116,11 +112,7 @@ describe("connection limits", () => {
   });
 
   describe("maxConnectionsPerIp", () => {
-    let s: TestServer;
-    before(async () => {
-      s = await startServer({ maxConnectionsPerIp: 1, trustProxy: true }, { clock: new ManualClock() });
-    });
-    after(() => s.close());
+    const s = withServer({ maxConnectionsPerIp: 1, trustProxy: true }, { clock: new ManualClock() });
 
     it("refuses a second connection from one address with 429 too_many_connections_per_ip and admits another address", async () => {
       const rejectedBefore = await rejectedCount(s, "too_many_connections_per_ip");
@@ -155,11 +147,7 @@ describe("connection limits", () => {
   });
 
   describe("maxChannelsPerConnection", () => {
-    let s: TestServer;
-    before(async () => {
-      s = await startServer({ maxChannelsPerConnection: 2 });
-    });
-    after(() => s.close());
+    const s = withServer({ maxChannelsPerConnection: 2 });
 
     it("refuses /sse, /poll and /ws with more channels than allowed with 400 too_many_channels", async () => {
       const three = "channel=ch:1&channel=ch:2&channel=ch:3";
@@ -195,13 +183,8 @@ describe("connection limits", () => {
   });
 
   describe("transports", () => {
-    let wsOnly: TestServer;
-    let sseOnly: TestServer;
-    before(async () => {
-      wsOnly = await startServer({ transports: ["ws"] });
-      sseOnly = await startServer({ transports: ["sse"] });
-    });
-    after(() => Promise.all([wsOnly.close(), sseOnly.close()]));
+    const wsOnly = withServer({ transports: ["ws"] });
+    const sseOnly = withServer({ transports: ["sse"] });
 
     it("answers a disabled /sse or /poll with 404 transport_disabled", async () => {
       assertRefused(await getJson(`${wsOnly.url}/sse?channel=t:1`), 404, "transport_disabled");

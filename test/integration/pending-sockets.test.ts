@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import net from "node:net";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { SseStream } from "../helpers/sse.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { waitFor, withServer } from "../helpers/server.js";
 
 interface Idle {
   socket: net.Socket;
@@ -47,11 +47,7 @@ async function closeAll(sockets: Idle[]): Promise<void> {
 }
 
 describe("not-yet-admitted sockets", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ maxPendingConnectionsPerIp: 20, maxPendingConnections: 45 });
-  });
-  after(() => s.close());
+  const s = withServer({ maxPendingConnectionsPerIp: 20, maxPendingConnections: 45 });
 
   it("closes the sockets of one address past --max-pending-connections-per-ip at once; other addresses are served", async () => {
     const idle = await openIdle(s.port, 30);
@@ -123,11 +119,7 @@ describe("not-yet-admitted sockets", () => {
 });
 
 describe("not-yet-admitted sockets behind --trust-proxy", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ trustProxy: true, maxPendingConnectionsPerIp: 5, maxPendingConnections: 12 });
-  });
-  after(() => s.close());
+  const s = withServer({ trustProxy: true, maxPendingConnectionsPerIp: 5, maxPendingConnections: 12 });
 
   it("applies only the total to the proxy's address", async () => {
     const idle = await openIdle(s.port, 15);

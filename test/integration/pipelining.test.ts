@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { sign, nowSec } from "../helpers/auth.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { waitFor, withServer } from "../helpers/server.js";
 
 /** A raw connection that splits what it receives into answers by Content-Length. */
 class Pipe {
@@ -66,16 +66,8 @@ function kind(a: { status: number; body: any }): string {
 }
 
 describe("pipelined requests around polls", () => {
-  let s: TestServer;
-  let auth: TestServer;
-  before(async () => {
-    s = await startServer({});
-    auth = await startServer({ jwtSecret: "pipelining-secret-of-at-least-32-bytes" });
-  });
-  after(async () => {
-    await s.close();
-    await auth.close();
-  });
+  const s = withServer({});
+  const auth = withServer({ jwtSecret: "pipelining-secret-of-at-least-32-bytes" });
 
   it("answers /healthz, a poll and /healthz sent in one write, in order", async () => {
     const p = new Pipe(s.port);

@@ -1,13 +1,9 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import { getJson, startServer, type TestServer } from "../helpers/server.js";
+import { describe, it } from "node:test";
+import { getJson, withServer } from "../helpers/server.js";
 
 describe("long polling: adding a channel to a cursor", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer();
-  });
-  after(() => s.close());
+  const s = withServer();
 
   it("answers at once with the new channel's position, so nothing published there later is lost", async () => {
     await s.hl.publish("join:news", { n: 0 });

@@ -4,7 +4,7 @@ import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { channelKey, decodeCursor } from "../../src/hub/cursor.js";
-import { getJson, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { getJson, startServer, waitFor, withServer } from "../helpers/server.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -64,11 +64,7 @@ async function assertIdle(hl: Heartline): Promise<void> {
 
 describe("long polling", () => {
   const clock = new ManualClock();
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ pollTimeout: 5, historySize: 3000 }, { clock });
-  });
-  after(() => s.close());
+  const s = withServer({ pollTimeout: 5, historySize: 3000 }, { clock });
 
   describe("answers", () => {
     it("answers at once without a cursor: no messages, the current position, empty resets", async () => {
@@ -311,11 +307,7 @@ describe("long polling", () => {
 });
 
 describe("long polling: answers shared by polls at the same cursor", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ pollTimeout: 30 });
-  });
-  after(() => s.close());
+  const s = withServer({ pollTimeout: 30 });
 
   it("gives polls woken by one message each the answer for its own cursor and channels", async () => {
     const now = await poll(`${s.url}/poll?channel=sh:x&channel=sh:y`);
@@ -375,13 +367,8 @@ describe("long polling: answers shared by polls at the same cursor", () => {
 });
 
 describe("long polling across servers", () => {
-  let a: TestServer;
-  let b: TestServer;
-  before(async () => {
-    a = await startServer();
-    b = await startServer();
-  });
-  after(() => Promise.all([a.close(), b.close()]));
+  const a = withServer();
+  const b = withServer();
 
   it("answers a cursor from another Heartline (another epoch) with resets, then continues live there", async () => {
     const start = await poll(`${a.url}/poll?channel=x:1&channel=x:2`);
@@ -412,11 +399,7 @@ describe("long polling across servers", () => {
 });
 
 describe("long polling with trimmed history", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ historySize: 3 });
-  });
-  after(() => s.close());
+  const s = withServer({ historySize: 3 });
 
   it("lists a reset for a trimmed channel, applying before the messages of the same answer", async () => {
     const start = await poll(`${s.url}/poll?channel=tr:a&channel=tr:b`);
@@ -502,21 +485,16 @@ class RawConnection {
 const pollRequest = (query: string, extra = "") => `GET /poll?${query} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
 
 describe("long polling on a server made by listen(): polls are served on the bare socket", () => {
-  let s: TestServer;
   /** Requests that went through node:http's request path (polls on the bare socket do not). */
   const viaResponse: Array<{ url: string; socket: net.Socket }> = [];
   const onRequest = (message: unknown) => {
     const { request, socket } = message as { request: { url: string }; socket: net.Socket };
     viaResponse.push({ url: request.url, socket });
   };
-  before(async () => {
-    s = await startServer({ pollTimeout: 30 });
-    diagnostics.subscribe("http.server.request.start", onRequest);
-  });
-  after(async () => {
-    diagnostics.unsubscribe("http.server.request.start", onRequest);
-    await s.close();
-  });
+  // Registered before the server's own hook, so it runs before the server closes.
+  after(() => diagnostics.unsubscribe("http.server.request.start", onRequest));
+  const s = withServer({ pollTimeout: 30 });
+  before(() => diagnostics.subscribe("http.server.request.start", onRequest));
 
   /** The position of `channel` now, as a cursor. */
   async function cursorOf(channel: string): Promise<string> {

@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { sign, nowSec } from "../helpers/auth.js";
-import { getJson, publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { getJson, publishHttp, waitFor, withServer } from "../helpers/server.js";
 
 const SECRET = "publish-auth-secret-of-at-least-32-bytes!";
 
@@ -54,19 +54,9 @@ async function assertRefusedEarly(port: number, headers: Record<string, string>,
 }
 
 describe("publish credentials are checked before the body", () => {
-  let keyed: TestServer;
-  let open: TestServer;
-  let tokens: TestServer;
-  before(async () => {
-    keyed = await startServer({ apiKey: "the-key" });
-    open = await startServer({ trustProxy: true });
-    tokens = await startServer({ jwtSecret: SECRET, apiKey: "the-key", clientPublish: ["chat:*"] });
-  });
-  after(async () => {
-    await keyed.close();
-    await open.close();
-    await tokens.close();
-  });
+  const keyed = withServer({ apiKey: "the-key" });
+  const open = withServer({ trustProxy: true });
+  const tokens = withServer({ jwtSecret: SECRET, apiKey: "the-key", clientPublish: ["chat:*"] });
 
   it("answers 401 at once to a publish without the API key, or with a wrong one, and closes", async () => {
     await assertRefusedEarly(keyed.port, {}, 401, "unauthorized");

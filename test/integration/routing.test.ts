@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { createHeartline, type Heartline } from "../../src/index.js";
 import { errorCode, rawExchange, type RawAnswer } from "../fuzz/raw-http.js";
-import { getJson, quietLogger, startServer, type TestServer } from "../helpers/server.js";
+import { getJson, quietLogger, withServer } from "../helpers/server.js";
 
 const WS_HEADERS = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 
@@ -50,11 +50,7 @@ function assertRefused(a: RawAnswer, what: string): void {
 }
 
 describe("routing on the raw path (listen)", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({});
-  });
-  after(() => s.close());
+  const s = withServer({});
 
   it("refuses //, dot segments, their percent encodings, backslashes and absolute-form with 400 bad_request", async () => {
     for (const target of HOSTILE_GETS) assertRefused(await get(s.port, target), `GET ${target}`);

@@ -9,10 +9,10 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { get, type ClientRequest } from "node:http";
 import { connect, type Socket } from "node:net";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import WebSocket from "ws";
 import { ManualClock } from "../../src/index.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { waitFor, withServer, type TestServer } from "../helpers/server.js";
 
 const SEND_BUFFER = 64 * 1024;
 const PAYLOAD = "x".repeat(8 * 1024);
@@ -113,12 +113,8 @@ async function metric(s: TestServer, line: string): Promise<number> {
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 describe("slow consumers", () => {
-  let s: TestServer;
-  before(async () => {
-    // A manual clock keeps the server from cutting a dropped socket on its own, so the client can read the close frame.
-    s = await startServer({ sendBufferBytes: SEND_BUFFER, historySize: 10 }, { clock: new ManualClock() });
-  });
-  after(() => s.close());
+  // A manual clock keeps the server from cutting a dropped socket on its own, so the client can read the close frame.
+  const s = withServer({ sendBufferBytes: SEND_BUFFER, historySize: 10 }, { clock: new ManualClock() });
 
   async function assertIdle(): Promise<void> {
     await waitFor(() => s.hl.connections === 0, 5000, "every connection to be released");

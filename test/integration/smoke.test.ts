@@ -1,13 +1,9 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import { getJson, publishHttp, startServer, WsClient, type TestServer } from "../helpers/server.js";
+import { describe, it } from "node:test";
+import { getJson, publishHttp, withServer, WsClient } from "../helpers/server.js";
 
 describe("server smoke", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer();
-  });
-  after(() => s.close());
+  const s = withServer();
 
   it("publishes over HTTP and delivers over WebSocket, SSE and polling alike", async () => {
     const ws = await WsClient.connect(`${s.wsUrl}/ws?channel=room:1`);

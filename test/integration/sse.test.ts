@@ -4,7 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { EventSource, type FetchLike } from "eventsource";
 import type { Heartline } from "../../src/index.js";
 import { channelKey, decodeCursor } from "../../src/hub/cursor.js";
-import { getJson, startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { getJson, waitFor, withServer } from "../helpers/server.js";
 import { isMessage, isPosition, SseStream, type SseEvent } from "../helpers/sse.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -17,11 +17,7 @@ async function assertIdle(hl: Heartline): Promise<void> {
 }
 
 describe("SSE transport", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer();
-  });
-  after(() => s.close());
+  const s = withServer();
 
   describe("stream format", () => {
     it("answers text/event-stream, opens with a retry: line of 1000–5000 ms, then the position as a named event with an id", async () => {
@@ -341,11 +337,7 @@ describe("SSE transport", () => {
 });
 
 describe("SSE transport with trimmed history", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ historySize: 3 });
-  });
-  after(() => s.close());
+  const s = withServer({ historySize: 3 });
 
   it("announces a trimmed position with event: reset, then delivers what follows", async () => {
     const first = await SseStream.open(`${s.url}/sse?channel=trim:1`);
@@ -379,11 +371,7 @@ describe("SSE transport with trimmed history", () => {
 });
 
 describe("SSE on a server made by listen(): the stream runs on the bare socket", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer();
-  });
-  after(() => s.close());
+  const s = withServer();
 
   /** A raw connection that sends `request` and collects everything the server writes. */
   function rawRequest(request: string): { socket: net.Socket; text: () => string; closed: Promise<void> } {

@@ -7,8 +7,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
-import { sign, SseReader, type Claims } from "../helpers/auth.js";
-import { getJson, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
+import { sign, type Claims } from "../helpers/auth.js";
+import { SseStream } from "../helpers/sse.js";
+import { getJson, waitFor, withServer, WsClient } from "../helpers/server.js";
 
 const SECRET = "heartline-refresh-secret-0123456789abcdef";
 
@@ -24,7 +25,6 @@ describe("token expiry and refresh", () => {
   /** Moves the wall clock without moving the ticker (a late tick). */
   let skew = 0;
   const wallSec = () => (BASE + clock.now() + skew) / 1000;
-  let s: TestServer;
 
   /** A token that expires `life` seconds from the server's now. */
   const token = (life: number, claims: Claims = {}) =>
@@ -42,13 +42,10 @@ describe("token expiry and refresh", () => {
   }
   const refreshes = (ws: WsClient) => ws.frames.filter((f) => f.type === "refresh");
 
-  before(async () => {
-    s = await startServer(
-      { jwtSecret: SECRET, heartbeatInterval: 3600, heartbeatTimeout: 3600, historyTtl: 3600 },
-      { clock, wallClock: () => BASE + clock.now() + skew },
-    );
-  });
-  after(() => s.close());
+  const s = withServer(
+    { jwtSecret: SECRET, heartbeatInterval: 3600, heartbeatTimeout: 3600, historyTtl: 3600 },
+    { clock, wallClock: () => BASE + clock.now() + skew },
+  );
 
   it("asks for a refresh a third of the lifetime before exp, once, then closes with 4001 token_expired at exp", async () => {
     const ws = await WsClient.connect(`${s.wsUrl}/ws?channel=chat:exp&token=${await token(60)}`);
@@ -196,11 +193,11 @@ describe("token expiry and refresh", () => {
 
   it("an SSE stream gets event: error token_expired at exp and ends; the same token cannot resume", async () => {
     const tok = await token(60);
-    const sse = await SseReader.expectOpen(`${s.url}/sse?channel=chat:sse&token=${tok}`);
-    await sse.until((t) => t.includes("event: position"), "the position event");
+    const sse = await SseStream.open(`${s.url}/sse?channel=chat:sse&token=${tok}`);
+    await sse.until((t) => t.includes("event: position"), 5000, "the position event");
     advance(59);
     await s.hl.publish("chat:sse", "before exp");
-    await sse.until((t) => t.includes('"before exp"'), "the message before exp");
+    await sse.until((t) => t.includes('"before exp"'), 5000, "the message before exp");
     const idLine = /id: (\S+)\ndata: \{"channel":"chat:sse"/.exec(sse.text);
     assert.ok(idLine, sse.text);
     advance(1);
@@ -211,13 +208,13 @@ describe("token expiry and refresh", () => {
     );
     await assertIdle(s.hl);
     await s.hl.publish("chat:sse", "after exp");
-    const again = await SseReader.open(`${s.url}/sse?channel=chat:sse&token=${tok}`, { "Last-Event-ID": idLine[1]! });
-    assert.ok(!(again instanceof SseReader));
+    const again = await SseStream.attempt(`${s.url}/sse?channel=chat:sse&token=${tok}`, { "Last-Event-ID": idLine[1]! });
+    assert.ok(!(again instanceof SseStream));
     assert.equal(again.status, 401);
     assert.equal(again.body.error.code, "token_expired");
     // A new token resumes from the last id without loss.
-    const back = await SseReader.expectOpen(`${s.url}/sse?channel=chat:sse&token=${await token(60)}`, { "Last-Event-ID": idLine[1]! });
-    await back.until((t) => t.includes("event: position"), "the replay");
+    const back = await SseStream.open(`${s.url}/sse?channel=chat:sse&token=${await token(60)}`, { "Last-Event-ID": idLine[1]! });
+    await back.until((t) => t.includes("event: position"), 5000, "the replay");
     assert.deepEqual(
       back.messages().map((m) => m.data),
       ["after exp"],

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { after, before, describe, it } from "node:test";
 import WebSocket from "ws";
-import { getJson, startServer, waitFor, WsClient, type Frame, type TestServer } from "../helpers/server.js";
+import { getJson, waitFor, withServer, WsClient, type Frame, type TestServer } from "../helpers/server.js";
 
 /** Asserts that nothing is held any more: connections, subscriptions, poll waiters. */
 async function assertIdle(s: TestServer): Promise<void> {
@@ -50,11 +50,7 @@ function refusedUpgrade(url: string): Promise<{ status: number; body: any }> {
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe("WebSocket transport", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ clientPublish: ["game:*"], maxChannelsPerConnection: 4 });
-  });
-  after(() => s.close());
+  const s = withServer({ clientPublish: ["game:*"], maxChannelsPerConnection: 4 });
 
   it("subscribes to the query's channels at once, acknowledging each with its latest offset", async () => {
     let last;
@@ -407,11 +403,7 @@ describe("WebSocket transport", () => {
 });
 
 describe("WebSocket resume when history is gone", () => {
-  let s: TestServer;
-  before(async () => {
-    s = await startServer({ historySize: 5 });
-  });
-  after(() => s.close());
+  const s = withServer({ historySize: 5 });
 
   it("announces a trimmed position with recovered: false and a reset, then goes live", async () => {
     let epoch = "";
