@@ -7,6 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { CHANNEL_PATTERN_RE } from "./channel-rules.js";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 const TRANSPORTS = ["ws", "sse", "poll"] as const;
@@ -61,7 +62,7 @@ export const OPTION_DEFS = {
   sendBufferBytes: { schema: int(1024), default: 1048576, expected: "an integer of at least 1024", help: "unsent bytes a connection may queue" },
   allowedOrigins: { schema: z.preprocess(toList, z.array(z.string().min(1)).min(1)), default: ["*"], expected: "a comma-separated list of origins, or *", help: "CORS / WebSocket Origin allow-list" },
   clientPublish: {
-    schema: z.preprocess(toList, z.array(z.string().regex(/^[A-Za-z0-9_\-:.@/*]{1,255}$/))),
+    schema: z.preprocess(toList, z.array(z.string().regex(CHANNEL_PATTERN_RE))),
     default: [],
     expected: "a comma-separated list of channel patterns such as game:*",
     help: "channel patterns clients may publish to",

@@ -11,12 +11,25 @@ import type { HeartlineConfig } from "../config.js";
 import { HeartlineError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Stats } from "../stats.js";
-import type { Connection } from "../transports/connection.js";
 import { publishDenied, subscribeDenied } from "./permissions.js";
 import { createTokenVerifier, MIN_SECRET_BYTES, tokenOf, type TokenClaims, type TokenVerifier } from "./tokens.js";
 
 /** The longest lead of a `refresh` request before `exp`; shorter tokens get a third of their lifetime. */
 export const REFRESH_LEAD_MS = 30_000;
+
+/**
+ * What a connection keeps of its token: the claims its frames are checked
+ * against and the deadlines the token sweep reads. Persistent connections
+ * implement it; the auth layer needs nothing else of them.
+ */
+export interface TokenHolder {
+  readonly kind: "ws" | "sse";
+  claims: TokenClaims | undefined;
+  /** When the token expires, in wall-clock ms; 0 = no token. */
+  tokenExp: number;
+  /** When to ask the client for a fresh token, in wall-clock ms; 0 = nothing to ask. */
+  refreshAt: number;
+}
 
 export interface AuthOptions {
   clock: Clock;
@@ -105,7 +118,7 @@ export class Auth {
    * expiry, and (WebSocket) when to send `{"type":"refresh"}`: a third of
    * the remaining lifetime before `exp`, at most {@link REFRESH_LEAD_MS}.
    */
-  bind(conn: Connection, claims: TokenClaims | undefined): void {
+  bind(conn: TokenHolder, claims: TokenClaims | undefined): void {
     conn.claims = claims;
     conn.tokenExp = claims ? claims.expMs : 0;
     conn.refreshAt = 0;

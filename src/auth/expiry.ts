@@ -7,9 +7,15 @@
  * - At the last tick before `tokenExp` the connection is closed with
  *   `token_expired` (WebSocket close 4001; SSE `event: error`, then the end).
  */
-import type { Connection } from "../transports/connection.js";
+import type { TokenHolder } from "./auth.js";
 
-export function sweepTokens(conns: Iterable<Connection>, nowMs: number, marginMs: number): void {
+/** A connection as the token sweep sees it. */
+export interface ExpiringConnection extends TokenHolder {
+  close(reason: "token_expired"): void;
+  requestRefresh(): void;
+}
+
+export function sweepTokens(conns: Iterable<ExpiringConnection>, nowMs: number, marginMs: number): void {
   for (const c of conns) {
     if (c.tokenExp === 0) continue;
     if (nowMs + marginMs >= c.tokenExp) {

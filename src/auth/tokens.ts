@@ -15,6 +15,7 @@ import { createPublicKey, createSecretKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import { errors as joseErrors, jwtVerify, type JWTHeaderParameters } from "jose";
+import { CHANNEL_PATTERN_RE } from "../channel-rules.js";
 import { ConfigError, type HeartlineConfig } from "../config.js";
 import { HeartlineError } from "../errors.js";
 import { ChannelPatterns } from "../hub/channel-name.js";
@@ -37,7 +38,6 @@ export type TokenAlgorithm = "HS256" | "RS256" | "ES256";
 export const MAX_TOKEN_LENGTH = 8192;
 /** Most patterns in one `channels` or `publish` claim. */
 const MAX_PATTERNS = 1000;
-const PATTERN_RE = /^[A-Za-z0-9_\-:.@/*]{1,255}$/;
 const MIN_RSA_BITS = 2048;
 /** HS256 secrets shorter than this are accepted, with a warning: they can be brute-forced offline. */
 export const MIN_SECRET_BYTES = 32;
@@ -159,7 +159,7 @@ export function tokenOf(req: IncomingMessage, url: URL): string | undefined {
 function patternsClaim(payload: Record<string, unknown>, name: "channels" | "publish"): ChannelPatterns {
   const v = payload[name];
   if (v === undefined) return EMPTY;
-  if (!Array.isArray(v) || v.length > MAX_PATTERNS || !v.every((p) => typeof p === "string" && PATTERN_RE.test(p))) {
+  if (!Array.isArray(v) || v.length > MAX_PATTERNS || !v.every((p) => typeof p === "string" && CHANNEL_PATTERN_RE.test(p))) {
     throw invalid(`the token's "${name}" claim must be an array of at most ${MAX_PATTERNS} channel patterns such as "chat:*"`);
   }
   return new ChannelPatterns(v as string[]);

@@ -27,7 +27,7 @@
  *   polls on the channel: the record of a channel that is only read is kept
  *   while it is in use, so a quiet channel's subscriber sees no epoch change.
  */
-import type { Position } from "../hub/cursor.js";
+import type { Position } from "../cursor-layout.js";
 
 export type { Position };
 

@@ -20,6 +20,7 @@
  * checked against its channel's last offset, so a handler never sees a
  * message twice or out of order, whatever the transports do.
  */
+import { CHANNEL_NAME_RE } from "../channel-rules.js";
 import { FINAL_CLOSE_CODES, shouldReconnect } from "../close-codes.js";
 import { Backoff } from "./backoff.js";
 import { realClock, type ClientClock, type TimerHandle } from "./clock.js";
@@ -44,7 +45,6 @@ import type {
 } from "./types.js";
 import { wsTransport } from "./ws.js";
 
-const CHANNEL_RE = /^[A-Za-z0-9_\-:.@/]{1,255}$/;
 const FACTORIES: Record<TransportName, TransportFactory> = { ws: wsTransport, sse: sseTransport, poll: pollTransport };
 
 /** What the client knows about one channel. */
@@ -78,7 +78,7 @@ interface PendingAck {
 const tokenError = (err: unknown): HeartlineError => new HeartlineError("token_error", "getToken() failed: " + String(err));
 
 function checkChannel(channel: string): void {
-  if (typeof channel !== "string" || !CHANNEL_RE.test(channel)) {
+  if (typeof channel !== "string" || !CHANNEL_NAME_RE.test(channel)) {
     throw new HeartlineError("bad_channel", `bad channel name ${JSON.stringify(channel)}`);
   }
 }

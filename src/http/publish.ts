@@ -7,9 +7,9 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { isPublicChannel } from "../auth/permissions.js";
 import type { TokenClaims } from "../auth/tokens.js";
+import type { CoreContext } from "../context.js";
 import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName, ChannelPatterns } from "../hub/channel-name.js";
-import type { ServerContext } from "../transports/connection.js";
 import { parseJson, readBody } from "./body.js";
 import { isLoopbackRequest } from "./client-address.js";
 import { InFlight } from "./in-flight.js";
@@ -33,7 +33,7 @@ export class Publisher {
   /** Messages being stored; drain waits for them to be answered. */
   readonly storing = new InFlight();
 
-  constructor(private readonly ctx: ServerContext) {
+  constructor(private readonly ctx: CoreContext) {
     this.clientPatterns = new ChannelPatterns(ctx.config.clientPublish);
     this.apiKeyDigest = ctx.config.apiKey ? digest(ctx.config.apiKey) : undefined;
   }

@@ -2,6 +2,7 @@
 import { STATUS_CODES, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { HeartlineError } from "../errors.js";
+import { HEAD_END, headerLine, headerLines, statusLine } from "../wire.js";
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
   const text = JSON.stringify(body);
@@ -31,9 +32,22 @@ export function sendRawError(socket: Duplex, err: HeartlineError, headers?: Reco
     return;
   }
   const body = JSON.stringify(err.toJSON());
-  let head = `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? "Error"}\r\n${dateLine()}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n`;
-  for (const [k, v] of Object.entries({ ...headers, ...err.headers })) head += `${k}: ${v}\r\n`;
-  socket.end(head + "\r\n" + body);
+  let head: string;
+  try {
+    head =
+      statusLine(err.status, STATUS_CODES[err.status] ?? "Error") +
+      dateLine() +
+      headerLine("Content-Type", "application/json") +
+      headerLine("Content-Length", Buffer.byteLength(body)) +
+      headerLine("Connection", "close") +
+      headerLines({ ...headers, ...err.headers }) +
+      HEAD_END;
+  } catch {
+    // A header value that would split the response: nothing can be said safely.
+    socket.destroy();
+    return;
+  }
+  socket.end(head + body);
 }
 
 let dateSecond = -1;
@@ -48,7 +62,7 @@ export function dateLine(now = Date.now()): string {
   const second = Math.floor(now / 1000);
   if (second !== dateSecond) {
     dateSecond = second;
-    dateText = "Date: " + new Date(second * 1000).toUTCString() + "\r\n";
+    dateText = headerLine("Date", new Date(second * 1000).toUTCString());
   }
   return dateText;
 }

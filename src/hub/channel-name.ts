@@ -1,18 +1,17 @@
 /** Channel names and channel patterns (SPEC §2). */
+import { CHANNEL_CHARS, CHANNEL_NAME_RE } from "../channel-rules.js";
 import { httpError } from "../errors.js";
-
-const CHANNEL_RE = /^[A-Za-z0-9_\-:.@/]{1,255}$/;
 
 /** Whether `name` is a valid channel name: 1–255 of `A-Z a-z 0-9 _ - : . @ /`. */
 export function isChannelName(name: unknown): name is string {
-  return typeof name === "string" && CHANNEL_RE.test(name);
+  return typeof name === "string" && CHANNEL_NAME_RE.test(name);
 }
 
 /** Throws `bad_channel` unless `name` is a valid channel name. */
 export function assertChannelName(name: unknown): string {
   if (isChannelName(name)) return name;
   const shown = typeof name === "string" ? JSON.stringify(name.length > 60 ? name.slice(0, 60) + "…" : name) : typeof name;
-  throw httpError("bad_channel", `invalid channel name ${shown}: use 1–255 characters of A-Z a-z 0-9 _ - : . @ /`);
+  throw httpError("bad_channel", `invalid channel name ${shown}: use 1–255 characters of ${CHANNEL_CHARS}`);
 }
 
 /** The part before the first `:`, or "" when there is none. */

@@ -13,9 +13,13 @@
  *   announced with `reset` before anything else of that channel.
  */
 import type { Broker, StoredMessage } from "../broker/broker.js";
+import { sseMessageEvent, wsMessagePayload, wsTextFrame } from "../wire.js";
 import { channelKey, type Position } from "./cursor.js";
 
-/** A message on its way out, encoded at most once per wire format. */
+/**
+ * A message on its way out, encoded at most once per wire format and shared
+ * by every subscriber; the formats themselves are in wire.ts.
+ */
 export class Outgoing {
   private wsPayload: Buffer | undefined;
   private wsWire: Buffer | undefined;
@@ -24,37 +28,18 @@ export class Outgoing {
 
   /** WebSocket text payload `{"type":"message",…}`. */
   get ws(): Buffer {
-    return (this.wsPayload ??= Buffer.from('{"type":"message",' + this.message.json.slice(1)));
+    return (this.wsPayload ??= wsMessagePayload(this.message.json));
   }
 
   /** The whole WebSocket frame (server frames are unmasked), ready for the socket. */
   get wsFrame(): Buffer {
-    return (this.wsWire ??= textFrame(this.ws));
+    return (this.wsWire ??= wsTextFrame(this.ws));
   }
 
   /** SSE event body `data: {…}\n\n` (the per-connection `id:` line goes before it). */
   get sse(): Buffer {
-    return (this.sseEvent ??= Buffer.from("data: " + this.message.json + "\n\n"));
+    return (this.sseEvent ??= sseMessageEvent(this.message.json));
   }
-}
-
-/** An unmasked, final WebSocket text frame holding `payload` (RFC 6455 §5.2). */
-export function textFrame(payload: Buffer): Buffer {
-  const n = payload.length;
-  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const frame = Buffer.allocUnsafe(head + n);
-  frame[0] = 0x81;
-  if (n < 126) frame[1] = n;
-  else if (n < 65536) {
-    frame[1] = 126;
-    frame.writeUInt16BE(n, 2);
-  } else {
-    frame[1] = 127;
-    frame.writeUInt32BE(Math.floor(n / 2 ** 32), 2);
-    frame.writeUInt32BE(n >>> 0, 6);
-  }
-  payload.copy(frame, head);
-  return frame;
 }
 
 /** What a connection implements to receive from the hub. */

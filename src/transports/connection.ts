@@ -5,39 +5,26 @@
  * everything the connection holds. Transports subclass it and map their
  * native events onto it, nothing more.
  */
-import type { Auth } from "../auth/auth.js";
+import type { TokenHolder } from "../auth/auth.js";
 import type { TokenClaims } from "../auth/tokens.js";
-import type { Clock } from "../clock.js";
 import type { HeartlineConfig, TransportName } from "../config.js";
 import { CLOSE_CODES, type CloseReason } from "../close-codes.js";
+import type { CoreContext } from "../context.js";
+import type { Position } from "../cursor-layout.js";
 import { httpError } from "../errors.js";
-import type { Hub, Outgoing, Subscriber, Subscription } from "../hub/hub.js";
-import type { Position } from "../hub/cursor.js";
-import type { Logger, LogLimiter } from "../log.js";
+import type { Outgoing, Subscriber, Subscription } from "../hub/hub.js";
 import type { Stats } from "../stats.js";
 
-/** Everything a transport needs from the server, passed as one object. */
-export interface ServerContext {
-  readonly config: HeartlineConfig;
-  readonly hub: Hub;
-  readonly clock: Clock;
-  readonly log: Logger;
-  /** Log lines clients can cause, limited per kind. */
-  readonly logs: LogLimiter;
-  readonly stats: Stats;
+/** Everything a transport needs from the server, passed as one object: the shared services and the connection registry. */
+export interface ServerContext extends CoreContext {
   readonly registry: ConnectionRegistry;
-  /** Subscriber tokens and channel permissions. */
-  readonly auth: Auth;
-  /** Coarse time, refreshed by the ticker; cheap to read on the hot path. */
-  now: number;
-  draining: boolean;
 }
 
 let nextId = 1;
 const NO_SUBS: readonly Subscription[] = Object.freeze([]);
 const SETTLED: Promise<void> = Promise.resolve();
 
-export abstract class Connection implements Subscriber {
+export abstract class Connection implements Subscriber, TokenHolder {
   readonly id = nextId++;
   abstract readonly kind: "ws" | "sse";
   /**

@@ -25,6 +25,7 @@ import { socketAdmitted, socketIdle } from "../http/socket-limits.js";
 import { dateLine } from "../http/respond.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
 import type { Waiter } from "../hub/hub.js";
+import { HEAD_END, headerLine, headerLines, pollAnswerJson, statusLine, type PollReset } from "../wire.js";
 import type { ServerContext } from "./connection.js";
 
 /** Most messages in one answer; the client polls again at once for the rest. */
@@ -32,15 +33,9 @@ export const POLL_BATCH_LIMIT = 1000;
 
 type Cursor = ReadonlyMap<string, Position> | undefined;
 
-interface ResetInfo {
-  channel: string;
-  epoch: string;
-  offset: number;
-}
-
 interface Collected {
   messages: StoredMessage[];
-  resets: ResetInfo[];
+  resets: PollReset[];
   positions: Array<[string, Position]>;
 }
 
@@ -87,9 +82,7 @@ function collectSync(broker: Broker, channels: readonly string[], cursor: Cursor
 
 /** `{"messages":[…],"cursor":"…","resets":[…]}`; the messages are already JSON. */
 export function encodeAnswer(c: Collected): PollAnswer {
-  let body = '{"messages":[';
-  for (let i = 0; i < c.messages.length; i++) body += (i ? "," : "") + c.messages[i]!.json;
-  body += '],"cursor":"' + encodeCursor(c.positions) + '","resets":' + (c.resets.length === 0 ? "[]" : JSON.stringify(c.resets)) + "}";
+  const body = pollAnswerJson(c.messages, encodeCursor(c.positions), c.resets);
   return { body, bytes: Buffer.byteLength(body), messages: c.messages.length };
 }
 
@@ -166,8 +159,8 @@ function socketOf(out: PollOutput): Socket | null {
  */
 const HELD_BYTES_LIMIT = 16 * 1024;
 
-const RAW_HEAD = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n";
-const CLOSE_LINE = "Connection: close\r\n";
+const RAW_HEAD = statusLine(200, "OK") + headerLines({ "Content-Type": "application/json", "Cache-Control": "no-store" });
+const CLOSE_LINE = headerLine("Connection", "close");
 let keepAliveLine = "";
 let keepAliveMs = -1;
 
@@ -175,7 +168,7 @@ let keepAliveMs = -1;
 function keepAliveLines(server: Server): string {
   if (server.keepAliveTimeout !== keepAliveMs) {
     keepAliveMs = server.keepAliveTimeout;
-    keepAliveLine = "Connection: keep-alive\r\n" + (keepAliveMs > 0 ? "Keep-Alive: timeout=" + Math.floor(keepAliveMs / 1000) + "\r\n" : "");
+    keepAliveLine = headerLine("Connection", "keep-alive") + (keepAliveMs > 0 ? headerLine("Keep-Alive", "timeout=" + Math.floor(keepAliveMs / 1000)) : "");
   }
   return keepAliveLine;
 }
@@ -228,9 +221,8 @@ function sendBare(socket: PollSocket, a: PollAnswer, headers: Record<string, str
   }
   const server = socket.server;
   keepAlive &&= server !== undefined && server.listening;
-  let head = RAW_HEAD + dateLine() + (keepAlive ? keepAliveLines(server!) : CLOSE_LINE) + "Content-Length: " + a.bytes + "\r\n";
-  for (const name in headers) head += name + ": " + headers[name] + "\r\n";
-  socket.write(head + "\r\n" + a.body);
+  const head = RAW_HEAD + dateLine() + (keepAlive ? keepAliveLines(server!) : CLOSE_LINE) + headerLine("Content-Length", a.bytes) + headerLines(headers) + HEAD_END;
+  socket.write(head + a.body);
   if (keepAlive) handBack(socket, server!, rest);
   else socket.destroySoon();
 }

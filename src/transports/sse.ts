@@ -19,6 +19,7 @@ import { routePath } from "../http/request-path.js";
 import { dateLine } from "../http/respond.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
+import { HEAD_END, headerLines, sseEvent, sseIdLine, sseRetry, statusLine } from "../wire.js";
 import { corkUntilTurnEnds } from "./batch.js";
 import { announcesBody } from "./poll.js";
 import { Connection, type ServerContext } from "./connection.js";
@@ -29,10 +30,9 @@ export type SseOutput = (ServerResponse | Socket) & { [CONN]?: SseConnection };
 
 /** Reconnection delay the stream announces first (SPEC: 1000–5000 ms). */
 export const SSE_RETRY_MS = 2000;
-const PING_EVENT = Buffer.from("event: ping\ndata: {}\n\n");
-const TOKEN_EXPIRED_EVENT =
-  "event: error\ndata: " + JSON.stringify({ code: "token_expired", message: "the token has expired; reconnect with a new one" }) + "\n\n";
-const RETRY_LINE = "retry: " + SSE_RETRY_MS + "\n\n";
+const PING_EVENT = Buffer.from(sseEvent("ping", undefined, "{}"));
+const TOKEN_EXPIRED_EVENT = sseEvent("error", undefined, JSON.stringify({ code: "token_expired", message: "the token has expired; reconnect with a new one" }));
+const RETRY_LINE = sseRetry(SSE_RETRY_MS);
 const SSE_HEADERS = {
   "Content-Type": "text/event-stream; charset=utf-8",
   "Cache-Control": "no-cache, no-transform",
@@ -44,8 +44,7 @@ const SSE_HEADERS = {
  * chunked encoding, so the body runs until the connection closes (RFC 9112
  * §6.3), which `Connection: close` announces.
  */
-const RAW_HEAD =
-  "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache, no-transform\r\nConnection: close\r\nX-Accel-Buffering: no\r\n";
+const RAW_HEAD = statusLine(200, "OK") + headerLines({ ...SSE_HEADERS, Connection: "close" });
 
 /** `GET /sse…` (the route's path as routePath reads it): the requests served on the bare socket. */
 export function isSseRequest(method: string | undefined, url: string | undefined): boolean {
@@ -126,7 +125,7 @@ export class SseConnection extends Connection {
   }
 
   deliver(_sub: Subscription, msg: Outgoing): void {
-    const id = "id: " + this.cursor() + "\n";
+    const id = sseIdLine(this.cursor());
     const body = msg.sse;
     if (!this.writable(id.length + body.length)) return;
     const out = this.out;
@@ -141,7 +140,7 @@ export class SseConnection extends Connection {
   }
 
   reset(sub: Subscription, epoch: string, offset: number): void {
-    this.writeText("event: reset\nid: " + this.cursor() + "\ndata: " + JSON.stringify({ channel: sub.channel, epoch, offset }) + "\n\n");
+    this.writeText(sseEvent("reset", this.cursor(), JSON.stringify({ channel: sub.channel, epoch, offset })));
   }
 
   subscribed(): void {
@@ -215,10 +214,9 @@ export function openSseResponse(res: ServerResponse, headers: Record<string, str
  * that its end of the connection is noticed.
  */
 export function openSseSocket(socket: Socket, headers: Record<string, string>): SseOutput {
-  let head = RAW_HEAD + dateLine();
-  for (const name in headers) head += name + ": " + headers[name] + "\r\n";
+  const head = RAW_HEAD + dateLine() + headerLines(headers) + HEAD_END;
   socket.setNoDelay(true);
-  socket.write(head + "\r\n" + RETRY_LINE);
+  socket.write(head + RETRY_LINE);
   // node:http servers allow half-open sockets: a client that ends its side is gone.
   socket.on("end", onClose);
   socket.resume();
@@ -253,12 +251,12 @@ export async function serveSse(
     if (!conn.closed) {
       const e = err instanceof HeartlineError ? err : new HeartlineError("internal_error", "unexpected error; it was logged");
       if (!(err instanceof HeartlineError)) ctx.log.error({ err }, "SSE subscribe failed");
-      conn.writeText("event: error\ndata: " + JSON.stringify(e.toJSON().error) + "\n\n");
+      conn.writeText(sseEvent("error", undefined, JSON.stringify(e.toJSON().error)));
       conn.close("internal_error");
     }
     return;
   }
   // A named event with data: every EventSource implementation records its id,
   // while a bare id: line is dropped by some of them.
-  if (!conn.closed) conn.writeText("event: position\nid: " + conn.cursor() + "\ndata: {}\n\n");
+  if (!conn.closed) conn.writeText(sseEvent("position", conn.cursor(), "{}"));
 }

@@ -4,6 +4,7 @@
  * socket, so an open connection costs no closures.
  */
 import type { IncomingMessage } from "node:http";
+import type { Socket as NetSocket } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { TokenClaims } from "../auth/tokens.js";
@@ -17,8 +18,29 @@ import { Connection, type ServerContext } from "./connection.js";
 import type { Publisher } from "../http/publish.js";
 
 const CONN = Symbol("heartline.connection");
-/** `ws` keeps the TCP socket in `_socket`; fan-out writes whole frames to it directly. */
-type Socket = WebSocket & { [CONN]?: WsConnection; _socket?: import("node:net").Socket | null };
+type Socket = WebSocket & { [CONN]?: WsConnection };
+
+/**
+ * The pre-framed fast path. Fan-out encodes a message's frame once
+ * (`Outgoing.wsFrame`) and writes it to every subscriber's TCP socket, where
+ * `ws.send` would frame it again for each. `ws` has no public call for a
+ * ready frame, so this needs the socket `ws` writes to, which ws 8 keeps in
+ * its undocumented `_socket`. The assumption is checked on every upgrade
+ * rather than trusted: the field must hold the very socket the upgrade was
+ * handed, and no extension (compression) may be in use, since ws then frames
+ * (and may queue) differently. With compression off and no Blob sent, ws's
+ * sender writes each frame to that socket synchronously, so frames written
+ * beside it never interleave inside one of its own. When the check fails (a
+ * future ws), the connection sends through `ws.send`, slower but the same
+ * bytes on the wire. test/integration/ws-fast-path.test.ts proves both for
+ * the pinned ws version.
+ */
+export function rawSocketOf(ws: WebSocket, upgraded: Duplex): NetSocket | null {
+  const raw = (ws as { _socket?: unknown })._socket;
+  if (raw !== upgraded || ws.extensions !== "") return null;
+  const s = raw as Partial<NetSocket>;
+  return typeof s.write === "function" && typeof s.cork === "function" && typeof s.uncork === "function" ? (raw as NetSocket) : null;
+}
 
 const PING_FRAME = Buffer.from('{"type":"ping"}');
 const REFRESH_FRAME = Buffer.from('{"type":"refresh"}');
@@ -32,6 +54,8 @@ export class WsConnection extends Connection {
     ip: string,
     readonly socket: Socket,
     private readonly publisher: Publisher,
+    /** The TCP socket for pre-built frames (see {@link rawSocketOf}); null: everything goes through `ws.send`. */
+    readonly raw: NetSocket | null = null,
   ) {
     super(ctx, ip);
     socket[CONN] = this;
@@ -47,32 +71,33 @@ export class WsConnection extends Connection {
   corked = false;
 
   deliver(_sub: Subscription, out: Outgoing): void {
-    if (this.closed) return;
-    const raw = this.socket._socket;
-    if (!raw || this.socket.readyState !== 1) return;
+    if (this.closed || this.socket.readyState !== 1) return;
+    const raw = this.raw;
     // The frame is encoded once per message and shared by every subscriber;
     // with compression off, ws would only add the same header around it.
-    const frame = out.wsFrame;
+    const frame = raw !== null ? out.wsFrame : out.ws;
     if (this.overBudget(frame.length)) {
       this.close("slow_consumer");
       return;
     }
-    if (!this.corked) {
-      this.corked = true;
-      corkUntilTurnEnds(this);
-    }
-    raw.write(frame);
+    if (raw !== null) {
+      if (!this.corked) {
+        this.corked = true;
+        corkUntilTurnEnds(this);
+      }
+      raw.write(frame);
+    } else this.socket.send(frame, TEXT);
     this.lastSendAt = this.ctx.now;
     this.ctx.stats.delivered.ws++;
   }
 
   cork(): void {
-    this.socket._socket?.cork();
+    this.raw?.cork();
   }
 
   uncork(): void {
     this.corked = false;
-    this.socket._socket?.uncork();
+    this.raw?.uncork();
   }
 
   reset(sub: Subscription, epoch: string, offset: number): void {
@@ -282,6 +307,8 @@ export const WS_MAX_FRAGMENTS = 128;
 /** Accepts upgrades on `/ws` after the server has validated and admitted them. */
 export class WebSocketTransport {
   readonly wss: WebSocketServer;
+  /** Whether a connection had to go without the fast path (said once in the log). */
+  private fallbackLogged = false;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -304,7 +331,12 @@ export class WebSocketTransport {
     let upgraded = false;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       upgraded = true;
-      const conn = new WsConnection(this.ctx, ip, ws, this.publisher);
+      const raw = this.rawSocket(ws, socket);
+      if (raw === null && !this.fallbackLogged) {
+        this.fallbackLogged = true;
+        this.ctx.log.warn("ws does not hold the upgraded socket where the pre-framed fast path expects it; WebSocket messages go through ws.send");
+      }
+      const conn = new WsConnection(this.ctx, ip, ws, this.publisher, raw);
       this.ctx.auth.bind(conn, params.claims);
       this.ctx.registry.track(conn);
       if (this.ctx.draining) {
@@ -320,5 +352,10 @@ export class WebSocketTransport {
     });
     // ws answers a malformed handshake itself (400) without calling back, synchronously.
     if (!upgraded) this.ctx.registry.release("ws", ip);
+  }
+
+  /** The fast path's check for one upgraded connection ({@link rawSocketOf}); a method, so a test can refuse it. */
+  rawSocket(ws: WebSocket, upgraded: Duplex): NetSocket | null {
+    return rawSocketOf(ws, upgraded);
   }
 }

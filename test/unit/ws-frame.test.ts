@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as wsModule from "ws";
-import { textFrame } from "../../src/hub/hub.js";
+import { wsTextFrame } from "../../src/wire.js";
 
-describe("textFrame", () => {
+describe("wsTextFrame", () => {
   it("matches the frame ws itself builds, at every length boundary", () => {
     for (const n of [0, 1, 125, 126, 127, 65535, 65536, 70000]) {
       const payload = Buffer.alloc(n, 0x61);
@@ -16,7 +16,7 @@ describe("textFrame", () => {
           rsv1: false,
         }),
       );
-      assert.deepEqual(textFrame(payload), expected, `length ${n}`);
+      assert.deepEqual(wsTextFrame(payload), expected, `length ${n}`);
     }
   });
 });
