@@ -2,6 +2,9 @@
  * Channel patterns (token claims, --client-publish) are matched in time
  * bounded by the lengths of pattern and name: a pattern with many inner `*`
  * against a long channel name answers at once and never blocks the server.
+ * (A backtracking matcher takes about a second per such match, so ten of
+ * them hold /healthz for ten seconds; the bounds below leave room for a busy
+ * machine and still tell the two apart.)
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -37,7 +40,7 @@ describe("channel patterns with inner wildcards", () => {
       assert.equal(r.body.error.code, code);
     }
     const allMs = performance.now() - started;
-    assert.ok(allMs < 1000, `10 hostile requests took ${allMs.toFixed(0)} ms`);
+    assert.ok(allMs < 2500, `10 hostile requests took ${allMs.toFixed(0)} ms`);
     return healthMs;
   }
 
@@ -53,13 +56,13 @@ describe("channel patterns with inner wildcards", () => {
       401,
       "unauthorized",
     );
-    assert.ok(ms < 200, `/healthz took ${ms.toFixed(0)} ms`);
+    assert.ok(ms < 1000, `/healthz took ${ms.toFixed(0)} ms`);
   });
 
   it("a token's channels pattern against a 255-character channel: the poll is refused at once and /healthz answers meanwhile", async () => {
     const token = await sign({ sub: "u", exp: nowSec() + 600, channels: [HOSTILE, "*" + "a*".repeat(60) + "b"] }, SECRET);
     const ms = await healthzDuring(() => getJson(`${s.url}/poll?channel=${NAME}&token=${token}`, { signal: AbortSignal.timeout(3000) }), 403, "forbidden");
-    assert.ok(ms < 200, `/healthz took ${ms.toFixed(0)} ms`);
+    assert.ok(ms < 1000, `/healthz took ${ms.toFixed(0)} ms`);
   });
 
   it("keeps matching what the pattern means", async () => {
