@@ -7,14 +7,15 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Registry } from "prom-client";
-import type { TransportName } from "../config.js";
 import type { Publisher } from "../http/publish.js";
 import type { ServerContext } from "../transports/connection.js";
 import type { PollTransport } from "../transports/poll.js";
 import type { WebSocketTransport } from "../transports/websocket.js";
+import type { Admission } from "./admission.js";
 
 export interface Door {
   readonly ctx: ServerContext;
+  readonly admission: Admission;
   readonly publisher: Publisher;
   readonly metrics: Registry;
   readonly poll: PollTransport;
@@ -23,12 +24,4 @@ export interface Door {
   readonly publishRequests: Set<IncomingMessage>;
   /** Answers an error through the response or, for a request taken out of node:http, on its socket. */
   fail(out: ServerResponse | Socket, err: unknown, headers?: Record<string, string>): void;
-  /** CORS answer headers for the request (see OriginPolicy). */
-  corsHeaders(req: IncomingMessage): Record<string, string>;
-  /** Refuses (and counts) a request whose Origin is not allowed. */
-  assertOrigin(req: IncomingMessage): void;
-  /** Refuses a transport left out of `--transports`. */
-  offered(t: TransportName): void;
-  /** Refuses a subscriber while draining. */
-  notDraining(): void;
 }

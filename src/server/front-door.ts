@@ -8,7 +8,6 @@ import { ServerResponse, type IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
-import type { TransportName } from "../config.js";
 import { httpError } from "../errors.js";
 import type { OriginPolicy } from "../http/origin.js";
 import type { Publisher } from "../http/publish.js";
@@ -17,6 +16,7 @@ import { sendError, sendRawError, toHeartlineError } from "../http/respond.js";
 import type { ServerContext } from "../transports/connection.js";
 import type { PollTransport } from "../transports/poll.js";
 import type { WebSocketTransport } from "../transports/websocket.js";
+import { Admission } from "./admission.js";
 import type { Door } from "./door.js";
 import { assertMethod, findRoute, noRoute, type Route } from "./routes.js";
 
@@ -27,16 +27,19 @@ const PREFLIGHT = {
 };
 
 export class FrontDoor implements Door {
+  readonly admission: Admission;
   readonly publishRequests = new Set<IncomingMessage>();
 
   constructor(
     readonly ctx: ServerContext,
-    private readonly origins: OriginPolicy,
+    origins: OriginPolicy,
     readonly publisher: Publisher,
     readonly metrics: Registry,
     readonly poll: PollTransport,
     readonly ws: WebSocketTransport,
-  ) {}
+  ) {
+    this.admission = new Admission(ctx, origins);
+  }
 
   /** The route of a request's target, or undefined (also for a target that is not a plain path). */
   routeOf(url: string | undefined, pages: boolean): Route | undefined {
@@ -46,7 +49,7 @@ export class FrontDoor implements Door {
 
   /** Serves a request through node:http's response. */
   request(req: IncomingMessage, res: ServerResponse, pages: boolean): void {
-    const cors = this.corsHeaders(req);
+    const cors = this.admission.corsHeaders(req);
     this.route(req, res, cors, pages).catch((err) => this.fail(res, err, cors));
   }
 
@@ -70,37 +73,17 @@ export class FrontDoor implements Door {
     } else sendRawError(out, e, headers);
   }
 
-  /** CORS: which origins may use the API from a browser (see OriginPolicy). */
-  corsHeaders(req: IncomingMessage): Record<string, string> {
-    return this.origins.corsHeaders(req);
-  }
-
-  /** Refuses (and counts) a request whose Origin is not allowed. */
-  assertOrigin(req: IncomingMessage): void {
-    if (this.origins.allows(req)) return;
-    this.ctx.stats.rejected.origin_not_allowed++;
-    throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
-  }
-
-  offered(t: TransportName): void {
-    if (!this.ctx.config.transports.includes(t)) throw httpError("transport_disabled", `the ${t} transport is disabled on this server (--transports)`);
-  }
-
-  notDraining(): void {
-    if (this.ctx.draining) throw httpError("shutting_down", "the server is draining; reconnect to another node", { "Retry-After": "1" });
-  }
-
   private async route(req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, pages: boolean): Promise<void> {
     // Routes are chosen by the path exactly as received (see request-path.ts).
     const path = assertRoutePath(req.url);
     const method = req.method ?? "GET";
     if (method === "OPTIONS") {
-      if (!this.origins.allows(req)) throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
+      if (!this.admission.allows(req)) throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
       res.writeHead(204, { ...cors, ...PREFLIGHT });
       res.end();
       return;
     }
-    this.assertOrigin(req);
+    this.admission.assertOrigin(req);
     const route = findRoute(path, pages);
     if (route === undefined) throw noRoute(method, path);
     assertMethod(route, method);
