@@ -1,7 +1,8 @@
 /**
- * The Heartline server: builds the HTTP server (or attaches to one), routes
- * requests to transports and HTTP handlers, and owns the lifecycle: listen,
- * one ticker for every timed thing, drain and close.
+ * The Heartline server's lifecycle: builds the services, makes the HTTP
+ * server (or attaches to one) and wires its listeners to the front door
+ * (src/server/: the route table, admission, the handlers), runs one ticker
+ * for every timed thing, drains and closes.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -155,7 +156,8 @@ export class Heartline {
     server.removeAllListeners("upgrade");
     const door = this.door;
     server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-      if (door.routeOf(req.url, pages) === undefined && previous.length > 0) {
+      // Paths that are not in the route table belong to the app's own listeners, if it has any.
+      if (previous.length > 0 && door.routeOf(req.url, pages) === undefined) {
         for (const l of previous) l.call(server, req, res);
         return;
       }
