@@ -1,0 +1,137 @@
+/**
+ * Admission: the one step that turns a `/ws`, `/sse` or `/poll` request into
+ * a subscribe request, whichever way it came in (node:http's request and
+ * response, the bare socket of a stream or poll taken out of node:http, or a
+ * WebSocket upgrade). Every check a subscriber passes is here, in the order
+ * the protocol answers them; the transports take the result and check
+ * nothing more about the request.
+ */
+import { ServerResponse, type IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import type { TokenClaims } from "../auth/tokens.js";
+import type { TransportName } from "../config.js";
+import { httpError } from "../errors.js";
+import { assertChannelName } from "../hub/channel-name.js";
+import { decodeCursorShared, type Position, type SharedCursor } from "../hub/cursor.js";
+import { clientAddress } from "../http/client-address.js";
+import type { OriginPolicy } from "../http/origin.js";
+import { socketAdmitted } from "../http/socket-limits.js";
+import type { ServerContext } from "../transports/connection.js";
+
+/** An admitted subscriber: what its transport needs, checked. One object per connection or poll. */
+export interface SubscribeRequest {
+  readonly kind: TransportName;
+  /** The channels asked for, without repeats, each a valid name the token allows. */
+  readonly channels: string[];
+  /** The cursor's positions (shared: read them, never change them). */
+  readonly cursor: ReadonlyMap<string, Position> | undefined;
+  /** The same cursor with its text. */
+  readonly shared: SharedCursor | undefined;
+  /** The verified token, if any. */
+  readonly claims: TokenClaims | undefined;
+  /** The client address (the last trusted hop behind a proxy). */
+  readonly ip: string;
+  /** Seconds a poll may be held (`timeout=`, capped by --poll-timeout); 0 for streams. */
+  readonly hold: number;
+}
+
+export class Admission {
+  constructor(
+    private readonly ctx: ServerContext,
+    private readonly origins: OriginPolicy,
+  ) {}
+
+  /**
+   * Admits a subscriber, or throws the SPEC error that refuses it. In order:
+   * Origin (for a WebSocket after the two checks below, as its upgrade
+   * always answered), transport offered (`--transports`), not draining,
+   * parameters (`channel=`, the cursor from `cursor=`, `lastEventId=` or for
+   * SSE `Last-Event-ID`, a poll's `timeout=`), token, not draining again
+   * (the token check may have waited), client address, then the connection
+   * slot (per IP and in total) for a stream or WebSocket; a poll takes its
+   * slot only when it is held (`PollTransport.serve`).
+   *
+   * `out` is node:http's response (the front door checked the Origin then,
+   * as it does for every route) or the socket. Undefined when the client of
+   * a poll or WebSocket left while its token was checked: nothing to answer.
+   */
+  async admit(kind: TransportName, req: IncomingMessage, out: ServerResponse | Duplex): Promise<SubscribeRequest | undefined> {
+    const ctx = this.ctx;
+    const config = ctx.config;
+    if (kind !== "ws" && !(out instanceof ServerResponse)) this.assertOrigin(req);
+    this.offered(kind);
+    this.notDraining();
+    if (kind === "ws") this.assertOrigin(req);
+    // After routePath accepted the target, this parse cannot fail; its place in the order does not show.
+    const url = parseUrl(req);
+    const params = url.searchParams;
+    const channels = [...new Set(params.getAll("channel"))];
+    if (kind !== "ws" && channels.length === 0) throw httpError("bad_request", "give at least one channel= parameter");
+    const max = config.maxChannelsPerConnection;
+    if (channels.length > max) throw httpError("too_many_channels", `at most ${max} channels per connection (--max-channels-per-connection)`);
+    for (const c of channels) assertChannelName(c);
+    const raw = (kind === "sse" ? headerCursor(req) : undefined) ?? params.get("lastEventId") ?? params.get("cursor") ?? undefined;
+    const shared = raw === undefined || raw === "" ? undefined : decodeCursorShared(raw);
+    const hold = kind === "poll" ? pollHold(params.get("timeout"), config.pollTimeout) : 0;
+    const auth = ctx.auth;
+    // A poll without tokens goes on without waiting.
+    const claims = kind === "poll" && !auth.enabled ? undefined : await auth.authorizeSubscribe(req, url, channels);
+    // The client may have gone while its token was checked (an SSE stream notices when it opens).
+    if (kind !== "sse" && out.destroyed) return undefined;
+    this.notDraining();
+    const ip = clientAddress(req, config.trustProxy);
+    if (kind !== "poll") {
+      ctx.registry.admit(kind, ip);
+      // The socket the subscriber holds: the upgraded (or taken out) one, else the request's.
+      socketAdmitted(out instanceof ServerResponse ? req.socket : out);
+    }
+    return { kind, channels, cursor: shared?.positions, shared, claims, ip, hold };
+  }
+
+  /** CORS answer headers for the request (see OriginPolicy). */
+  corsHeaders(req: IncomingMessage): Record<string, string> {
+    return this.origins.corsHeaders(req);
+  }
+
+  /** Whether the request's Origin may use Heartline (see OriginPolicy). */
+  allows(req: IncomingMessage): boolean {
+    return this.origins.allows(req);
+  }
+
+  /** Refuses (and counts) a request whose Origin is not allowed. */
+  assertOrigin(req: IncomingMessage): void {
+    if (this.origins.allows(req)) return;
+    this.ctx.stats.rejected.origin_not_allowed++;
+    throw httpError("origin_not_allowed", "this Origin is not in --allowed-origins");
+  }
+
+  /** Refuses a transport left out of `--transports`. */
+  offered(t: TransportName): void {
+    if (!this.ctx.config.transports.includes(t)) throw httpError("transport_disabled", `the ${t} transport is disabled on this server (--transports)`);
+  }
+
+  private notDraining(): void {
+    if (this.ctx.draining) throw httpError("shutting_down", "the server is draining; reconnect to another node", { "Retry-After": "1" });
+  }
+}
+
+/** A poll's `timeout=` in seconds, capped by `--poll-timeout` (`max`, also the default). */
+function pollHold(t: string | null, max: number): number {
+  if (t === null) return max;
+  const n = Number(t);
+  if (t.trim() === "" || !Number.isFinite(n) || n < 0) throw httpError("bad_request", "timeout must be a number of seconds ≥ 0");
+  return Math.min(n, max);
+}
+
+function parseUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? "/", "http://heartline.invalid");
+  } catch {
+    throw httpError("bad_request", "the request URL is malformed");
+  }
+}
+
+function headerCursor(req: IncomingMessage): string | undefined {
+  const h = req.headers["last-event-id"];
+  return typeof h === "string" && h !== "" ? h : undefined;
+}

@@ -1,0 +1,145 @@
+/**
+ * The route table: every path Heartline serves, declared once with the
+ * method it accepts, the transport it subscribes through, whether it is a
+ * page (served only with `pages`) and its handlers. The request dispatch
+ * (`FrontDoor.route`), `FrontDoor.handles` (which requests an attached
+ * server passes to Heartline) and the upgrade listener all read it, so the
+ * 405 answer, its `Allow` header and the 404 come from here too.
+ */
+import { readFile } from "node:fs/promises";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { fileURLToPath } from "node:url";
+import type { TransportName } from "../config.js";
+import { httpError, type HeartlineError } from "../errors.js";
+import { assertChannelName } from "../hub/channel-name.js";
+import { sendJson } from "../http/respond.js";
+import type { Door } from "./door.js";
+import { pollRequest, pollSocket, sseRequest, sseSocket, upgradeWs, wsWithoutUpgrade } from "./subscribe.js";
+
+/** Serves a request through node:http's response; a throw is answered as a SPEC error. */
+export type Handler = (d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, path: string) => Promise<void> | void;
+
+export interface Route {
+  /** The path exactly as routePath reads it, or with `prefix` the start of the paths served. */
+  readonly path: string;
+  readonly prefix?: true;
+  /** The one method served (`GET` includes `HEAD`); others get 405 with `Allow`. None: the handler answers every method. */
+  readonly method?: "GET" | "POST";
+  /** The transport the route subscribes through; its admission checks `--transports`. */
+  readonly transport?: TransportName;
+  /** A page: served by `listen()` and `attach(server, { pages: true })` only. */
+  readonly page?: true;
+  readonly serve: Handler;
+  /** A `GET` taken out of node:http (StreamRequest on servers made by `listen()`), served on the bare socket. */
+  readonly socket?: (d: Door, req: IncomingMessage, socket: Socket, head: Buffer) => void;
+  /** A WebSocket upgrade. */
+  readonly upgrade?: (d: Door, req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
+}
+
+const HTML = "text/html; charset=utf-8";
+
+export const ROUTES: readonly Route[] = [
+  { path: "/ws", transport: "ws", serve: wsWithoutUpgrade, upgrade: upgradeWs },
+  { path: "/sse", method: "GET", transport: "sse", serve: sseRequest, socket: sseSocket },
+  { path: "/poll", method: "GET", transport: "poll", serve: pollRequest, socket: pollSocket },
+  { path: "/api/publish", method: "POST", serve: publish },
+  { path: "/api/channels/", prefix: true, method: "GET", serve: channelInfo },
+  { path: "/healthz", method: "GET", serve: health },
+  { path: "/readyz", method: "GET", serve: ready },
+  { path: "/metrics", method: "GET", serve: metrics },
+  // The browser client, built by `npm run build`; served in attach mode too.
+  { path: "/heartline.js", method: "GET", serve: servePage },
+  { path: "/", method: "GET", page: true, serve: servePage },
+  { path: "/demo", method: "GET", page: true, serve: servePage },
+  { path: "/dashboard", method: "GET", page: true, serve: servePage },
+];
+
+const EXACT = new Map(ROUTES.filter((r) => r.prefix !== true).map((r) => [r.path, r]));
+const PREFIXED = ROUTES.filter((r) => r.prefix === true);
+
+/** The route serving `path` (a routePath), pages only when `pages`. */
+export function findRoute(path: string, pages: boolean): Route | undefined {
+  let r = EXACT.get(path);
+  if (r === undefined) {
+    for (const p of PREFIXED) {
+      if (path.startsWith(p.path)) {
+        r = p;
+        break;
+      }
+    }
+  }
+  return r !== undefined && (pages || r.page !== true) ? r : undefined;
+}
+
+/** Refuses a method the route does not serve: 405 with `Allow`. */
+export function assertMethod(route: Route, method: string): void {
+  const m = route.method;
+  if (m === undefined || method === m || (m === "GET" && method === "HEAD")) return;
+  throw httpError("method_not_allowed", `this endpoint accepts ${m}`, { Allow: m });
+}
+
+export function noRoute(method: string, path: string): HeartlineError {
+  return httpError("not_found", `no route for ${method} ${path.slice(0, 100)}`);
+}
+
+function health(_d: Door, _req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): void {
+  sendJson(res, 200, { status: "ok" }, cors);
+}
+
+function ready(d: Door, _req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): void {
+  if (d.ctx.draining) throw httpError("shutting_down", "the server is draining");
+  if (!d.ctx.hub.broker.isReady()) throw httpError("broker_unavailable", "the broker is not reachable");
+  sendJson(res, 200, { status: "ready" }, cors);
+}
+
+async function metrics(d: Door, _req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<void> {
+  const text = await d.metrics.metrics();
+  res.writeHead(200, { ...cors, "Content-Type": d.metrics.contentType });
+  res.end(text);
+}
+
+async function publish(d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<void> {
+  if (d.ctx.draining) throw httpError("shutting_down", "the server is draining; publish to another node");
+  // Counted until answered (or gone): drain lets it finish.
+  d.publishRequests.add(req);
+  res.once("close", () => d.publishRequests.delete(req));
+  const result = await d.publisher.handleHttp(req);
+  sendJson(res, 200, result, cors);
+}
+
+/** `GET /api/channels/{name}`: the channel's position and this node's subscriber count. */
+async function channelInfo(d: Door, _req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, path: string): Promise<void> {
+  let name: string;
+  try {
+    name = decodeURIComponent(path.slice("/api/channels/".length));
+  } catch {
+    throw httpError("bad_channel", "the channel name is not valid percent-encoding");
+  }
+  const channel = assertChannelName(name);
+  const hub = d.ctx.hub;
+  const r = await hub.broker.read(channel);
+  sendJson(res, 200, { channel, epoch: r.epoch, offset: r.offset, subscribers: hub.subscriberCount(channel) }, cors);
+}
+
+const WEB_DIR = fileURLToPath(new URL("../../web/", import.meta.url));
+const PAGE_FILES: Record<string, { file: string; type: string }> = {
+  "/": { file: "demo.html", type: HTML },
+  "/demo": { file: "demo.html", type: HTML },
+  "/dashboard": { file: "dashboard.html", type: HTML },
+  "/heartline.js": { file: "build/heartline.js", type: "text/javascript; charset=utf-8" },
+};
+
+async function servePage(_d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, path: string): Promise<void> {
+  const page = PAGE_FILES[path]!;
+  let body: Buffer;
+  try {
+    body = await readFile(WEB_DIR + page.file);
+  } catch {
+    throw httpError("not_found", path === "/heartline.js" ? "/heartline.js is not built; run npm run build" : `${path} is not built`);
+  }
+  // cors: a module script from another origin is fetched in CORS mode.
+  res.writeHead(200, { ...cors, "Content-Type": page.type, "Content-Length": body.length, "Cache-Control": "no-cache" });
+  res.end(req.method === "HEAD" ? undefined : body);
+}

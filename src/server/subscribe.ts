@@ -1,0 +1,78 @@
+/**
+ * The ways into a subscription, one handler each for the route table: admit
+ * the request (admission.ts), then hand the subscribe request to its
+ * transport. Through node:http's response, or on the bare socket of a
+ * request taken out of node:http (StreamRequest), or as a WebSocket upgrade.
+ */
+import { ServerResponse, type IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { httpError } from "../errors.js";
+import { socketIdle } from "../http/socket-limits.js";
+import { keepsAlive, watchPollSocket } from "../transports/poll.js";
+import { openSseResponse, openSseSocket, serveSse } from "../transports/sse.js";
+import type { Door } from "./door.js";
+
+/** `GET /sse` through node:http's response. */
+export async function sseRequest(d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<void> {
+  const s = (await d.admission.admit("sse", req, res))!;
+  const out = openSseResponse(res, cors) as ServerResponse;
+  // Through the response, a stream that ends leaves the connection open: idle again.
+  out.once("finish", streamEnded);
+  return serveSse(d.ctx, out, s.ip, s.channels, s.cursor, s.claims);
+}
+
+/** `GET /sse` taken out of node:http: the same admission, errors answered on the socket. */
+export function sseSocket(d: Door, req: IncomingMessage, socket: Socket): void {
+  socket.on("error", noop);
+  const cors = d.admission.corsHeaders(req);
+  openSse(d, req, socket, cors).catch((err) => d.fail(socket, err, cors));
+}
+
+async function openSse(d: Door, req: IncomingMessage, socket: Socket, cors: Record<string, string>): Promise<void> {
+  const s = (await d.admission.admit("sse", req, socket))!;
+  return serveSse(d.ctx, openSseSocket(socket, cors), s.ip, s.channels, s.cursor, s.claims);
+}
+
+/** `GET /poll` through node:http's response. */
+export async function pollRequest(d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<void> {
+  const s = await d.admission.admit("poll", req, res);
+  if (s === undefined) return;
+  return d.poll.serve(res, s.ip, s.channels, s.shared, s.hold, cors, s.claims);
+}
+
+/**
+ * `GET /poll` taken out of node:http: the same admission, errors answered on
+ * the socket (which then closes); an answer leaves the kept-alive connection
+ * to node:http again.
+ */
+export function pollSocket(d: Door, req: IncomingMessage, socket: Socket, head: Buffer): void {
+  watchPollSocket(socket);
+  const cors = d.admission.corsHeaders(req);
+  openPoll(d, req, socket, head, cors).catch((err) => d.fail(socket, err, cors));
+}
+
+async function openPoll(d: Door, req: IncomingMessage, socket: Socket, head: Buffer, cors: Record<string, string>): Promise<void> {
+  const s = await d.admission.admit("poll", req, socket);
+  if (s === undefined) return;
+  return d.poll.serve(socket, s.ip, s.channels, s.shared, s.hold, cors, s.claims, keepsAlive(req), head);
+}
+
+/** `/ws` as a WebSocket upgrade: admitted before `ws` completes the handshake; a throw is answered as HTTP. */
+export async function upgradeWs(d: Door, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const s = await d.admission.admit("ws", req, socket);
+  if (s === undefined) return;
+  d.ws.accept(req, socket, head, s.ip, s);
+}
+
+/** `/ws` as a plain request. */
+export function wsWithoutUpgrade(d: Door): void {
+  d.admission.offered("ws");
+  throw httpError("bad_request", "/ws expects a WebSocket upgrade");
+}
+
+function noop(): void {}
+
+function streamEnded(this: ServerResponse): void {
+  socketIdle(this.req.socket);
+}
