@@ -67,8 +67,9 @@ export class FrontDoor implements Door {
     const e = toHeartlineError(err, (error) => this.ctx.logs.write("request_error", "error", { err: error }, "unexpected error while serving a request"));
     if (e.code === "broker_unavailable") this.ctx.stats.brokerErrors++;
     if (out instanceof ServerResponse) {
-      // Refused before its body was read (e.g. a publish without a credential): close the
-      // connection after the answer rather than let node:http read and drop the rest.
+      // Refused before its body was read (e.g. a publish without a credential): the connection
+      // closes after the answer rather than wait for the rest, but half-closed (see halfClose).
+      if (!out.req.complete) out.req.socket.destroySoon = halfClose;
       sendError(out, e, out.req.complete ? headers : { ...headers, Connection: "close" });
     } else sendRawError(out, e, headers);
   }
@@ -98,3 +99,16 @@ export class FrontDoor implements Door {
 }
 
 function noop(): void {}
+
+/**
+ * What a `Connection: close` answer ends with, for a request whose body has
+ * not all arrived. node:http would destroy the socket once the answer is
+ * written, and a client still sending its body would then get a reset, which
+ * can discard the answer before the client reads it. Instead only our side
+ * is closed: the answer and a FIN go out, whatever the client still sends is
+ * read and dropped (node:http dumps an unread body), and the socket closes
+ * when the client ends its side, or at the request timeout.
+ */
+function halfClose(this: Socket): void {
+  this.end();
+}

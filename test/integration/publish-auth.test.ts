@@ -23,8 +23,8 @@ interface Exchange {
  * Sends the head of a publish that announces a body of `length` bytes and
  * only the first bytes of it; the rest never comes.
  */
-function startPublish(port: number, headers: Record<string, string>, length: number): Exchange {
-  const socket = connect(port, "127.0.0.1");
+function startPublish(port: number, headers: Record<string, string>, length: number, allowHalfOpen = false): Exchange {
+  const socket = connect({ port, host: "127.0.0.1", allowHalfOpen });
   let received = "";
   let closed = false;
   socket.setEncoding("latin1");
@@ -71,6 +71,27 @@ describe("publish credentials are checked before the body", () => {
     await assertRefusedEarly(tokens.port, { Authorization: "Bearer not.a.token" }, 401, "unauthorized");
     const expired = await sign({ sub: "u", exp: nowSec() - 10, publish: ["chat:*"] }, SECRET);
     await assertRefusedEarly(tokens.port, { Authorization: `Bearer ${expired}` }, 401, "token_expired");
+  });
+
+  it("lets a client that goes on sending its body read the refusal: no reset, the connection ends cleanly", async () => {
+    // Like an HTTP client uploading a body, it keeps its side open after the server's FIN.
+    const x = startPublish(keyed.port, {}, 1024 * 1024, true);
+    let failed: Error | undefined;
+    x.socket.on("error", (err) => (failed = err));
+    try {
+      await waitFor(() => x.text().includes("}}"), 2000, "the 401 answer before the body");
+      assert.match(x.text(), /^HTTP\/1\.1 401 /);
+      // The client has not read the answer's FIN yet and goes on sending: a closed socket would answer with a reset.
+      for (let i = 0; i < 8; i++) {
+        x.socket.write(Buffer.alloc(16 * 1024, "a"));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      x.socket.end();
+      await waitFor(() => x.isClosed(), 2000, "the connection to close");
+      assert.equal(failed, undefined, `the client saw ${failed?.message}`);
+    } finally {
+      x.socket.destroy();
+    }
   });
 
   it("still reads the body of an allowed publish, and of one whose channel decides", async () => {
