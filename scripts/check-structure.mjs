@@ -1,6 +1,7 @@
 // Checks the shape of src/ (run by `npm test`): fails on an import cycle, on a
 // transport that imports a broker, and on an import that points back up a
-// layer; warns about files over the size limit. Relative imports only, type
+// layer, and on module-level mutable state; warns about files over the size
+// limit. Relative imports only, type
 // imports included: a cycle through types is still a cycle for a reader.
 // Plain Node, no dependency.
 import { readdirSync, readFileSync } from "node:fs";
@@ -25,6 +26,20 @@ const LAYERS = ["broker", "hub", "auth", "http", "transports", "server"];
  */
 const KNOWN = new Map([
   ["src/transports/poll.ts → src/broker/broker.ts", "long polls still read history from the broker; they are to ask the hub"],
+]);
+
+/**
+ * Module-level mutable state allowed in src/ (outside the browser client),
+ * each with why. State belongs to an instance the server owns (through its
+ * context or a transport's constructor), so two servers in one process, or
+ * one test after another, share nothing. An entry that no longer matches
+ * fails the check.
+ */
+const MUTABLE_ALLOWED = new Map([
+  [
+    "src/hub/cursor.ts: decodedCursors",
+    "a bounded memo of a pure decode (immutable values keyed by the cursor text): a server cannot observe another's entries; it moves to the admission step with cursor parsing",
+  ],
 ]);
 
 /** The browser client: its own tree, which may take only dependency-free top-level modules. */
@@ -158,6 +173,35 @@ const warnings = [];
   }
 }
 
+// (e) Module-level mutable state, outside the browser client (one page, one
+// client state). Read from the comment-free text, declarations at column 0
+// (the code is formatted): any `let` or `var`, and a `const` holding a new
+// Map, Set, WeakMap, WeakSet or array that the file then mutates (a method
+// that changes it, or an element or `length` assignment). Deliberately
+// simple: state hidden in a module-level object literal is not caught.
+const MUTATORS = "set|add|delete|clear|push|pop|shift|unshift|splice|sort|reverse|fill|copyWithin";
+const moduleState = new Set();
+for (const f of [...files].sort()) {
+  if (dirOf(f) === CLIENT) continue;
+  const text = stripComments(readFileSync(f, "utf8"));
+  const found = [];
+  for (const m of text.matchAll(/^(?:export\s+)?(?:let|var)\s+([A-Za-z_$][\w$]*)/gm)) found.push([m[1], "a module-level `let`"]);
+  for (const m of text.matchAll(/^(?:export\s+)?const\s+([A-Za-z_$][\w$]*)\s*(?::[^=\n]+)?=\s*(?:new\s+(?:Map|Set|WeakMap|WeakSet|Array)\b|\[)/gm)) {
+    const name = m[1].replace(/\$/g, "\\$");
+    const mutated = new RegExp(`(?<![\\w$.])${name}\\s*(?:\\.\\s*(?:${MUTATORS})\\s*\\(|\\[[^\\]]*\\]\\s*=[^=]|\\.length\\s*=[^=])`);
+    if (mutated.test(text)) found.push([m[1], "a module-level collection that is mutated"]);
+  }
+  for (const [name, what] of found) {
+    const key = `${rel(f)}: ${name}`;
+    moduleState.add(key);
+    if (MUTABLE_ALLOWED.has(key)) warnings.push(`allowed module state: ${key}: ${MUTABLE_ALLOWED.get(key)}`);
+    else failures.push(`module-level mutable state: ${key} is ${what} (give it to an instance the server owns; see MUTABLE_ALLOWED)`);
+  }
+}
+for (const key of MUTABLE_ALLOWED.keys()) {
+  if (!moduleState.has(key)) failures.push(`allowed module state no longer found, remove it from MUTABLE_ALLOWED in scripts/check-structure.mjs: ${key}`);
+}
+
 // Ranks for the layer rule. A top-level file ranks just above the highest
 // layer it reaches; a file in a layer directory ranks as that layer.
 const rankMemo = new Map();
@@ -211,4 +255,4 @@ if (failures.length > 0) {
   console.error(`check-structure: ${failures.length} problem${failures.length === 1 ? "" : "s"} in src/`);
   process.exit(1);
 }
-console.log(`check-structure: ${files.size} files in src/, no import cycle, no transport importing a broker, no import up a layer` + (KNOWN.size > 0 ? ` (${KNOWN.size} known exception${KNOWN.size === 1 ? "" : "s"} above)` : ""));
+console.log(`check-structure: ${files.size} files in src/, no import cycle, no transport importing a broker, no import up a layer, no module-level mutable state` + (KNOWN.size > 0 ? ` (${KNOWN.size} known exception${KNOWN.size === 1 ? "" : "s"} above)` : ""));

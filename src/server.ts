@@ -13,7 +13,7 @@ import { sweepTokens } from "./auth/expiry.js";
 import { readRecordTtl, type Broker } from "./broker/broker.js";
 import { MemoryBroker } from "./broker/memory.js";
 import { RedisBroker } from "./broker/redis.js";
-import { systemClock, type Clock } from "./clock.js";
+import { sleepOn, systemClock, type Clock } from "./clock.js";
 import { configFromOptions, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
 import { httpError } from "./errors.js";
 import { Hub } from "./hub/hub.js";
@@ -251,9 +251,11 @@ export class Heartline {
     const ctx = this.ctx;
     ctx.draining = true;
     for (const s of this.owned) s.close();
-    const deadline = Date.now() + timeoutSeconds * 1000;
+    // Waits on the injected clock (a ManualClock's sleep takes real time too, so a test's close ends).
+    const clock = this.clock;
+    const deadline = clock.now() + timeoutSeconds * 1000;
     const until = async (done: () => boolean) => {
-      while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (!done() && clock.now() < deadline) await sleepOn(clock, 20);
     };
     // A client publish being stored is answered on its WebSocket before that socket is closed.
     await until(() => this.publisher.storing.size === 0);

@@ -50,19 +50,27 @@ export function sendRawError(socket: Duplex, err: HeartlineError, headers?: Reco
   socket.end(head + body);
 }
 
-let dateSecond = -1;
-let dateText = "";
-
 /**
  * `Date: <IMF-fixdate>\r\n` for a response head written on a bare socket
- * (RFC 9110 §6.6.1: an origin server with a clock sends it), formatted once
- * a second, as node:http does for its own responses.
+ * (RFC 9110 §6.6.1: an origin server with a clock sends it). For heads
+ * written once per request (an error, the start of a stream); answers written
+ * often use a {@link DateLine}.
  */
 export function dateLine(now = Date.now()): string {
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = headerLine("Date", new Date(second * 1000).toUTCString());
+  return headerLine("Date", new Date(Math.floor(now / 1000) * 1000).toUTCString());
+}
+
+/** {@link dateLine} formatted once a second, as node:http does for its own responses; one per owner, nothing shared. */
+export class DateLine {
+  private second = -1;
+  private text = "";
+
+  line(now = Date.now()): string {
+    const second = Math.floor(now / 1000);
+    if (second !== this.second) {
+      this.second = second;
+      this.text = dateLine(now);
+    }
+    return this.text;
   }
-  return dateText;
 }

@@ -14,18 +14,19 @@ import type { Position } from "../cursor-layout.js";
 import { httpError } from "../errors.js";
 import type { Outgoing, Subscriber, Subscription } from "../hub/hub.js";
 import type { Stats } from "../stats.js";
+import { WriteBatch } from "./batch.js";
 
 /** Everything a transport needs from the server, passed as one object: the shared services and the connection registry. */
 export interface ServerContext extends CoreContext {
   readonly registry: ConnectionRegistry;
 }
 
-let nextId = 1;
 const NO_SUBS: readonly Subscription[] = Object.freeze([]);
 const SETTLED: Promise<void> = Promise.resolve();
 
 export abstract class Connection implements Subscriber, TokenHolder {
-  readonly id = nextId++;
+  /** Numbers connections in log lines; unique within the server. */
+  readonly id: number;
   abstract readonly kind: "ws" | "sse";
   /**
    * Subscriptions, in an array of exactly their number: most connections hold
@@ -51,6 +52,7 @@ export abstract class Connection implements Subscriber, TokenHolder {
     readonly ctx: ServerContext,
     readonly ip: string,
   ) {
+    this.id = ctx.registry.newId();
     this.lastSendAt = this.lastRecvAt = ctx.now;
   }
 
@@ -149,6 +151,9 @@ export class ConnectionRegistry {
   readonly live = new Set<Connection>();
   /** Connections closed politely whose socket must be cut if the peer lingers. */
   readonly closing = new Set<Connection>();
+  /** End-of-turn write batching for the connections of this server (see batch.ts). */
+  readonly batch = new WriteBatch();
+  private lastId = 0;
 
   constructor(
     private readonly config: HeartlineConfig,
@@ -172,6 +177,11 @@ export class ConnectionRegistry {
     this.perIp.set(ip, n + 1);
     this.total++;
     this.byTransport[kind]++;
+  }
+
+  /** A number for a new connection's log lines. */
+  newId(): number {
+    return ++this.lastId;
   }
 
   /** Registers a persistent connection that was admitted. */

@@ -22,7 +22,7 @@ import type { TokenClaims } from "../auth/tokens.js";
 import type { Broker, ReadResult, StoredMessage } from "../broker/broker.js";
 import { routePath } from "../http/request-path.js";
 import { socketAdmitted, socketIdle } from "../http/socket-limits.js";
-import { dateLine } from "../http/respond.js";
+import { DateLine } from "../http/respond.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
 import type { Waiter } from "../hub/hub.js";
 import { HEAD_END, headerLine, headerLines, pollAnswerJson, statusLine, type PollReset } from "../wire.js";
@@ -161,16 +161,20 @@ const HELD_BYTES_LIMIT = 16 * 1024;
 
 const RAW_HEAD = statusLine(200, "OK") + headerLines({ "Content-Type": "application/json", "Cache-Control": "no-store" });
 const CLOSE_LINE = headerLine("Connection", "close");
-let keepAliveLine = "";
-let keepAliveMs = -1;
+/** Header lines of bare-socket answers, formatted when they change; one per PollTransport. */
+class BareHeads {
+  readonly date = new DateLine();
+  private keepAliveLine = "";
+  private keepAliveMs = -1;
 
-/** `Connection: keep-alive` and the server's idle limit, as node:http announces them. */
-function keepAliveLines(server: Server): string {
-  if (server.keepAliveTimeout !== keepAliveMs) {
-    keepAliveMs = server.keepAliveTimeout;
-    keepAliveLine = headerLine("Connection", "keep-alive") + (keepAliveMs > 0 ? headerLine("Keep-Alive", "timeout=" + Math.floor(keepAliveMs / 1000)) : "");
+  /** `Connection: keep-alive` and the server's idle limit, as node:http announces them. */
+  keepAlive(server: Server): string {
+    if (server.keepAliveTimeout !== this.keepAliveMs) {
+      const ms = (this.keepAliveMs = server.keepAliveTimeout);
+      this.keepAliveLine = headerLine("Connection", "keep-alive") + (ms > 0 ? headerLine("Keep-Alive", "timeout=" + Math.floor(ms / 1000)) : "");
+    }
+    return this.keepAliveLine;
   }
-  return keepAliveLine;
 }
 
 /**
@@ -214,14 +218,14 @@ export function watchPollSocket(socket: Socket): void {
  * write. Then the connection goes back to node:http (`rest`: the bytes the
  * client sent after the poll's request), or ends when it is not kept alive.
  */
-function sendBare(socket: PollSocket, a: PollAnswer, headers: Record<string, string>, keepAlive: boolean, rest: Buffer | undefined): void {
+function sendBare(heads: BareHeads, socket: PollSocket, a: PollAnswer, headers: Record<string, string>, keepAlive: boolean, rest: Buffer | undefined): void {
   if (socket.destroyed || !socket.writable) {
     socket.destroy();
     return;
   }
   const server = socket.server;
   keepAlive &&= server !== undefined && server.listening;
-  const head = RAW_HEAD + dateLine() + (keepAlive ? keepAliveLines(server!) : CLOSE_LINE) + headerLine("Content-Length", a.bytes) + headerLines(headers) + HEAD_END;
+  const head = RAW_HEAD + heads.date.line() + (keepAlive ? heads.keepAlive(server!) : CLOSE_LINE) + headerLine("Content-Length", a.bytes) + headerLines(headers) + HEAD_END;
   socket.write(head + a.body);
   if (keepAlive) handBack(socket, server!, rest);
   else socket.destroySoon();
@@ -293,14 +297,6 @@ function onHeldClose(this: PollSocket): void {
   this[POLL]?.abandon();
 }
 
-/**
- * Woken polls are read at the end of the turn, not at once: the messages of a
- * burst (several publishes handled in one turn) then leave in one answer
- * instead of one answer each, and the client's next poll has the rest.
- */
-const woken: PendingPoll[] = [];
-let wakeScheduled = false;
-
 /** Held polls reach their state through a field of the response or socket: shared handlers, no closure each. */
 type PollResponse = ServerResponse & { [POLL]?: PendingPoll };
 
@@ -313,36 +309,58 @@ function answerKey(cursor: string, channels: readonly string[]): string {
   return channels.length === 1 ? cursor + " " + channels[0] : cursor + " " + channels.join(" ");
 }
 
-/** `hub.published` when the wake queue last looked; while it moves, a burst is still arriving. */
-let seenPublished = -1;
-let deferred = 0;
 /** Turns a burst may hold woken polls back; each is one pass of the event loop, microseconds when idle. */
 const MAX_DEFERRED_TURNS = 4;
 
-function runWakes(): void {
-  const published = woken.length > 0 ? woken[0]!.transport.ctx.hub.published : seenPublished;
-  if (published !== seenPublished && deferred < MAX_DEFERRED_TURNS) {
-    // Messages were stored since the last look: the rest of the burst may be
-    // in the sockets already. Look again after one more pass of the loop, so
-    // it leaves in the same answers.
-    seenPublished = published;
-    deferred++;
-    setImmediate(runWakes);
-    return;
+/**
+ * Woken polls are read at the end of the turn, not at once: the messages of a
+ * burst (several publishes handled in one turn) then leave in one answer
+ * instead of one answer each, and the client's next poll has the rest. One
+ * queue per PollTransport.
+ */
+class WakeQueue {
+  private readonly woken: PendingPoll[] = [];
+  private scheduled = false;
+  /** `hub.published` when the queue last looked; while it moves, a burst is still arriving. */
+  private seenPublished = -1;
+  private deferred = 0;
+
+  constructor(private readonly hub: ServerContext["hub"]) {}
+
+  add(p: PendingPoll): void {
+    this.woken.push(p);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.run);
+    }
   }
-  deferred = 0;
-  wakeScheduled = false;
-  const list = woken.splice(0, woken.length);
-  // Answers of this pass by (cursor, channels): nothing is published while it
-  // runs, so polls at the same cursor get the same answer.
-  let shared: Map<string, PollAnswer | null> | undefined;
-  for (let i = 0; i < list.length; i++) {
-    const p = list[i]!;
-    p.queued = false;
-    if (p.done) continue;
-    if (p.transport.ctx.hub.broker.readSync) p.checkNow((shared ??= new Map()));
-    else void p.check();
-  }
+
+  /** Bound once: rescheduling allocates no closure. */
+  private readonly run = (): void => {
+    const published = this.woken.length > 0 ? this.hub.published : this.seenPublished;
+    if (published !== this.seenPublished && this.deferred < MAX_DEFERRED_TURNS) {
+      // Messages were stored since the last look: the rest of the burst may be
+      // in the sockets already. Look again after one more pass of the loop, so
+      // it leaves in the same answers.
+      this.seenPublished = published;
+      this.deferred++;
+      setImmediate(this.run);
+      return;
+    }
+    this.deferred = 0;
+    this.scheduled = false;
+    const list = this.woken.splice(0, this.woken.length);
+    // Answers of this pass by (cursor, channels): nothing is published while it
+    // runs, so polls at the same cursor get the same answer.
+    let shared: Map<string, PollAnswer | null> | undefined;
+    for (let i = 0; i < list.length; i++) {
+      const p = list[i]!;
+      p.queued = false;
+      if (p.done) continue;
+      if (this.hub.broker.readSync) p.checkNow((shared ??= new Map()));
+      else void p.check();
+    }
+  };
 }
 
 class PendingPoll implements Waiter {
@@ -377,11 +395,7 @@ class PendingPoll implements Waiter {
     }
     if (this.queued) return;
     this.queued = true;
-    woken.push(this);
-    if (!wakeScheduled) {
-      wakeScheduled = true;
-      setImmediate(runWakes);
-    }
+    this.transport.wakes.add(this);
   }
 
   private tokenExpired(): boolean {
@@ -486,16 +500,21 @@ function hold(socket: PollSocket, p: PendingPoll): void {
 export class PollTransport {
   /** Polls holding a slot, for the deadline sweep and for draining. */
   readonly waiting = new Set<PendingPoll>();
+  /** Polls woken in this turn, answered at its end. */
+  readonly wakes: WakeQueue;
+  private readonly heads = new BareHeads();
 
   constructor(
     readonly ctx: ServerContext,
     readonly onError: (out: PollOutput, err: unknown) => void,
-  ) {}
+  ) {
+    this.wakes = new WakeQueue(ctx.hub);
+  }
 
   /** Writes an answer through the response, or on the bare socket (see sendBare). */
   write(out: PollOutput, a: PollAnswer, headers: Record<string, string>, keepAlive: boolean, rest: Buffer | undefined): void {
     if (out instanceof ServerResponse) send(out, a, headers);
-    else sendBare(out, a, headers, keepAlive && !this.ctx.draining, rest);
+    else sendBare(this.heads, out, a, headers, keepAlive && !this.ctx.draining, rest);
     // Answered: a held poll's connection is no longer a subscriber's (a poll whose client left never gets here).
     socketIdle(socketOf(out));
   }

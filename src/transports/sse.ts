@@ -20,7 +20,6 @@ import { dateLine } from "../http/respond.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
 import { HEAD_END, headerLines, sseEvent, sseIdLine, sseRetry, statusLine } from "../wire.js";
-import { corkUntilTurnEnds } from "./batch.js";
 import { announcesBody } from "./poll.js";
 import { Connection, type ServerContext } from "./connection.js";
 
@@ -131,7 +130,7 @@ export class SseConnection extends Connection {
     const out = this.out;
     if (!this.corked) {
       this.corked = true;
-      corkUntilTurnEnds(this);
+      this.ctx.registry.batch.corkUntilTurnEnds(this);
     }
     out.write(id);
     out.write(body);

@@ -13,7 +13,6 @@ import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
 import { parseSince, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
-import { corkUntilTurnEnds } from "./batch.js";
 import { Connection, type ServerContext } from "./connection.js";
 import type { Publisher } from "../http/publish.js";
 
@@ -83,7 +82,7 @@ export class WsConnection extends Connection {
     if (raw !== null) {
       if (!this.corked) {
         this.corked = true;
-        corkUntilTurnEnds(this);
+        this.ctx.registry.batch.corkUntilTurnEnds(this);
       }
       raw.write(frame);
     } else this.socket.send(frame, TEXT);
