@@ -5,9 +5,11 @@
  * shared ticker, not by a timer of its own. It keeps the decoded cursor that
  * every request with the same cursor text shares (see decodeCursorShared).
  *
- * With a broker that reads synchronously (the memory broker), polls are read
- * and answered in the turn they are woken, and the polls of one pass that
- * wait at the same cursor on the same channels share one answer body.
+ * A poll asks the hub for what follows its cursor (Hub.readAfter), which
+ * applies the reset rule. When the hub reads at once (the memory broker),
+ * polls are read and answered in the turn they are woken, and the polls of
+ * one pass that wait at the same cursor on the same channels share one
+ * answer body.
  *
  * A poll is answered either through node:http's response (servers Heartline
  * is attached to) or, on servers Heartline creates, on the bare socket: the
@@ -19,25 +21,16 @@
 import { ServerResponse, type IncomingMessage, type Server } from "node:http";
 import type { Socket } from "node:net";
 import type { TokenClaims } from "../auth/tokens.js";
-import type { Broker, ReadResult, StoredMessage } from "../broker/broker.js";
 import { routePath } from "../http/request-path.js";
 import { socketAdmitted, socketIdle } from "../http/socket-limits.js";
 import { DateLine } from "../http/respond.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
-import type { Waiter } from "../hub/hub.js";
-import { HEAD_END, headerLine, headerLines, pollAnswerJson, statusLine, type PollReset } from "../wire.js";
+import type { ChannelsRead, CursorPositions, Waiter } from "../hub/hub.js";
+import { HEAD_END, headerLine, headerLines, pollAnswerJson, statusLine } from "../wire.js";
 import type { ServerContext } from "./connection.js";
 
 /** Most messages in one answer; the client polls again at once for the rest. */
 export const POLL_BATCH_LIMIT = 1000;
-
-type Cursor = ReadonlyMap<string, Position> | undefined;
-
-interface Collected {
-  messages: StoredMessage[];
-  resets: PollReset[];
-  positions: Array<[string, Position]>;
-}
 
 /** An answer ready to send: its body, the body's length in bytes, and how many messages it carries. */
 export interface PollAnswer {
@@ -46,42 +39,8 @@ export interface PollAnswer {
   readonly messages: number;
 }
 
-/** Adds one channel's read to `out`. */
-function take(out: Collected, channel: string, since: Position | undefined, r: ReadResult): void {
-  if (since && !r.recovered) {
-    out.resets.push({ channel, epoch: r.epoch, offset: r.offset });
-    out.positions.push([channel, { epoch: r.epoch, offset: r.offset }]);
-  } else if (since) {
-    for (const m of r.messages) out.messages.push(m);
-    const last = r.messages.length > 0 ? r.messages[r.messages.length - 1]!.offset : since.offset;
-    out.positions.push([channel, { epoch: r.epoch, offset: last }]);
-  } else {
-    out.positions.push([channel, { epoch: r.epoch, offset: r.offset }]);
-  }
-}
-
-/** Reads, for every channel, what comes after its position in `cursor`. */
-async function collect(broker: Broker, channels: readonly string[], cursor: Cursor): Promise<Collected> {
-  if (broker.readSync) return collectSync(broker, channels, cursor);
-  const out: Collected = { messages: [], resets: [], positions: [] };
-  for (const channel of channels) {
-    const since = positionIn(cursor, channel);
-    take(out, channel, since, await broker.read(channel, since, Math.max(POLL_BATCH_LIMIT - out.messages.length, 0)));
-  }
-  return out;
-}
-
-function collectSync(broker: Broker, channels: readonly string[], cursor: Cursor): Collected {
-  const out: Collected = { messages: [], resets: [], positions: [] };
-  for (const channel of channels) {
-    const since = positionIn(cursor, channel);
-    take(out, channel, since, broker.readSync!(channel, since, Math.max(POLL_BATCH_LIMIT - out.messages.length, 0)));
-  }
-  return out;
-}
-
 /** `{"messages":[…],"cursor":"…","resets":[…]}`; the messages are already JSON. */
-export function encodeAnswer(c: Collected): PollAnswer {
+export function encodeAnswer(c: ChannelsRead): PollAnswer {
   const body = pollAnswerJson(c.messages, encodeCursor(c.positions), c.resets);
   return { body, bytes: Buffer.byteLength(body), messages: c.messages.length };
 }
@@ -91,7 +50,7 @@ export function encodeAnswer(c: Collected): PollAnswer {
  * channel the cursor did not name that has just been given a position
  * (answered at once, so the client holds it before anything is published there).
  */
-function hasNews(c: Collected, channels: readonly string[], cursor: Cursor): boolean {
+function hasNews(c: ChannelsRead, channels: readonly string[], cursor: CursorPositions): boolean {
   if (c.messages.length > 0 || c.resets.length > 0) return true;
   let named = 0;
   for (const ch of channels) if (positionIn(cursor, ch) !== undefined) named++;
@@ -357,7 +316,7 @@ class WakeQueue {
       const p = list[i]!;
       p.queued = false;
       if (p.done) continue;
-      if (this.hub.broker.readSync) p.checkNow((shared ??= new Map()));
+      if (this.hub.readsNow) p.checkNow((shared ??= new Map()));
       else void p.check();
     }
   };
@@ -403,7 +362,7 @@ class PendingPoll implements Waiter {
   }
 
   /**
-   * With a synchronous broker: reads and answers now if anything is there.
+   * When the hub reads at once: reads and answers now if anything is there.
    * `shared` holds the answers already worked out in this turn, by (cursor, channels).
    */
   checkNow(shared: Map<string, PollAnswer | null>): void {
@@ -412,7 +371,7 @@ class PendingPoll implements Waiter {
       let a = shared.get(key);
       if (a === undefined) {
         const cursor = this.cursor.positions;
-        const c = collectSync(this.transport.ctx.hub.broker, this.channels, cursor);
+        const c = this.transport.ctx.hub.readAfterNow(this.channels, cursor, POLL_BATCH_LIMIT);
         a = hasNews(c, this.channels, cursor) ? encodeAnswer(c) : null;
         shared.set(key, a);
       }
@@ -435,7 +394,7 @@ class PendingPoll implements Waiter {
       do {
         this.dirty = false;
         const cursor = this.cursor.positions;
-        const c = await collect(this.transport.ctx.hub.broker, this.channels, cursor);
+        const c = await this.transport.ctx.hub.readAfter(this.channels, cursor, POLL_BATCH_LIMIT);
         if (this.done) return;
         if (this.tokenExpired()) {
           this.finish();
@@ -540,11 +499,11 @@ export class PollTransport {
   ): Promise<void> {
     // A poll never waits past its token's expiry.
     if (claims) holdSeconds = Math.min(holdSeconds, this.ctx.auth.holdLimit(claims));
-    const broker = this.ctx.hub.broker;
+    const hub = this.ctx.hub;
     const cursor = shared?.positions;
     const rest = head !== undefined && head.length > 0 ? head : undefined;
     if (!shared || holdSeconds <= 0) {
-      const c = broker.readSync ? collectSync(broker, channels, cursor) : await collect(broker, channels, cursor);
+      const c = hub.readsNow ? hub.readAfterNow(channels, cursor, POLL_BATCH_LIMIT) : await hub.readAfter(channels, cursor, POLL_BATCH_LIMIT);
       const a = encodeAnswer(c);
       this.ctx.stats.delivered.poll += a.messages;
       this.write(out, a, headers, keepAlive, rest);
@@ -567,7 +526,7 @@ export class PollTransport {
       p.finish();
       return;
     }
-    if (broker.readSync) {
+    if (hub.readsNow) {
       p.checkNow(this.answers());
       if (bare && !p.done) hold(out, p);
     } else {
