@@ -24,9 +24,7 @@ const LAYERS = ["broker", "hub", "auth", "http", "transports", "server"];
  * here they are warnings; an entry that no longer matches an import fails the
  * check, so the list cannot outlive its reasons.
  */
-const KNOWN = new Map([
-  ["src/transports/poll.ts → src/broker/broker.ts", "long polls still read history from the broker; they are to ask the hub"],
-]);
+const KNOWN = new Map([]);
 
 /**
  * Module-level mutable state allowed in src/ (outside the browser client),

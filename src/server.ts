@@ -26,8 +26,8 @@ import { createMetrics } from "./metrics.js";
 import { Stats } from "./stats.js";
 import { ConnectionRegistry, type ServerContext } from "./transports/connection.js";
 import { sweepClosing, sweepHeartbeats } from "./transports/heartbeat.js";
-import { clearKeepAliveLimit, PollTransport } from "./transports/poll.js";
-import { StreamRequest } from "./transports/sse.js";
+import { clearKeepAliveLimit, StreamRequest } from "./transports/bare.js";
+import { PollTransport } from "./transports/poll.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 import { FrontDoor } from "./server/front-door.js";
 

@@ -12,9 +12,50 @@
  * - a position that history can no longer serve, or an epoch change, is
  *   announced with `reset` before anything else of that channel.
  */
-import type { Broker, StoredMessage } from "../broker/broker.js";
-import { sseMessageEvent, wsMessagePayload, wsTextFrame } from "../wire.js";
-import { channelKey, type Position } from "./cursor.js";
+import type { Broker, ReadResult, StoredMessage } from "../broker/broker.js";
+import { sseMessageEvent, wsMessagePayload, wsTextFrame, type PollReset } from "../wire.js";
+import { channelKey, positionIn, type Position } from "./cursor.js";
+
+export type { Position, StoredMessage };
+
+/** A decoded cursor: each channel's position, by channel key. */
+export type CursorPositions = ReadonlyMap<string, Position> | undefined;
+
+/** What follows a cursor on a list of channels (see {@link Hub.readAfter}). */
+export interface ChannelsRead {
+  /** The messages after the cursor, channel by channel, each oldest first. */
+  messages: StoredMessage[];
+  /** The channels whose position history can no longer serve, each with where it now stands. */
+  resets: PollReset[];
+  /** Where each channel stands after `messages` and `resets`: the next cursor. */
+  positions: Array<[string, Position]>;
+}
+
+/**
+ * The reset rule, for a reader that asked from `since` and was answered `r`:
+ * a position that history can no longer serve (expired, evicted, or of
+ * another epoch) is announced with a reset to the channel's current position.
+ * Subscriptions (`recover`) and polls (`readAfter`) both follow it; a
+ * subscription that is live meets the same loss as a gap or an epoch change
+ * in the stream (`emit`).
+ */
+function lost(since: Position | undefined, r: ReadResult): boolean {
+  return since !== undefined && !r.recovered;
+}
+
+/** Adds one channel's read from `since` to `out`. */
+function addRead(out: ChannelsRead, channel: string, since: Position | undefined, r: ReadResult): void {
+  if (lost(since, r)) {
+    out.resets.push({ channel, epoch: r.epoch, offset: r.offset });
+    out.positions.push([channel, { epoch: r.epoch, offset: r.offset }]);
+  } else if (since) {
+    for (const m of r.messages) out.messages.push(m);
+    const last = r.messages.length > 0 ? r.messages[r.messages.length - 1]!.offset : since.offset;
+    out.positions.push([channel, { epoch: r.epoch, offset: last }]);
+  } else {
+    out.positions.push([channel, { epoch: r.epoch, offset: r.offset }]);
+  }
+}
 
 /**
  * A message on its way out, encoded at most once per wire format and shared
@@ -148,12 +189,14 @@ export class Hub {
     const subscriber = sub.subscriber;
     sub.epoch = r.epoch;
     subscriber.subscribed(sub, r.epoch, r.offset, r.recovered);
-    if (since && r.recovered) {
+    if (lost(since, r)) {
+      sub.offset = r.offset;
+      subscriber.reset(sub, r.epoch, r.offset);
+    } else if (since) {
       sub.offset = since.offset;
       for (const m of r.messages) this.emit(sub, m);
     } else {
       sub.offset = r.offset;
-      if (since) subscriber.reset(sub, r.epoch, r.offset);
     }
     const pending = sub.pending;
     sub.pending = null;
@@ -164,6 +207,41 @@ export class Hub {
       }
     }
     if (sub.state !== CLOSED) sub.state = LIVE;
+  }
+
+  /**
+   * Whether {@link readAfterNow} can answer: the broker reads without waiting
+   * (the memory broker). Woken long polls then answer in the turn they are
+   * woken and share one answer among the polls waiting at the same cursor.
+   */
+  get readsNow(): boolean {
+    return this.broker.readSync !== undefined;
+  }
+
+  /**
+   * The messages and resets after `cursor` on `channels`, at most `limit`
+   * messages in all (the rest is read from the returned positions next), and
+   * the position of every channel: a channel the cursor does not name is
+   * given its current one. Rejects when the broker cannot be read.
+   */
+  async readAfter(channels: readonly string[], cursor: CursorPositions, limit: number): Promise<ChannelsRead> {
+    if (this.broker.readSync) return this.readAfterNow(channels, cursor, limit);
+    const out: ChannelsRead = { messages: [], resets: [], positions: [] };
+    for (const channel of channels) {
+      const since = positionIn(cursor, channel);
+      addRead(out, channel, since, await this.broker.read(channel, since, Math.max(limit - out.messages.length, 0)));
+    }
+    return out;
+  }
+
+  /** {@link readAfter} answered at once; only when {@link readsNow}. */
+  readAfterNow(channels: readonly string[], cursor: CursorPositions, limit: number): ChannelsRead {
+    const out: ChannelsRead = { messages: [], resets: [], positions: [] };
+    for (const channel of channels) {
+      const since = positionIn(cursor, channel);
+      addRead(out, channel, since, this.broker.readSync!(channel, since, Math.max(limit - out.messages.length, 0)));
+    }
+    return out;
   }
 
   /** Ends a subscription; safe to call twice. */

@@ -9,7 +9,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { httpError } from "../errors.js";
 import { socketIdle } from "../http/socket-limits.js";
-import { keepsAlive, watchPollSocket } from "../transports/poll.js";
+import { keepsAlive, watchBareSocket } from "../transports/bare.js";
 import { openSseResponse, openSseSocket, serveSse } from "../transports/sse.js";
 import type { Door } from "./door.js";
 
@@ -47,7 +47,7 @@ export async function pollRequest(d: Door, req: IncomingMessage, res: ServerResp
  * to node:http again.
  */
 export function pollSocket(d: Door, req: IncomingMessage, socket: Socket, head: Buffer): void {
-  watchPollSocket(socket);
+  watchBareSocket(socket);
   const cors = d.admission.corsHeaders(req);
   openPoll(d, req, socket, head, cors).catch((err) => d.fail(socket, err, cors));
 }

@@ -7,25 +7,24 @@
  * A stream is written either through node:http's response (servers Heartline
  * is attached to) or, on servers Heartline creates, straight to the socket
  * once the request is taken out of node:http like an upgrade (see
- * {@link StreamRequest}): an idle stream then holds no parser, request or
+ * StreamRequest in bare.ts): an idle stream then holds no parser, request or
  * response, and each write skips the chunked encoding.
  */
-import { IncomingMessage, type ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
 import { routePath } from "../http/request-path.js";
-import { dateLine } from "../http/respond.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
-import { HEAD_END, headerLines, sseEvent, sseIdLine, sseRetry, statusLine } from "../wire.js";
-import { announcesBody } from "./poll.js";
+import { headerLines, sseEvent, sseIdLine, sseRetry, statusLine } from "../wire.js";
+import { bareHead, type HttpOutput } from "./bare.js";
 import { Connection, type ServerContext } from "./connection.js";
 
 const CONN = Symbol("heartline.connection");
-/** Where a stream's bytes go: node:http's response, or the bare socket. Both are writable streams with the same calls. */
-export type SseOutput = (ServerResponse | Socket) & { [CONN]?: SseConnection };
+/** Where a stream's bytes go: node:http's response, or the bare socket (see bare.ts). Both are writable streams with the same calls. */
+export type SseOutput = HttpOutput & { [CONN]?: SseConnection };
 
 /** Reconnection delay the stream announces first (SPEC: 1000–5000 ms). */
 export const SSE_RETRY_MS = 2000;
@@ -50,46 +49,6 @@ export function isSseRequest(method: string | undefined, url: string | undefined
   return method === "GET" && routePath(url) === "/sse";
 }
 
-/**
- * Whether a response is still outstanding on the request's connection (an
- * earlier request of a pipeline, not yet answered): node:http assigns the
- * connection to the response at the head of its queue until it finishes. A
- * request taken out of node:http then would be answered before it, so it
- * stays on node:http's response path, which answers in order.
- */
-function answering(req: IncomingMessage): boolean {
-  const s = req.socket as (IncomingMessage["socket"] & { _httpMessage?: unknown }) | null;
-  return s != null && s._httpMessage != null;
-}
-
-const UPGRADE = Symbol("heartline.upgrade");
-
-/**
- * The request class of servers Heartline creates. node:http hands a request
- * whose `upgrade` is true to the server's `upgrade` listeners and lets go of
- * it, its parser and its response, as it does for a WebSocket handshake; this
- * class reports `GET /sse` and `GET /poll` as such requests, so the stream,
- * or the poll, is served on the bare socket (a poll that announces a body
- * stays with node:http, which reads it, and so does a request pipelined
- * behind one not yet answered). node:http assigns `method`
- * before it reads `upgrade`; a version that stopped reading it would simply
- * serve them as plain requests, through the response.
- */
-export class StreamRequest extends IncomingMessage {
-  private [UPGRADE]: boolean | null = null;
-
-  get upgrade(): boolean {
-    if (this[UPGRADE] === true) return true;
-    if (this.method !== "GET") return false;
-    const path = routePath(this.url);
-    if (path === "/sse") return !answering(this);
-    return path === "/poll" && !announcesBody(this) && !answering(this);
-  }
-
-  set upgrade(value: boolean | null) {
-    this[UPGRADE] = value;
-  }
-}
 export class SseConnection extends Connection {
   readonly kind = "sse" as const;
 
@@ -213,9 +172,8 @@ export function openSseResponse(res: ServerResponse, headers: Record<string, str
  * that its end of the connection is noticed.
  */
 export function openSseSocket(socket: Socket, headers: Record<string, string>): SseOutput {
-  const head = RAW_HEAD + dateLine() + headerLines(headers) + HEAD_END;
   socket.setNoDelay(true);
-  socket.write(head + RETRY_LINE);
+  socket.write(bareHead(RAW_HEAD, headers) + RETRY_LINE);
   // node:http servers allow half-open sockets: a client that ends its side is gone.
   socket.on("end", onClose);
   socket.resume();

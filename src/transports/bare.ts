@@ -1,0 +1,279 @@
+/**
+ * HTTP/1.1 on a bare socket. On servers Heartline creates, `GET /sse` and
+ * `GET /poll` are taken out of node:http like an upgrade (StreamRequest), so
+ * an idle stream or a held poll keeps no parser, request or response. This
+ * module holds what that takes, apart from what is said on the socket:
+ * recognising such requests, the keep-alive decision, the response head
+ * (formatted by wire.ts), holding a socket while a poll waits, and handing
+ * the socket back to node:http for the next request of a kept-alive
+ * connection.
+ *
+ * A transport writes through an {@link HttpOutput}, node:http's response or
+ * the bare socket, without caring which: both are writable streams with the
+ * same calls (write, cork, uncork, end, destroy, writableLength) for a
+ * stream, and {@link BareHttp.answer} sends a one-shot answer on either.
+ */
+import { IncomingMessage, ServerResponse, type Server } from "node:http";
+import type { Socket } from "node:net";
+import { routePath } from "../http/request-path.js";
+import { DateLine, dateLine } from "../http/respond.js";
+import { HEAD_END, headerLine, headerLines, statusLine } from "../wire.js";
+
+/** Where a response goes: node:http's response, or the bare socket of a request taken out of node:http. */
+export type HttpOutput = ServerResponse | Socket;
+
+/** The connection of an output. */
+export function socketOf(out: HttpOutput): Socket | null {
+  return out instanceof ServerResponse ? out.req.socket : out;
+}
+
+/**
+ * Whether a request announces a body (`Content-Length` other than 0, or
+ * `Transfer-Encoding`). node:http would read it as part of the request; taken
+ * out like an upgrade, it would be parsed as the next request, so such a poll
+ * stays with node:http.
+ */
+export function announcesBody(req: IncomingMessage): boolean {
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 14 && name.toLowerCase() === "content-length" && raw[i + 1]!.trim() !== "0") return true;
+    if (name.length === 17 && name.toLowerCase() === "transfer-encoding") return true;
+  }
+  return false;
+}
+
+/**
+ * Whether a response is still outstanding on the request's connection (an
+ * earlier request of a pipeline, not yet answered): node:http assigns the
+ * connection to the response at the head of its queue until it finishes. A
+ * request taken out of node:http then would be answered before it, so it
+ * stays on node:http's response path, which answers in order.
+ */
+function answering(req: IncomingMessage): boolean {
+  const s = req.socket as (IncomingMessage["socket"] & { _httpMessage?: unknown }) | null;
+  return s != null && s._httpMessage != null;
+}
+
+const UPGRADE = Symbol("heartline.upgrade");
+
+/**
+ * The request class of servers Heartline creates. node:http hands a request
+ * whose `upgrade` is true to the server's `upgrade` listeners and lets go of
+ * it, its parser and its response, as it does for a WebSocket handshake; this
+ * class reports `GET /sse` and `GET /poll` as such requests, so the stream,
+ * or the poll, is served on the bare socket (a poll that announces a body
+ * stays with node:http, which reads it, and so does a request pipelined
+ * behind one not yet answered). node:http assigns `method`
+ * before it reads `upgrade`; a version that stopped reading it would simply
+ * serve them as plain requests, through the response.
+ */
+export class StreamRequest extends IncomingMessage {
+  private [UPGRADE]: boolean | null = null;
+
+  get upgrade(): boolean {
+    if (this[UPGRADE] === true) return true;
+    if (this.method !== "GET") return false;
+    const path = routePath(this.url);
+    if (path === "/sse") return !answering(this);
+    return path === "/poll" && !announcesBody(this) && !answering(this);
+  }
+
+  set upgrade(value: boolean | null) {
+    this[UPGRADE] = value;
+  }
+}
+
+/**
+ * Whether the client keeps the connection open after the answer (RFC 9112
+ * §9.3): HTTP/1.1 unless it sends `Connection: close`, HTTP/1.0 only with
+ * `Connection: keep-alive`. Read from the raw header list, like the Origin.
+ */
+export function keepsAlive(req: IncomingMessage): boolean {
+  const raw = req.rawHeaders;
+  let value = "";
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 10 && name.toLowerCase() === "connection") value += "," + raw[i + 1]!.toLowerCase();
+  }
+  if (req.httpVersionMajor !== 1) return false;
+  if (value === "") return req.httpVersionMinor >= 1;
+  const tokens = value.split(",").map((t) => t.trim());
+  if (tokens.includes("close")) return false;
+  return req.httpVersionMinor >= 1 || tokens.includes("keep-alive");
+}
+
+/** What waits on a bare socket (a held poll): the bytes its client sends meanwhile, and what to do when the client goes. */
+export interface Held {
+  rest: Buffer | undefined;
+  abandon(): void;
+}
+
+/**
+ * The state kept on a bare socket: what is held on it, a mark once handed
+ * back with an idle limit, and whether the handlers are on it already.
+ */
+const HELD = Symbol("heartline.held");
+const KEPT = Symbol("heartline.kept");
+const WATCHED = Symbol("heartline.watched");
+type BareSocket = Socket & {
+  [HELD]?: Held;
+  [KEPT]?: boolean;
+  [WATCHED]?: boolean;
+  server?: Server;
+  _handle?: { _consumed?: boolean } | null;
+};
+
+/**
+ * Bytes a client may send while its poll is held on the bare socket (the
+ * start of its next, pipelined, request). They are kept for node:http; past
+ * this the socket is no longer read until the answer, which leaves the rest
+ * to TCP's flow control.
+ */
+const HELD_BYTES_LIMIT = 16 * 1024;
+
+/** Errors on a bare socket are answered by its 'close'; without a listener they would throw. */
+function ignoreSocketError(): void {}
+
+/**
+ * Puts the handlers on a socket taken out of node:http for a poll, once per
+ * connection: they stay for the polls that follow on it, and do nothing while
+ * nothing is held.
+ */
+export function watchBareSocket(socket: Socket): void {
+  const s = socket as BareSocket;
+  if (s[WATCHED] === true) return;
+  s[WATCHED] = true;
+  socket.on("error", ignoreSocketError);
+  socket.on("end", onHeldEnd);
+  socket.on("close", onHeldClose);
+}
+
+/**
+ * Holds `h` on its bare socket: a client that leaves (end or close, see
+ * watchBareSocket) abandons it at once, and what it sends meanwhile is kept
+ * for node:http, not parsed.
+ */
+export function holdOn(socket: Socket, h: Held): void {
+  (socket as BareSocket)[HELD] = h;
+  socket.on("data", onHeldData);
+}
+
+function onHeldData(this: BareSocket, chunk: Buffer): void {
+  const h = this[HELD];
+  if (!h) return;
+  h.rest = h.rest === undefined ? chunk : Buffer.concat([h.rest, chunk]);
+  if (h.rest.length >= HELD_BYTES_LIMIT) this.pause();
+}
+
+/** node:http servers allow half-open sockets: a client that ends its side during the hold is gone. */
+function onHeldEnd(this: BareSocket): void {
+  const h = this[HELD];
+  if (!h) return;
+  h.abandon();
+  this.destroy();
+}
+
+function onHeldClose(this: BareSocket): void {
+  this[HELD]?.abandon();
+}
+
+/**
+ * Gives an answered socket back to its server, as a new connection
+ * (`server.emit("connection")`, the documented way to hand node:http a
+ * socket): the bytes already read after the request are put back in front,
+ * and node:http parses them as the connection's next request.
+ */
+function handBack(socket: BareSocket, server: Server, rest: Buffer | undefined): void {
+  socket.pause();
+  socket.removeListener("data", onHeldData);
+  if (socket[HELD] !== undefined) socket[HELD] = undefined;
+  if (rest !== undefined) socket.unshift(rest);
+  // As node:http leaves an upgraded socket: neither paused nor flowing, so
+  // that its 'data' listener starts the flow (and the bytes put back first).
+  (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+  // node:http lets its parser read the socket's handle directly only if
+  // nothing did before; the parser of the request did and has let go of it
+  // (unconsume) when the request left node:http.
+  const handle = socket._handle;
+  if (handle && handle._consumed) handle._consumed = false;
+  server.emit("connection", socket);
+  // An idle kept-alive connection is closed as node:http closes its own
+  // (keepAliveTimeout plus its one-second margin), and quietly before its
+  // headersTimeout, which runs from here too (the new parser waits for a
+  // request) and would answer 408. The next request clears the limit.
+  let limit = server.keepAliveTimeout > 0 ? server.keepAliveTimeout + 1000 : 0;
+  if (server.headersTimeout > 0) limit = limit === 0 ? server.headersTimeout * 0.6 : Math.min(limit, server.headersTimeout * 0.6);
+  if (limit > 0) {
+    socket.setTimeout(limit);
+    socket[KEPT] = true;
+  }
+}
+
+/**
+ * Called for each request and each upgrade but a poll on a listen() server:
+ * a connection handed back after a poll still carries the idle limit set
+ * then, which node:http would otherwise leave running during the request. (A
+ * poll leaves it: it would fire at most once, to no listener, and the answer
+ * sets it again.)
+ */
+export function clearKeepAliveLimit(socket: Socket, server: Server): void {
+  const s = socket as BareSocket;
+  if (s[KEPT] === true) {
+    s[KEPT] = false;
+    socket.setTimeout(server.timeout || 0);
+  }
+}
+
+const JSON_HEAD = statusLine(200, "OK") + headerLines({ "Content-Type": "application/json", "Cache-Control": "no-store" });
+const CLOSE_LINE = headerLine("Connection", "close");
+
+/** One-shot answers on either output; the bare-socket header lines are formatted when they change. One per owner. */
+export class BareHttp {
+  readonly date = new DateLine();
+  private keepAliveLine = "";
+  private keepAliveMs = -1;
+
+  /** `Connection: keep-alive` and the server's idle limit, as node:http announces them. */
+  private keepAlive(server: Server): string {
+    if (server.keepAliveTimeout !== this.keepAliveMs) {
+      const ms = (this.keepAliveMs = server.keepAliveTimeout);
+      this.keepAliveLine = headerLine("Connection", "keep-alive") + (ms > 0 ? headerLine("Keep-Alive", "timeout=" + Math.floor(ms / 1000)) : "");
+    }
+    return this.keepAliveLine;
+  }
+
+  /**
+   * Answers 200 with a JSON `body` of `bytes` bytes. Through node:http's
+   * response: a flat header list with the length, so node:http neither
+   * chunks the body nor builds a header object, and writes the head and the
+   * body in one piece. On the bare socket: status line, headers and body in
+   * one write; then the connection goes back to node:http (`rest`: the bytes
+   * the client sent after the request), or ends when it is not kept alive.
+   */
+  answerJson(out: HttpOutput, body: string, bytes: number, headers: Record<string, string>, keepAlive: boolean, rest: Buffer | undefined): void {
+    if (out instanceof ServerResponse) {
+      const head: Array<string | number> = ["Content-Type", "application/json", "Cache-Control", "no-store", "Content-Length", bytes];
+      for (const name in headers) head.push(name, headers[name]!);
+      out.writeHead(200, head);
+      out.end(body);
+      return;
+    }
+    const socket = out as BareSocket;
+    if (socket.destroyed || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const server = socket.server;
+    keepAlive &&= server !== undefined && server.listening;
+    const head = JSON_HEAD + this.date.line() + (keepAlive ? this.keepAlive(server!) : CLOSE_LINE) + headerLine("Content-Length", bytes) + headerLines(headers) + HEAD_END;
+    socket.write(head + body);
+    if (keepAlive) handBack(socket, server!, rest);
+    else socket.destroySoon();
+  }
+}
+
+/** The head of a response on the bare socket: `fixed` (status line and constant header lines), the date, `headers`. */
+export function bareHead(fixed: string, headers: Record<string, string>): string {
+  return fixed + dateLine() + headerLines(headers) + HEAD_END;
+}
