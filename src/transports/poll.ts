@@ -20,7 +20,6 @@
  */
 import { ServerResponse } from "node:http";
 import type { TokenClaims } from "../auth/tokens.js";
-import { routePath } from "../http/request-path.js";
 import { socketAdmitted, socketIdle } from "../http/socket-limits.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
 import type { ChannelsRead, CursorPositions, Waiter } from "../hub/hub.js";
@@ -56,10 +55,6 @@ function hasNews(c: ChannelsRead, channels: readonly string[], cursor: CursorPos
   return c.positions.length > named;
 }
 
-/** `GET /poll…`: on servers Heartline creates, the requests served on the bare socket. */
-export function isPollRequest(method: string | undefined, url: string | undefined): boolean {
-  return method === "GET" && routePath(url) === "/poll";
-}
 
 const POLL = Symbol("heartline.poll");
 

@@ -15,7 +15,6 @@ import type { Socket } from "node:net";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
-import { routePath } from "../http/request-path.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
 import { headerLines, sseEvent, sseIdLine, sseRetry, statusLine } from "../wire.js";
@@ -44,10 +43,6 @@ const SSE_HEADERS = {
  */
 const RAW_HEAD = statusLine(200, "OK") + headerLines({ ...SSE_HEADERS, Connection: "close" });
 
-/** `GET /sse…` (the route's path as routePath reads it): the requests served on the bare socket. */
-export function isSseRequest(method: string | undefined, url: string | undefined): boolean {
-  return method === "GET" && routePath(url) === "/sse";
-}
 
 export class SseConnection extends Connection {
   readonly kind = "sse" as const;
