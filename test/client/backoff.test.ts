@@ -3,7 +3,7 @@
  * after a connection that stayed up long enough to count as stable.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { Backoff } from "../../src/client/index.js";
 import { startServer, waitFor } from "../helpers/server.js";
 import { client, connected, ManualClientClock, serverBehindProxy } from "./helpers.js";

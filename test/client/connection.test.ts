@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createServer, request, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { WebSocketServer, type WebSocket as WsSocket } from "ws";
 import { createHeartline, ManualClock } from "../../src/index.js";
 import type { ClientState } from "../../src/client/index.js";

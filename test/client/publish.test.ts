@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { WebSocketServer, type WebSocket as WsSocket } from "ws";
 import { HeartlineError } from "../../src/client/index.js";
 import { waitFor, withServer } from "../helpers/server.js";

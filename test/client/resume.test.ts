@@ -4,7 +4,7 @@
  * connections and changes of transport.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { getJson, waitFor } from "../helpers/server.js";
 import { client, connected, dropConnection, Recorder, onServer, publishMany, serverBehindProxy } from "./helpers.js";
 

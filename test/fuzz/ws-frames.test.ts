@@ -6,7 +6,7 @@
  * internal_error), keeps the connection open, and frees everything after.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import fc from "fast-check";
 import { ERROR_CODES } from "../../src/errors.js";
 import { nowSec, sign } from "../helpers/auth.js";

@@ -9,7 +9,7 @@ import WebSocket from "ws";
 import { pino } from "pino";
 import { after, before } from "node:test";
 import { createHeartline, type Heartline, type HeartlineOptions, type RuntimeOptions } from "../../src/index.js";
-import { Recorded, waitFor } from "./recorded.js";
+import { Recorded } from "./recorded.js";
 
 export { waitFor } from "./recorded.js";
 

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { get, type ClientRequest, type IncomingMessage } from "node:http";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import WebSocket from "ws";
 import { getJson, waitFor, withServer, WsClient, type TestServer } from "../helpers/server.js";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { channelKey } from "../../src/hub/cursor.js";
 import { getJson, waitFor, withServer, WsClient, type Frame, type TestServer } from "../helpers/server.js";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import { connect } from "node:net";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { SseStream } from "../helpers/sse.js";
 import { getJson, publishHttp, readAnswer, upgrade, waitFor, withServer, WsClient, type HttpAnswer } from "../helpers/server.js";

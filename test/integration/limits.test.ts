@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { IncomingHttpHeaders } from "node:http";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { getJson, upgrade, waitFor, withServer, WsClient, type TestServer } from "../helpers/server.js";
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { sign, nowSec } from "../helpers/auth.js";
 import { waitFor, withServer } from "../helpers/server.js";
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
-import { before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { sign, nowSec } from "../helpers/auth.js";
 import { getJson, publishHttp, waitFor, withServer } from "../helpers/server.js";
 

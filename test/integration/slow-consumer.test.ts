@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { get, type ClientRequest } from "node:http";
 import { connect, type Socket } from "node:net";
-import { before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import WebSocket from "ws";
 import { ManualClock } from "../../src/index.js";
 import { waitFor, withServer, type TestServer } from "../helpers/server.js";

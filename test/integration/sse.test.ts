@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import net from "node:net";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { EventSource, type FetchLike } from "eventsource";
 import type { Heartline } from "../../src/index.js";
 import { channelKey, decodeCursor } from "../../src/hub/cursor.js";

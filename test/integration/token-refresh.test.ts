@@ -5,7 +5,7 @@
  * that never outlive their token.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { sign, type Claims } from "../helpers/auth.js";
 import { SseStream } from "../helpers/sse.js";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import WebSocket from "ws";
 import { getJson, waitFor, withServer, WsClient, type Frame, type TestServer } from "../helpers/server.js";
 

@@ -14,7 +14,6 @@ function parseStream(text: string): Array<{ event: string; data: string; id: str
   const out: Array<{ event: string; data: string; id: string | undefined }> = [];
   let event = "";
   let data = "";
-  let id: string | undefined;
   let lastId: string | undefined;
   for (const line of text.split(/\r\n|\r|\n/)) {
     if (line === "") {
@@ -30,7 +29,7 @@ function parseStream(text: string): Array<{ event: string; data: string; id: str
     if (value.startsWith(" ")) value = value.slice(1);
     if (name === "event") event = value;
     else if (name === "data") data += value + "\n";
-    else if (name === "id" && !value.includes("\0")) lastId = id = value;
+    else if (name === "id" && !value.includes("\0")) lastId = value;
   }
   return out;
 }
