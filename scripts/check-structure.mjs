@@ -33,12 +33,7 @@ const KNOWN = new Map([]);
  * one test after another, share nothing. An entry that no longer matches
  * fails the check.
  */
-const MUTABLE_ALLOWED = new Map([
-  [
-    "src/hub/cursor.ts: decodedCursors",
-    "a bounded memo of a pure decode (immutable values keyed by the cursor text): a server cannot observe another's entries; it moves to the admission step with cursor parsing",
-  ],
-]);
+const MUTABLE_ALLOWED = new Map([]);
 
 /** The browser client: its own tree, which may take only dependency-free top-level modules. */
 const CLIENT = "client";

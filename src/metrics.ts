@@ -6,7 +6,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { ServerContext } from "./transports/connection.js";
 
-export function createMetrics(ctx: ServerContext, ready: () => boolean): Registry {
+export function createMetrics(ctx: ServerContext): Registry {
   const register = new Registry();
   const { stats, registry, hub } = ctx;
 
@@ -117,7 +117,7 @@ export function createMetrics(ctx: ServerContext, ready: () => boolean): Registr
     help: "1 while the broker can store messages.",
     registers: [register],
     collect() {
-      this.set(ready() ? 1 : 0);
+      this.set(hub.brokerReady() ? 1 : 0);
     },
   });
   new Gauge({
@@ -125,7 +125,7 @@ export function createMetrics(ctx: ServerContext, ready: () => boolean): Registr
     help: "Channels whose state the broker keeps in this process (memory broker: bounded by --max-channels).",
     registers: [register],
     collect() {
-      this.set(hub.broker.usage?.().channels ?? 0);
+      this.set(hub.brokerUsage()?.channels ?? 0);
     },
   });
   new Gauge({
@@ -133,7 +133,7 @@ export function createMetrics(ctx: ServerContext, ready: () => boolean): Registr
     help: "Bytes of message history the memory broker holds (bounded by --max-history-bytes; 0 with Redis).",
     registers: [register],
     collect() {
-      this.set(hub.broker.usage?.().historyBytes ?? 0);
+      this.set(hub.brokerUsage()?.historyBytes ?? 0);
     },
   });
   collectDefaultMetrics({ register, prefix: "heartline_" });

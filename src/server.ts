@@ -112,7 +112,7 @@ export class Heartline {
     });
     this.ws = new WebSocketTransport(this.ctx, this.publisher);
     this.poll = new PollTransport(this.ctx, (out, err) => this.door.fail(out, err));
-    this.metrics = createMetrics(this.ctx, () => broker.isReady());
+    this.metrics = createMetrics(this.ctx);
     this.door = new FrontDoor(this.ctx, new OriginPolicy(this.config.allowedOrigins), this.publisher, this.metrics, this.poll, this.ws);
     this.stopTicker = this.clock.every(tickMs, () => this.tick());
     if (!this.config.apiKey) {
@@ -211,8 +211,7 @@ export class Heartline {
       // proxy does not retry a POST on a connection closed under it.
       keepAliveTimeout: this.config.keepAliveTimeout * 1000,
     });
-    const broker = this.hub.broker;
-    if (broker instanceof RedisBroker && !(await broker.waitReady(5000))) {
+    if (!(await this.hub.waitReady(5000))) {
       this.log.warn("Redis is not reachable yet; serving with /readyz 503 and publishes answered 503 until it is");
     }
     this.attach(server as unknown as Server, { pages: true });
@@ -279,7 +278,7 @@ export class Heartline {
       await this.drain(timeoutSeconds);
       this.stopTicker();
       this.ws.wss.close();
-      await this.hub.broker.close();
+      await this.hub.closeBroker();
       await Promise.all([...this.owned].map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
     })();
     return this.closing;
@@ -298,7 +297,7 @@ export class Heartline {
       ctx.logs.sweep(now);
       if (now - this.lastBrokerSweep >= 1000) {
         this.lastBrokerSweep = now;
-        this.hub.broker.sweep(now, this.hub.inUse);
+        this.hub.sweepBroker(now);
       }
     } catch (err) {
       this.log.error({ err }, "error in the ticker");

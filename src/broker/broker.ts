@@ -78,6 +78,8 @@ export interface Broker {
   sweep(now: number, inUse?: (channel: string) => boolean): void;
   /** What this process holds, for `/metrics`: channels with state, and bytes of stored history when the broker keeps it here. */
   usage?(): BrokerUsage;
+  /** Resolves whether the broker became ready within `timeoutMs` (one that connects, like Redis, at start). */
+  waitReady?(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 

@@ -19,7 +19,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
-import { systemClock, type Clock } from "../clock.js";
+import { sleepOn, systemClock, type Clock } from "../clock.js";
 import { BrokerUnavailableError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { encodeMessage, type Broker, type BrokerUsage, type Position, type ReadResult, type StoredMessage } from "./broker.js";
@@ -132,10 +132,11 @@ export class RedisBroker implements Broker {
 
   /** Resolves true once ready, or false after `timeoutMs`. */
   async waitReady(timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
+    const clock = this.clock;
+    const deadline = clock.now() + timeoutMs;
     while (!this.isReady()) {
-      if (this.closed || Date.now() >= deadline) return false;
-      await new Promise((r) => setTimeout(r, 20));
+      if (this.closed || clock.now() >= deadline) return false;
+      await sleepOn(clock, 20);
     }
     return true;
   }

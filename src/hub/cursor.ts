@@ -51,25 +51,31 @@ export interface SharedCursor {
   readonly positions: ReadonlyMap<string, Position>;
 }
 
-/** Cursors decoded lately, by their text: after a message every poller of a channel sends the same one. */
-const decodedCursors = new Map<string, SharedCursor>();
-const DECODED_CURSORS_MAX = 256;
-const DECODED_CURSOR_MAX_LENGTH = 512;
-
 /**
- * {@link decodeCursor} through a small cache of recent cursors: requests with
- * the same cursor get the same object, and a held poll keeps that object
- * rather than its own copy. Throws `bad_cursor` as decodeCursor does.
+ * {@link decodeCursor} through a small cache of recent cursors, one per
+ * server (its admission step): after a message every poller of a channel
+ * sends the same cursor, so requests with the same text get the same object,
+ * and a held poll keeps that object rather than its own copy.
  */
-export function decodeCursorShared(text: string): SharedCursor {
-  let c = decodedCursors.get(text);
-  if (c) return c;
-  c = { text, positions: decodeCursor(text) };
-  if (text.length <= DECODED_CURSOR_MAX_LENGTH) {
-    if (decodedCursors.size >= DECODED_CURSORS_MAX) decodedCursors.clear();
-    decodedCursors.set(text, c);
+export class CursorCache {
+  private readonly recent = new Map<string, SharedCursor>();
+
+  constructor(
+    private readonly max = 256,
+    private readonly maxLength = 512,
+  ) {}
+
+  /** The decoded cursor of `text`. Throws `bad_cursor` as decodeCursor does. */
+  decode(text: string): SharedCursor {
+    let c = this.recent.get(text);
+    if (c) return c;
+    c = { text, positions: decodeCursor(text) };
+    if (text.length <= this.maxLength) {
+      if (this.recent.size >= this.max) this.recent.clear();
+      this.recent.set(text, c);
+    }
+    return c;
   }
-  return c;
 }
 
 /** The position a decoded cursor holds for `channel`, if any. */

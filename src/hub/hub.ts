@@ -12,7 +12,7 @@
  * - a position that history can no longer serve, or an epoch change, is
  *   announced with `reset` before anything else of that channel.
  */
-import type { Broker, ReadResult, StoredMessage } from "../broker/broker.js";
+import type { Broker, BrokerUsage, ReadResult, StoredMessage } from "../broker/broker.js";
 import { sseMessageEvent, wsMessagePayload, wsTextFrame, type PollReset } from "../wire.js";
 import { channelKey, positionIn, type Position } from "./cursor.js";
 
@@ -140,8 +140,39 @@ export class Hub {
   /** Messages stored and fanned out on this node (`messages published`). */
   published = 0;
 
-  constructor(readonly broker: Broker) {
+  constructor(private readonly broker: Broker) {
     broker.onMessage((m) => this.fanout(m));
+  }
+
+  /** A channel's current position (`GET /api/channels/{name}`). Rejects when the broker cannot be read. */
+  async position(channel: string): Promise<Position> {
+    const r = await this.broker.read(channel);
+    return { epoch: r.epoch, offset: r.offset };
+  }
+
+  /** Whether the broker can store messages (`/readyz`, `heartline_broker_ready`). */
+  brokerReady(): boolean {
+    return this.broker.isReady();
+  }
+
+  /** What the broker keeps in this process, when it says (metrics). */
+  brokerUsage(): BrokerUsage | undefined {
+    return this.broker.usage?.();
+  }
+
+  /** Lets the broker forget what has expired, keeping the records of channels this node serves. */
+  sweepBroker(now: number): void {
+    this.broker.sweep(now, this.inUse);
+  }
+
+  /** Resolves whether the broker became ready within `timeoutMs` (a broker that is always ready: at once). */
+  waitReady(timeoutMs: number): Promise<boolean> {
+    return this.broker.waitReady?.(timeoutMs) ?? Promise.resolve(this.broker.isReady());
+  }
+
+  /** Releases the broker. */
+  closeBroker(): Promise<void> {
+    return this.broker.close();
   }
 
   /** Stores a message (data already validated JSON text) and fans it out. */

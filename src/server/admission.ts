@@ -12,7 +12,7 @@ import type { TokenClaims } from "../auth/tokens.js";
 import type { TransportName } from "../config.js";
 import { httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
-import { decodeCursorShared, type Position, type SharedCursor } from "../hub/cursor.js";
+import { CursorCache, type Position, type SharedCursor } from "../hub/cursor.js";
 import { clientAddress } from "../http/client-address.js";
 import type { OriginPolicy } from "../http/origin.js";
 import { socketAdmitted } from "../http/socket-limits.js";
@@ -36,6 +36,8 @@ export interface SubscribeRequest {
 }
 
 export class Admission {
+  private readonly cursors = new CursorCache();
+
   constructor(
     private readonly ctx: ServerContext,
     private readonly origins: OriginPolicy,
@@ -71,7 +73,7 @@ export class Admission {
     if (channels.length > max) throw httpError("too_many_channels", `at most ${max} channels per connection (--max-channels-per-connection)`);
     for (const c of channels) assertChannelName(c);
     const raw = (kind === "sse" ? headerCursor(req) : undefined) ?? params.get("lastEventId") ?? params.get("cursor") ?? undefined;
-    const shared = raw === undefined || raw === "" ? undefined : decodeCursorShared(raw);
+    const shared = raw === undefined || raw === "" ? undefined : this.cursors.decode(raw);
     const hold = kind === "poll" ? pollHold(params.get("timeout"), config.pollTimeout) : 0;
     const auth = ctx.auth;
     // A poll without tokens goes on without waiting.

@@ -90,7 +90,7 @@ function health(_d: Door, _req: IncomingMessage, res: ServerResponse, cors: Reco
 
 function ready(d: Door, _req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): void {
   if (d.ctx.draining) throw httpError("shutting_down", "the server is draining");
-  if (!d.ctx.hub.broker.isReady()) throw httpError("broker_unavailable", "the broker is not reachable");
+  if (!d.ctx.hub.brokerReady()) throw httpError("broker_unavailable", "the broker is not reachable");
   sendJson(res, 200, { status: "ready" }, cors);
 }
 
@@ -119,8 +119,8 @@ async function channelInfo(d: Door, _req: IncomingMessage, res: ServerResponse, 
   }
   const channel = assertChannelName(name);
   const hub = d.ctx.hub;
-  const r = await hub.broker.read(channel);
-  sendJson(res, 200, { channel, epoch: r.epoch, offset: r.offset, subscribers: hub.subscriberCount(channel) }, cors);
+  const { epoch, offset } = await hub.position(channel);
+  sendJson(res, 200, { channel, epoch, offset, subscribers: hub.subscriberCount(channel) }, cors);
 }
 
 const WEB_DIR = fileURLToPath(new URL("../../web/", import.meta.url));

@@ -3,7 +3,7 @@
  * poll needs no session on the server and any node can answer it. A waiting
  * poll is a small object woken by the hub; its deadline is checked by the
  * shared ticker, not by a timer of its own. It keeps the decoded cursor that
- * every request with the same cursor text shares (see decodeCursorShared).
+ * every request with the same cursor text shares (see CursorCache).
  *
  * A poll asks the hub for what follows its cursor (Hub.readAfter), which
  * applies the reset rule. When the hub reads at once (the memory broker),

@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ManualClock } from "../../src/index.js";
-import type { MemoryBroker } from "../../src/broker/memory.js";
 import { encodeCursor } from "../../src/hub/cursor.js";
 import { mb, runPool, startChildServer, type ChildServer } from "../helpers/child.js";
 import { getJson, withServer, WsClient } from "../helpers/server.js";
@@ -94,7 +93,7 @@ describe("--max-channels", () => {
   it("refuses a new channel with 503 channel_limit on every way in, while existing channels keep working", async () => {
     for (let i = 0; i < 19; i++) assert.equal((await getJson(`${s.url}/poll?channel=cap:${i}`)).status, 200);
     const published = await s.hl.publish("cap:pub", "first");
-    assert.equal(s.hl.hub.broker.usage!().channels, 20);
+    assert.equal(s.hl.hub.brokerUsage()!.channels, 20);
 
     const refusals = [
       await getJson(`${s.url}/poll?channel=cap:new1`),
@@ -127,7 +126,7 @@ describe("--max-channels", () => {
     } finally {
       ws.close();
     }
-    assert.equal(s.hl.hub.broker.usage!().channels, 20);
+    assert.equal(s.hl.hub.brokerUsage()!.channels, 20);
   });
 });
 
@@ -136,21 +135,21 @@ describe("records of channels that are only read", () => {
   const s = withServer({ pollTimeout: 25, historyTtl: 300, heartbeatInterval: 3600, heartbeatTimeout: 3600 }, { clock });
 
   it("are forgotten max(60 s, 2 × --poll-timeout) after the last read, but kept while a subscriber is on the channel", async () => {
-    const broker = s.hl.hub.broker as MemoryBroker;
-    const before = broker.channelCount;
+    const hub = s.hl.hub;
+    const before = hub.brokerUsage()!.channels;
     for (let i = 0; i < 50; i++) assert.equal((await getJson(`${s.url}/poll?channel=brief:${i}`)).status, 200);
     const ws = await WsClient.connect(`${s.wsUrl}/ws?channel=quiet:held`);
     const sub = await ws.next((f) => f.type === "subscribed");
     try {
-      assert.equal(broker.channelCount, before + 51);
+      assert.equal(hub.brokerUsage()!.channels, before + 51);
       clock.advance(45_000);
-      broker.sweep(clock.now(), s.hl.hub.inUse);
-      assert.equal(broker.channelCount, before + 51, "still there within 60 s");
+      hub.sweepBroker(clock.now());
+      assert.equal(hub.brokerUsage()!.channels, before + 51, "still there within 60 s");
       clock.advance(20_000);
-      broker.sweep(clock.now(), s.hl.hub.inUse);
-      assert.equal(broker.channelCount, before + 1, "only the channel with a subscriber is left after 65 s");
+      hub.sweepBroker(clock.now());
+      assert.equal(hub.brokerUsage()!.channels, before + 1, "only the channel with a subscriber is left after 65 s");
       clock.advance(600_000);
-      broker.sweep(clock.now(), s.hl.hub.inUse);
+      hub.sweepBroker(clock.now());
       // The subscriber of the quiet channel sees its first message in the epoch it was given: no reset.
       const m = await s.hl.publish("quiet:held", "hello");
       assert.equal(m.epoch, sub.epoch);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { channelKey, decodeCursor, decodeCursorShared, encodeCursor, parseSince, positionIn } from "../../src/hub/cursor.js";
+import { channelKey, CursorCache, decodeCursor, encodeCursor, parseSince, positionIn } from "../../src/hub/cursor.js";
 import { HeartlineError } from "../../src/errors.js";
 
 const UNRESERVED = /^[A-Za-z0-9\-._~]+$/;
@@ -50,16 +50,17 @@ describe("cursor", () => {
 
   it("shares one decoded cursor among requests with the same text, and still rejects bad ones", () => {
     const text = encodeCursor([["shared:a", { epoch: "E1", offset: 4 }], ["shared:b", { epoch: "E2", offset: 0 }]]);
-    const a = decodeCursorShared(text);
-    const b = decodeCursorShared(String(text));
+    const cache = new CursorCache();
+    const a = cache.decode(text);
+    const b = cache.decode(String(text));
     assert.equal(a, b, "the same object for the same text");
     assert.equal(a.text, text);
     assert.deepEqual(positionIn(a.positions, "shared:a"), { epoch: "E1", offset: 4 });
     assert.deepEqual(positionIn(a.positions, "shared:b"), { epoch: "E2", offset: 0 });
-    const other = decodeCursorShared(encodeCursor([["shared:a", { epoch: "E1", offset: 5 }]]));
+    const other = cache.decode(encodeCursor([["shared:a", { epoch: "E1", offset: 5 }]]));
     assert.notEqual(other, a);
     assert.equal(positionIn(other.positions, "shared:a")?.offset, 5);
-    badCursor(() => decodeCursorShared("1~nope"));
-    badCursor(() => decodeCursorShared("1~nope"));
+    badCursor(() => cache.decode("1~nope"));
+    badCursor(() => cache.decode("1~nope"));
   });
 });
