@@ -105,6 +105,8 @@ export function connected(hl: Heartline, transport?: string, timeoutMs = 5000): 
 export class CutProxy {
   readonly requests: string[] = [];
   private readonly pairs = new Set<[Socket, Socket]>();
+  /** Accepted connections that have not sent a byte yet (an HTTP client may open one and keep it idle). */
+  private readonly silent = new Set<Socket>();
   private readonly blocked = new Set<string>();
   private blockAll = false;
   private constructor(
@@ -127,7 +129,10 @@ export class CutProxy {
 
   private accept(client: Socket, targetPort: number): void {
     client.on("error", () => {});
+    this.silent.add(client);
+    client.once("close", () => this.silent.delete(client));
     client.once("data", (first) => {
+      this.silent.delete(client);
       if (!this.pass(first)) {
         client.destroy();
         return;
@@ -164,13 +169,15 @@ export class CutProxy {
     return ok;
   }
 
-  /** Drops every open connection. */
+  /** Drops every open connection, those that have sent nothing yet included. */
   cut(): void {
     for (const [a, b] of this.pairs) {
       a.destroy();
       b.destroy();
     }
     this.pairs.clear();
+    for (const c of this.silent) c.destroy();
+    this.silent.clear();
   }
 
   /** Drops new requests on `paths` (all requests when none are given) until {@link CutProxy.unblock}. */
