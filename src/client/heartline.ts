@@ -236,7 +236,8 @@ export class Heartline extends Connector implements SubscriptionOwner {
         Promise.resolve()
           .then(this.tok)
           .then((token) => postJson(this.env.fetch, this.base + "/api/rpc", { method, params: p }, token, ctl.signal))
-          .then((body) => body.result),
+          // A 200 without a result is not the server's answer (a page served for any path, say).
+          .then((body) => ("result" in body ? body.result : Promise.reject(new HeartlineError("bad_response", "not an RPC answer", 200)))),
       );
     });
   }

@@ -20,8 +20,9 @@ export async function postJson(fetch: FetchFunction, url: string, body: unknown,
     body: JSON.stringify(body),
     signal,
   }).catch(() => Promise.reject(lostError()));
-  // An answer that is not JSON (a proxy's error page, a cut body) reads as an empty object.
-  const json = ((await res.json().catch(() => 0)) || {}) as { error?: { code?: string; message?: string } };
+  // An answer that is not a JSON object (a proxy's error page, a cut body) reads as an empty one.
+  let json = (await res.json().catch(() => 0)) as { error?: { code?: string; message?: string } };
+  if (!json || typeof json != "object") json = {};
   if (!res.ok) throw new HeartlineError(json.error?.code ?? "http_error", json.error?.message ?? `HTTP ${res.status}`, res.status);
   return json;
 }
