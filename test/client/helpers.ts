@@ -7,10 +7,12 @@ import assert from "node:assert/strict";
 import { createServer, connect, type AddressInfo, type Server, type Socket } from "node:net";
 import { EventSource } from "eventsource";
 import { createServer as createHttpServer, type IncomingMessage } from "node:http";
+import { MessageChannel, type MessagePort } from "node:worker_threads";
 import WebSocket, { WebSocketServer } from "ws";
 import { Heartline, type ClientClock, type HeartlineOptions, type Message, type Position, type ResetInfo, type Subscription, type TimerHandle } from "../../src/client/index.js";
 import { after, before } from "node:test";
 import type { HeartlineOptions as ServerOptions, RuntimeOptions } from "../../src/index.js";
+import { createHub } from "../../src/client/shared.js";
 import { publishHttp, waitFor, withServer, type TestServer } from "../helpers/server.js";
 
 /** A clock whose timers fire only when {@link ManualClientClock.advance} passes them. */
@@ -285,4 +287,28 @@ export function scriptedWsServer(script: (ws: WebSocket, n: number) => void): { 
     await new Promise((r) => server.close(r));
   });
   return fx;
+}
+
+/**
+ * A SharedWorker stand-in: the worker side (createHub) behind real
+ * MessagePorts in this process, one hub per worker name, as a browser keeps
+ * one SharedWorker per (script, name). Install `SharedWorker` as a global;
+ * `close()` closes every port it made.
+ */
+export function fakeSharedWorkers(): { SharedWorker: new (url: string | URL, options: { name: string }) => { port: MessagePort }; close(): void } {
+  const hubs = new Map<string, ReturnType<typeof createHub>>();
+  const ports: MessagePort[] = [];
+  class SharedWorker {
+    readonly port: MessagePort;
+    constructor(_url: string | URL, options: { name: string }) {
+      let hub = hubs.get(options.name);
+      if (!hub) hubs.set(options.name, (hub = createHub()));
+      const { port1, port2 } = new MessageChannel();
+      const serve = hub;
+      port2.on("message", (m) => serve(port2 as unknown as { postMessage(m: unknown): void } as never, m));
+      ports.push(port1, port2);
+      this.port = port1;
+    }
+  }
+  return { SharedWorker, close: () => ports.forEach((p) => p.close()) };
 }
