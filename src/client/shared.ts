@@ -99,7 +99,8 @@ export function createHub(): (port: Port, m: Msg) => void {
       rpc(id: number, method: string, params: unknown, timeout: number) {
         answer(id, hl!.rpc(method, params, { timeout }));
       },
-      tok(id: number, token: string) {
+      // Quoted: the bundle shortens the client's own `tok` property, and a handler's name is an operation on the wire.
+      "tok"(id: number, token: string) {
         asks[id]?.(token);
       },
       wake() {
@@ -189,7 +190,8 @@ function link(base: string, options: HeartlineOptions, hooks: LinkHooks): Link |
       if (code === undefined) ack?.[0](r);
       else ack?.[1](new HeartlineError(code, message!, status));
     },
-    tok(id: number) {
+    // Quoted, as the hub's (the bundle shortens `tok` elsewhere).
+    "tok"(id: number) {
       if (options.getToken) void Promise.resolve(options.getToken()).then((token) => send(["tok", id, token]));
     },
     lead() {
