@@ -92,6 +92,28 @@ describe("Heartline client: rpc from tabs sharing a connection", () => {
     }
   });
 
+  it("the worker answers a port's malformed rpc messages with an error ack, and keeps serving", async () => {
+    const port = new workers.SharedWorker("", { name: "heartline malformed" }).port;
+    const acks: unknown[][] = [];
+    port.on("message", (m: unknown[]) => {
+      if (m[0] === "ack") acks.push(m);
+    });
+    try {
+      port.postMessage(["init", s.url, { transports: ["poll"] }, false]);
+      port.postMessage(["rpc", 1, 42, null, 1000]);
+      port.postMessage(["rpc", 2, "value", 1, "soon"]);
+      port.postMessage(["rpc", 3, "value", 1, -1]);
+      port.postMessage(["rpc", 4]);
+      port.postMessage(["rpc", 5, "value", { ok: 1 }, 5000]);
+      await waitFor(() => acks.length === 5 || undefined);
+      const byId = new Map(acks.map((m) => [m[1], m]));
+      for (const id of [1, 2, 3, 4]) assert.deepEqual(byId.get(id)!.slice(0, 4), ["ack", id, 0, "error"], `malformed call ${id}`);
+      assert.deepEqual(byId.get(5), ["ack", 5, { ok: 1 }]);
+    } finally {
+      port.postMessage(["bye"]);
+    }
+  });
+
   it("a call that times out rejects in its tab with rpc_timeout; the tab goes on", async () => {
     const [a] = tabs(s.url, 1) as [Heartline];
     try {
