@@ -13,6 +13,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { Counter, Histogram } from "prom-client";
+import { Agent } from "undici";
 import type { Auth } from "../auth/auth.js";
 import { isPublicChannel } from "../auth/permissions.js";
 import type { TokenClaims } from "../auth/tokens.js";
@@ -69,6 +70,7 @@ export class HookRunner {
   private readonly hooks: Hooks;
   private readonly timeoutMs: number;
   private readonly reuse = new Map<string, { until: number; value: unknown }>();
+  private readonly agent: Agent | undefined;
 
   constructor(
     private readonly deps: HookDeps,
@@ -77,7 +79,10 @@ export class HookRunner {
     const config = deps.config;
     const maxAnswer = Math.max(1 << 20, config.maxMessageBytes * 2 + 4096);
     // A hook given to the library wins over the same hook's URL.
-    this.hooks = { ...httpHooks(hookUrls(config), maxAnswer), ...definedOnly(library) };
+    const urls = hookUrls(config);
+    // Connections to the backend stay open between calls (keep-alive), a bounded number per origin.
+    this.agent = Object.keys(urls).length > 0 ? new Agent({ keepAliveTimeout: 30_000, connections: 64 }) : undefined;
+    this.hooks = { ...(this.agent ? httpHooks(urls, maxAnswer, this.agent) : {}), ...definedOnly(library) };
     this.enabled = Object.keys(this.hooks).length > 0;
     this.timeoutMs = config.proxyTimeout * 1000;
     this.requests = new Counter({ name: "heartline_hook_requests_total", help: "Calls of the application's hooks, by hook and outcome (ok, refused, unavailable).", labelNames: ["hook", "outcome"], registers: [] });
@@ -196,6 +201,11 @@ export class HookRunner {
     return value;
   }
 
+  /** Closes the connections to the hook backend (server close). */
+  async close(): Promise<void> {
+    await this.agent?.destroy().catch(noop);
+  }
+
   /** Drops reused answers that have run out (the server's ticker). */
   sweep(now: number): void {
     for (const [k, v] of this.reuse) if (v.until <= now) this.reuse.delete(k);
@@ -225,7 +235,8 @@ export class HookRunner {
       }
       const cause = err instanceof HookFailure ? err.message : err instanceof Error ? `${err.name}: ${err.message}` : String(err);
       this.deps.logs.write(`hook_${hook}_failed`, "warn", { hook, cause, transport: ctx.transport }, `the ${hook} hook failed`);
-      throw httpError("hook_unavailable", `the application's ${hook} hook failed (${cause.slice(0, 200)}); nothing was let through`);
+      // The cause is the server's to read (logged above), not the client's.
+      throw httpError("hook_unavailable", `the application's ${hook} hook is unavailable; nothing was let through`, { "Retry-After": "1" });
     } finally {
       clearTimeout(timer);
       this.requests.inc({ hook, outcome });
