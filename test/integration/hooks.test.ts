@@ -297,6 +297,17 @@ describe("without an rpc hook", () => {
   });
 });
 
+describe("a publish from this machine without --api-key", () => {
+  const s = withServer({}, { hooks: { publish: () => { throw new HookError(403, "no_browsers", "not from a browser"); } } });
+  it("is the server's without client credentials, and a client's (through the hook) with a cookie or a token", async () => {
+    assert.equal((await publishHttp(s, "news", { n: 1 })).status, 200);
+    const withCookie = await publishHttp(s, "news", { n: 2 }, cookie("s-alice"));
+    assert.equal(withCookie.status, 403);
+    assert.equal(withCookie.body.error.code, "no_browsers");
+    assert.equal((await publishHttp(s, "news", { n: 3 }, { Authorization: "Bearer some.token" })).body.error.code, "no_browsers");
+  });
+});
+
 describe("limits come before hooks", () => {
   let connects = 0;
   const s = withServer({ maxConnectionsPerIp: 1 }, { hooks: { connect: () => (connects++, { user: "u" }) } });
