@@ -25,13 +25,15 @@ const SESSION_TTL_MS = 24 * 60 * 60 * 1000;
 const NAME_RE = /^[A-Za-z0-9_.@-]{1,64}$/;
 /** Longest chat message kept, in characters; longer ones are cut. */
 const MAX_TEXT = 500;
+/** Longest wait of the `sleep` RPC, in milliseconds. */
+const MAX_SLEEP_MS = 10_000;
 
 /**
  * @typedef {{ user: string, since: number, expires: number }} Session
  * @typedef {{ transport?: string, ip?: string, headers?: Record<string, string>, user?: string,
  *   client?: string, channel?: string, data?: unknown, method?: string, params?: unknown }} HookRequest
  * @typedef {{ result: unknown } | { error: { status: number, code: string, message: string } }} HookAnswer
- * @typedef {"hang" | "500" | "garbage" | "huge" | "reset" | `slow:${number}`} Fault
+ * @typedef {"hang" | "500" | "garbage" | "huge" | "reset" | "shapeless" | `slow:${number}`} Fault
  */
 
 /** A refusal the hook answers as `200 {"error":{status,code,message}}`. */
@@ -184,7 +186,7 @@ function userOf(body, sessions) {
   return user;
 }
 
-/** The four hooks: each returns the `result`, or throws a Refusal. */
+/** The four hooks: each returns (or resolves with) the `result`, or throws a Refusal. */
 const hooks = {
   /** @param {HookRequest} body @param {Sessions} sessions */
   connect(body, sessions) {
@@ -222,6 +224,15 @@ const hooks = {
         return { user };
       case "echo":
         return params ?? null;
+      case "sleep": {
+        // An RPC that takes its time, as one that asks a database would: answers come back in any order.
+        const ms = params?.ms;
+        if (typeof ms !== "number" || !(ms >= 0 && ms <= MAX_SLEEP_MS)) throw new Refusal(400, "bad_params", `sleep takes {ms}, 0 to ${MAX_SLEEP_MS}.`);
+        return new Promise((resolve) => setTimeout(() => resolve({ slept: ms }), ms));
+      }
+      case "context":
+        // What Heartline said about the caller; header values stay here (the cookie is HttpOnly).
+        return { user, transport: body.transport, ip: body.ip, client: body.client ?? null, headers: Object.keys(body.headers ?? {}).sort() };
       case "add": {
         const a = params?.a;
         const b = params?.b;
@@ -245,8 +256,8 @@ function parseFaults(spec) {
   for (const item of (spec ?? "").split(",")) {
     if (!item.trim()) continue;
     const [hook, mode] = item.split("=").map((s) => s.trim());
-    if (!Object.hasOwn(hooks, hook) || !/^(hang|500|garbage|huge|reset|slow:\d+)$/.test(mode ?? "")) {
-      throw new Error(`BACKEND_FAULTS: "${item}" is not <hook>=hang|500|garbage|huge|reset|slow:<ms>`);
+    if (!Object.hasOwn(hooks, hook) || !/^(hang|500|garbage|huge|reset|shapeless|slow:\d+)$/.test(mode ?? "")) {
+      throw new Error(`BACKEND_FAULTS: "${item}" is not <hook>=hang|500|garbage|huge|reset|shapeless|slow:<ms>`);
     }
     out.set(hook, /** @type {Fault} */ (mode));
   }
@@ -279,6 +290,9 @@ async function misbehave(fault, res, hanging) {
     }
     case "reset":
       res.socket?.destroy();
+      return true;
+    case "shapeless":
+      send(res, 200, { ok: true });
       return true;
     default:
       await new Promise((resolve) => setTimeout(resolve, Number(fault.slice("slow:".length))));
@@ -347,7 +361,7 @@ export function createBackend(options = {}) {
       /** @type {HookAnswer} */
       let answer;
       try {
-        answer = { result: hooks[name](body, sessions) };
+        answer = { result: await hooks[name](body, sessions) };
       } catch (err) {
         if (!(err instanceof Refusal)) throw err;
         answer = { error: { status: err.status, code: err.code, message: err.message } };

@@ -88,3 +88,28 @@ export async function startBackend(options: { faults?: string; args?: string[] }
     },
   };
 }
+
+/** The value of one sample in Prometheus text (labels in any order); 0 when the sample is absent. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = new Map<string, string>();
+    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) have.set(l[1]!, l[2]!);
+    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) return Number(m[3]);
+  }
+  return 0;
+}
+
+/** `heartline_hook_requests_total{hook,outcome}` of a running server, by `hook/outcome`. */
+export async function hookCounts(url: string): Promise<(hook: string, outcome: "ok" | "refused" | "unavailable") => number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return (hook, outcome) => metricValue(text, "heartline_hook_requests_total", { hook, outcome });
+}
+
+/** Open subscriber connections of a running server, by transport, from /metrics. */
+export async function openConnections(url: string): Promise<{ ws: number; sse: number; poll: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const of = (transport: string) => metricValue(text, "heartline_connections", { transport });
+  return { ws: of("ws"), sse: of("sse"), poll: of("poll") };
+}

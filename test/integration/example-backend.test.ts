@@ -115,12 +115,24 @@ describe("example backend", () => {
       });
     });
 
-    it("rpc: whoami, echo, add, and 404 unknown_method", async () => {
+    it("rpc: whoami, echo, add, sleep, context, and 404 unknown_method", async () => {
       assert.deepEqual(await hook(backend, "rpc", { user: "alice", method: "whoami" }), { result: { user: "alice" } });
       assert.deepEqual(await hook(backend, "rpc", { user: "alice", method: "echo", params: { a: [1, "two"] } }), { result: { a: [1, "two"] } });
       assert.deepEqual(await hook(backend, "rpc", { user: "alice", method: "echo" }), { result: null });
       assert.deepEqual(await hook(backend, "rpc", { user: "alice", method: "add", params: { a: 2, b: 40 } }), { result: 42 });
       assert.equal((await hook(backend, "rpc", { user: "alice", method: "add", params: { a: "2", b: 1 } })).error.code, "bad_params");
+      assert.deepEqual(
+        await hook(backend, "rpc", { user: "alice", method: "context", transport: "http", ip: "10.0.0.1", headers: { cookie: "sid=x", "user-agent": "t" } }),
+        { result: { user: "alice", transport: "http", ip: "10.0.0.1", client: null, headers: ["cookie", "user-agent"] } },
+      );
+      const slept = hook(backend, "rpc", { user: "alice", method: "sleep", params: { ms: 200 } });
+      const t0 = Date.now();
+      assert.deepEqual(await hook(backend, "rpc", { user: "alice", method: "sleep", params: { ms: 0 } }), { result: { slept: 0 } });
+      assert.ok(Date.now() - t0 < 200, "a sleeping RPC does not hold up others");
+      assert.deepEqual(await slept, { result: { slept: 200 } });
+      for (const params of [{ ms: -1 }, { ms: 10_001 }, { ms: "1" }, null]) {
+        assert.equal((await hook(backend, "rpc", { user: "alice", method: "sleep", params })).error.code, "bad_params");
+      }
       assert.deepEqual(await hook(backend, "rpc", { user: "alice", method: "toString" }), {
         error: { status: 404, code: "unknown_method", message: "There is no method toString." },
       });
@@ -198,10 +210,11 @@ describe("example backend test-only faults (BACKEND_FAULTS)", () => {
     assert.equal((JSON.parse(text) as { result: { user: string } }).result.user, "huge");
   });
 
-  it("reset closes the connection without an answer; slow:<ms> answers late", async () => {
-    const b = await startBackend({ faults: "connect=reset,rpc=slow:300" });
+  it("reset closes the connection without an answer; shapeless answers JSON of no documented shape; slow:<ms> answers late", async () => {
+    const b = await startBackend({ faults: "connect=reset,rpc=slow:300,publish=shapeless" });
     try {
       await assert.rejects(post(b, "/hooks/connect", {}));
+      assert.deepEqual((await post(b, "/hooks/publish", {})).body, { ok: true });
       const t0 = Date.now();
       const res = await post(b, "/hooks/rpc", { user: "a", method: "whoami" });
       assert.deepEqual(res.body, { result: { user: "a" } });
