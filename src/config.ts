@@ -27,6 +27,7 @@ const toBool = (v: unknown) => {
 const seconds = (min: number) => z.preprocess(toNumber, z.number().finite().gt(min));
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.preprocess(toNumber, z.number().int().min(min).max(max));
 const optString = z.string().min(1).optional();
+const httpUrl = z.string().regex(/^https?:\/\/\S+$/).refine((u) => URL.canParse(u)).optional();
 
 interface OptionDef {
   schema: z.ZodType;
@@ -102,6 +103,18 @@ export const OPTION_DEFS = {
     expected: "a number of seconds greater than 0",
     help: "seconds an idle kept-alive HTTP connection stays open (longer than the proxy's)",
   },
+  // The application's hooks over HTTP (SPEC §8).
+  proxyConnectUrl: { schema: httpUrl, default: undefined, expected: "an http:// or https:// URL", help: "URL of the connect hook" },
+  proxySubscribeUrl: { schema: httpUrl, default: undefined, expected: "an http:// or https:// URL", help: "URL of the subscribe hook" },
+  proxyPublishUrl: { schema: httpUrl, default: undefined, expected: "an http:// or https:// URL", help: "URL of the publish hook" },
+  proxyRpcUrl: { schema: httpUrl, default: undefined, expected: "an http:// or https:// URL", help: "URL of the rpc hook" },
+  proxyTimeout: { schema: seconds(0), default: 5, expected: "a number of seconds greater than 0", help: "seconds a hook has to answer" },
+  proxyHeaders: {
+    schema: z.preprocess(toList, z.array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/).transform((h) => h.toLowerCase()))),
+    default: ["cookie", "authorization", "user-agent", "x-forwarded-for", "x-request-id"],
+    expected: "a comma-separated list of header names",
+    help: "request headers given to hooks",
+  },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -136,6 +149,12 @@ export interface HeartlineConfig {
   maxPendingConnections: number;
   maxPendingConnectionsPerIp: number;
   keepAliveTimeout: number;
+  proxyConnectUrl: string | undefined;
+  proxySubscribeUrl: string | undefined;
+  proxyPublishUrl: string | undefined;
+  proxyRpcUrl: string | undefined;
+  proxyTimeout: number;
+  proxyHeaders: string[];
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */

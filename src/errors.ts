@@ -29,6 +29,9 @@ export const ERROR_CODES = {
   channel_limit: { status: 503, summary: "The server holds --max-channels channels already; a new channel is refused, existing ones keep working. Retry later." },
   shutting_down: { status: 503, summary: "The server is draining; reconnect to another node." },
   not_available: { status: 501, summary: "The feature is not available in this build." },
+  hook_unavailable: { status: 503, summary: "The application's hook failed (timeout, refused connection, non-2xx, an answer that is not the documented JSON, or a throw); nothing was let through." },
+  rpc_not_configured: { status: 404, summary: "RPC needs an rpc hook (library) or --proxy-rpc-url." },
+  too_many_requests: { status: 429, summary: "More RPCs in flight on this WebSocket than the per-connection cap (32); wait for answers." },
 } as const;
 
 /** A stable, snake_case error code from {@link ERROR_CODES}. */
@@ -36,7 +39,8 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 
 /** Base error of Heartline: a stable code, an HTTP status and a human sentence. */
 export class HeartlineError extends Error {
-  readonly code: ErrorCode;
+  /** A code of {@link ERROR_CODES}; an application's own code only on a `HookError`. */
+  readonly code: ErrorCode | (string & {});
   readonly status: number;
   /** Extra response headers (e.g. `Retry-After`). */
   readonly headers: Record<string, string> | undefined;
@@ -50,7 +54,7 @@ export class HeartlineError extends Error {
   }
 
   /** The JSON body of SPEC §4. */
-  toJSON(): { error: { code: ErrorCode; message: string } } {
+  toJSON(): { error: { code: string; message: string } } {
     return { error: { code: this.code, message: this.message } };
   }
 }
@@ -65,5 +69,28 @@ export class BrokerUnavailableError extends HeartlineError {
   constructor(message = "The broker is unavailable; the message was not published.", cause?: unknown) {
     super("broker_unavailable", message, { cause, headers: { "Retry-After": "1" } });
     this.name = "BrokerUnavailableError";
+  }
+}
+
+/** What a `HookError` may carry: a 4xx/5xx status, a snake_case code, a sentence. */
+export const HOOK_CODE_RE = /^[a-z][a-z0-9_]{0,63}$/;
+const HOOK_MESSAGE_MAX = 1000;
+
+/**
+ * An application's refusal, thrown by a hook (library form) or answered as
+ * `{"error": {status, code, message}}` by a hook backend (HTTP form). The
+ * client gets exactly this status, code and message. A status outside
+ * 400–599 or a code that is not snake_case is the application's mistake:
+ * the constructor throws a TypeError, which the client sees as
+ * `503 hook_unavailable`.
+ */
+export class HookError extends HeartlineError {
+  constructor(status: number, code: string, message: string) {
+    if (!Number.isInteger(status) || status < 400 || status > 599) throw new TypeError(`HookError status must be an integer from 400 to 599, got ${String(status)}`);
+    if (typeof code !== "string" || !HOOK_CODE_RE.test(code)) throw new TypeError("HookError code must be snake_case: a-z, 0-9 and _, at most 64 characters");
+    super("forbidden", typeof message === "string" ? message.slice(0, HOOK_MESSAGE_MAX) : "");
+    this.name = "HookError";
+    (this as { code: string }).code = code;
+    (this as { status: number }).status = status;
   }
 }
