@@ -112,6 +112,27 @@ describe("HTTP hooks: an rpc hook alone, --proxy-headers cookie,x-request-id", (
   });
 });
 
+describe("HTTP hooks: no rpc hook", () => {
+  let noRpc: ChildServer;
+  before(async () => {
+    noRpc = await startChildServer(h.backend.proxyArgs(["connect", "subscribe", "publish"]));
+  });
+  after(() => noRpc?.stop());
+
+  it("POST /api/rpc → 404 rpc_not_configured; an rpc frame → its error rpc_not_configured; the backend is not asked", async () => {
+    const res = await h.apiRpc({ method: "whoami" }, { cookie: alice() }, noRpc);
+    assert.equal(res.status, 404);
+    assert.equal(res.body.error.code, "rpc_not_configured");
+    const c = await h.ws(alice(), "", noRpc);
+    const frame = await rpcFrame(c, 1, "whoami");
+    assert.equal((frame.error as { code: string }).code, "rpc_not_configured");
+    assert.equal(c.ws.readyState, 1);
+    c.close();
+    const counts = await hookCounts(noRpc.url);
+    assert.equal(counts("rpc", "ok") + counts("rpc", "refused") + counts("rpc", "unavailable"), 0);
+  });
+});
+
 describe("HTTP hooks rpc: afterwards", () => {
   it("the server is up, counted the rpc outcomes, and holds no connection", async () => {
     assert.equal(h.hl.child.exitCode, null);
