@@ -76,9 +76,11 @@ describe("HTTP hooks: connect with a cookie session", () => {
     const other = await h.ws(alice());
     const otherClient = ((await rpcFrame(other, 1, "context")).result as Record<string, unknown>).client;
     assert.notEqual(otherClient, onWs.client, "each connection its own client id");
-    const onHttp = await h.apiRpc({ method: "context" }, { cookie: alice(), "x-request-id": "r-1", "x-not-forwarded": "1" });
+    const onHttp = await h.apiRpc({ method: "context" }, { cookie: alice(), "x-request-id": "r-1", "x-not-forwarded": "1", "x-forwarded-for": "203.0.113.9" });
     assert.equal(onHttp.status, 200, JSON.stringify(onHttp.body));
     assert.equal(onHttp.body.result.transport, "http");
+    assert.equal(onHttp.body.result.ip, "127.0.0.1", "X-Forwarded-For is not believed without --trust-proxy");
+    assert.ok(onHttp.body.result.headers.includes("x-forwarded-for"), "but it is forwarded, as --proxy-headers says");
     assert.equal(onHttp.body.result.client, null);
     assert.ok(onHttp.body.result.headers.includes("x-request-id"));
     assert.ok(onHttp.body.result.headers.includes("cookie"));
