@@ -33,7 +33,7 @@ const MAX_SLEEP_MS = 10_000;
  * @typedef {{ transport?: string, ip?: string, headers?: Record<string, string>, user?: string,
  *   client?: string, channel?: string, data?: unknown, method?: string, params?: unknown }} HookRequest
  * @typedef {{ result: unknown } | { error: { status: number, code: string, message: string } }} HookAnswer
- * @typedef {"hang" | "500" | "garbage" | "huge" | "reset" | "shapeless" | `slow:${number}`} Fault
+ * @typedef {"hang" | "500" | "garbage" | "huge" | "huge-chunked" | "reset" | "shapeless" | `slow:${number}`} Fault
  */
 
 /** A refusal the hook answers as `200 {"error":{status,code,message}}`. */
@@ -256,8 +256,8 @@ function parseFaults(spec) {
   for (const item of (spec ?? "").split(",")) {
     if (!item.trim()) continue;
     const [hook, mode] = item.split("=").map((s) => s.trim());
-    if (!Object.hasOwn(hooks, hook) || !/^(hang|500|garbage|huge|reset|shapeless|slow:\d+)$/.test(mode ?? "")) {
-      throw new Error(`BACKEND_FAULTS: "${item}" is not <hook>=hang|500|garbage|huge|reset|shapeless|slow:<ms>`);
+    if (!Object.hasOwn(hooks, hook) || !/^(hang|500|garbage|huge|huge-chunked|reset|shapeless|slow:\d+)$/.test(mode ?? "")) {
+      throw new Error(`BACKEND_FAULTS: "${item}" is not <hook>=hang|500|garbage|huge|huge-chunked|reset|shapeless|slow:<ms>`);
     }
     out.set(hook, /** @type {Fault} */ (mode));
   }
@@ -281,11 +281,18 @@ async function misbehave(fault, res, hanging) {
       res.writeHead(200, { "content-type": "application/json" });
       res.end('{"result": {"user": "x"');
       return true;
-    case "huge": {
-      // Valid JSON of 10 MB: only its size is wrong.
+    case "huge":
+    case "huge-chunked": {
+      // Valid JSON of 10 MB: only its size is wrong. Declared up front, or streamed without a length.
       const text = `{"result":{"user":"huge","info":"${"x".repeat(10 * 1024 * 1024)}"}}`;
-      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
-      res.end(text);
+      if (fault === "huge") {
+        res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+        res.end(text);
+        return true;
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      for (let i = 0; i < text.length; i += 64 * 1024) res.write(text.slice(i, i + 64 * 1024));
+      res.end();
       return true;
     }
     case "reset":

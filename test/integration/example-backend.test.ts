@@ -205,16 +205,21 @@ describe("example backend test-only faults (BACKEND_FAULTS)", () => {
     const garbageText = await garbage.text();
     assert.throws(() => JSON.parse(garbageText) as unknown);
     const huge = await fetch(`${backend.url}/hooks/rpc`, { method: "POST", body: "{}" });
+    assert.ok(Number(huge.headers.get("content-length")) > 10 * 1024 * 1024);
     const text = await huge.text();
     assert.ok(text.length > 10 * 1024 * 1024);
     assert.equal((JSON.parse(text) as { result: { user: string } }).result.user, "huge");
   });
 
-  it("reset closes the connection without an answer; shapeless answers JSON of no documented shape; slow:<ms> answers late", async () => {
-    const b = await startBackend({ faults: "connect=reset,rpc=slow:300,publish=shapeless" });
+  it("reset closes the connection without an answer; shapeless answers JSON of no documented shape; huge-chunked streams 10 MB; slow:<ms> answers late", async () => {
+    const b = await startBackend({ faults: "connect=reset,rpc=slow:300,publish=shapeless,subscribe=huge-chunked" });
     try {
       await assert.rejects(post(b, "/hooks/connect", {}));
       assert.deepEqual((await post(b, "/hooks/publish", {})).body, { ok: true });
+      const chunked = await fetch(`${b.url}/hooks/subscribe`, { method: "POST", body: "{}" });
+      assert.equal(chunked.headers.get("content-length"), null);
+      assert.equal(chunked.headers.get("transfer-encoding"), "chunked");
+      assert.equal((JSON.parse(await chunked.text()) as { result: { user: string } }).result.user, "huge");
       const t0 = Date.now();
       const res = await post(b, "/hooks/rpc", { user: "a", method: "whoami" });
       assert.deepEqual(res.body, { result: { user: "a" } });

@@ -28,14 +28,15 @@ async function deadPort(): Promise<number> {
   return port;
 }
 
-type Mode = "hang" | "down" | "500" | "garbage" | "huge" | "reset" | "shapeless";
-const MODES: readonly Mode[] = ["hang", "down", "500", "garbage", "huge", "reset", "shapeless"];
+type Mode = "hang" | "down" | "500" | "garbage" | "huge" | "huge-chunked" | "reset" | "shapeless";
+const MODES: readonly Mode[] = ["hang", "down", "500", "garbage", "huge", "huge-chunked", "reset", "shapeless"];
 const TITLES: Record<Mode, string> = {
   hang: `hung past --proxy-timeout ${TIMEOUT_S}`,
   down: "down (connection refused)",
   500: "answering 500",
   garbage: "answering cut-off JSON",
   huge: "answering 10 MB",
+  "huge-chunked": "streaming 10 MB without a length",
   reset: "closing the connection without an answer",
   shapeless: "answering JSON of the wrong shape",
 };
