@@ -221,6 +221,34 @@ for (const mode of MODES) {
   });
 }
 
+describe("HTTP hooks fail closed: shutdown while hooks hang", () => {
+  it("SIGTERM ends the process within --drain-timeout though the backend never answers (--proxy-timeout 30)", async () => {
+    const hung = backends.get("hang")!;
+    const drain = ["--proxy-timeout", "30", "--drain-timeout", "1"];
+    // One server whose connect works but whose rpc and subscribe hang; one whose connect hangs.
+    const open = await startChildServer(["--proxy-connect-url", healthy.hookUrl("connect"), "--proxy-rpc-url", hung.hookUrl("rpc"), "--proxy-subscribe-url", hung.hookUrl("subscribe"), ...drain]);
+    const closed = await startChildServer([...hung.proxyArgs(), ...drain]);
+    servers.push(open, closed);
+    const c = await WsClient.connect(`${open.wsUrl}/ws`, { headers: { cookie } });
+    c.send({ type: "rpc", id: 1, method: "whoami" });
+    c.send({ type: "subscribe", channel: "room:lobby" });
+    const upgrading = upgrade(closed.port, "/ws", { cookie });
+    // Time for the hooks to be asked: they wait on the backend from then on.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const t0 = Date.now();
+    const exits = [open, closed].map((s) => new Promise<number | null>((resolve) => s.child.once("exit", (code) => resolve(code))));
+    open.child.kill("SIGTERM");
+    closed.child.kill("SIGTERM");
+    assert.deepEqual(await Promise.all(exits), [0, 0]);
+    assert.ok(Date.now() - t0 < 3000, `exited after ${Date.now() - t0} ms`);
+    await c.closed;
+    assert.equal(c.closeCode, 1012, "service restart: reconnect elsewhere");
+    const refused = await upgrading;
+    assert.equal(refused.status, 503);
+    assert.equal(refused.body.error.code, "hook_unavailable");
+  });
+});
+
 describe("HTTP hooks fail closed: afterwards", () => {
   it("the backends that misbehaved are still up too", async () => {
     for (const [mode, b] of backends) {
