@@ -29,6 +29,8 @@ import { MAX_USER_LENGTH, RPC_METHOD_RE, type HookContext, type HookName, type H
 export const STATELESS_REUSE_MS = 5000;
 /** Reused answers kept at most; the oldest go first. */
 const REUSE_MAX = 10_000;
+/** Headers that differ on every request by design: given to hooks, not part of the reuse key. */
+const PER_REQUEST_HEADERS = new Set(["x-request-id"]);
 /** Query parameters that change from one request of a client to the next, or carry the token: not part of the reuse key, not given to hooks. */
 const VOLATILE_PARAMS = new Set(["cursor", "lastEventId", "timeout", "token", "channel"]);
 
@@ -120,7 +122,7 @@ export class HookRunner {
       info: undefined,
       granted: undefined,
       expireAt: 0,
-      reuseKey: persistent ? undefined : JSON.stringify([transport, headers, query, claims?.sub ?? null]),
+      reuseKey: persistent ? undefined : reuseKey(transport, headers, query, claims?.sub),
     };
   }
 
@@ -243,6 +245,12 @@ export class HookRunner {
       this.duration.observe({ hook }, (performance.now() - started) / 1000);
     }
   }
+}
+
+function reuseKey(transport: HookTransport, headers: Record<string, string>, query: Record<string, string>, sub: string | undefined): string {
+  const kept: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (!PER_REQUEST_HEADERS.has(k)) kept[k] = v;
+  return JSON.stringify([transport, kept, query, sub ?? null]);
 }
 
 function context(s: Session): HookContext & Record<string, unknown> {

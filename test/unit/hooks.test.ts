@@ -119,7 +119,8 @@ describe("HookRunner", () => {
     let subscribes = 0;
     const { r, clock } = runner({ connect: () => (++connects, { user: "u" }), subscribe: () => void ++subscribes });
     const poll = async (cookie: string) => {
-      const s = r.session("poll", req({ cookie }), url("cursor=x" + Math.random()), "ip", undefined);
+      // X-Request-ID differs on every request: it must not defeat the reuse.
+      const s = r.session("poll", req({ cookie, "x-request-id": String(Math.random()) }), url("cursor=x" + Math.random()), "ip", undefined);
       await r.connect(s);
       await r.checkChannel(s, undefined, "room:1");
     };
