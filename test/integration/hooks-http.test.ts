@@ -240,10 +240,9 @@ describe("HTTP hooks: publish on a server without --api-key", () => {
   });
 
   // SPEC §8: "A POST /api/publish without the API key but with a client's credentials (cookie or
-  // token) is a client publish: connect, then the publish hook, decide it." Without --api-key the
-  // server takes every loopback publish as its own, cookie or not, so the publish hook is never
-  // asked: on a developer's machine an SSE or polling browser publishes past the application.
-  it("a POST /api/publish from this machine with a session cookie is a client's: the publish hook decides", { todo: "the loopback rule wins over the client's cookie" }, async () => {
+  // token) is a client publish: connect, then the publish hook, decide it", loopback or not; else an
+  // SSE or polling browser on a developer's machine would publish past the application.
+  it("a POST /api/publish from this machine with a session cookie is a client's: the publish hook decides", async () => {
     const start = await getJson(`${keyless.url}/poll?channel=room:dev`, { headers: { cookie: alice() } });
     const ok = await post("room:dev", { text: "  hi  " }, { cookie: alice() });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
