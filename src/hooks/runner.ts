@@ -122,7 +122,7 @@ export class HookRunner {
       info: undefined,
       granted: undefined,
       expireAt: 0,
-      reuseKey: persistent ? undefined : reuseKey(transport, headers, query, claims?.sub),
+      reuseKey: persistent ? undefined : reuseKey(transport, ip, headers, query, claims?.sub),
     };
   }
 
@@ -247,10 +247,10 @@ export class HookRunner {
   }
 }
 
-function reuseKey(transport: HookTransport, headers: Record<string, string>, query: Record<string, string>, sub: string | undefined): string {
+function reuseKey(transport: HookTransport, ip: string, headers: Record<string, string>, query: Record<string, string>, sub: string | undefined): string {
   const kept: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) if (!PER_REQUEST_HEADERS.has(k)) kept[k] = v;
-  return JSON.stringify([transport, kept, query, sub ?? null]);
+  return JSON.stringify([transport, ip, kept, query, sub ?? null]);
 }
 
 function context(s: Session): HookContext & Record<string, unknown> {
