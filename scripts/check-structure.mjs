@@ -18,7 +18,7 @@ const MAX_LINES = 450;
  * by what they import (see `rankOf`): a dependency-free module such as
  * wire.ts or channel-rules.ts sits below every layer, server.ts above all.
  */
-const LAYERS = ["broker", "hub", "auth", "http", "transports", "server"];
+const LAYERS = ["broker", "hub", "auth", "hooks", "http", "transports", "server"];
 /**
  * Imports that break a rule and are known, each with what removes it. Listed
  * here they are warnings; an entry that no longer matches an import fails the

@@ -1,9 +1,10 @@
-// Runs every test file under the given folders (default: test/) with node's test runner and tsx.
+// Runs every test file under the given folders, or the given files (default: test/), with node's test runner and tsx.
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 function find(dir) {
+  if (!statSync(dir).isDirectory()) return [dir];
   const out = [];
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);

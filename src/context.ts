@@ -7,6 +7,7 @@
 import type { Auth } from "./auth/auth.js";
 import type { Clock } from "./clock.js";
 import type { HeartlineConfig } from "./config.js";
+import type { HookRunner } from "./hooks/runner.js";
 import type { Hub } from "./hub/hub.js";
 import type { Logger, LogLimiter } from "./log.js";
 import type { Stats } from "./stats.js";
@@ -21,6 +22,8 @@ export interface CoreContext {
   readonly stats: Stats;
   /** Subscriber tokens and channel permissions. */
   readonly auth: Auth;
+  /** The application's hooks (connect, subscribe, publish, rpc, disconnect); `enabled` is false without any. */
+  readonly hooks: HookRunner;
   /** Coarse time, refreshed by the ticker; cheap to read on the hot path. */
   now: number;
   draining: boolean;

@@ -15,7 +15,20 @@ import { Heartline, type RuntimeOptions } from "./server.js";
 
 export { Heartline, type RuntimeOptions } from "./server.js";
 export { ConfigError, OPTION_DEFS, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
-export { ERROR_CODES, HeartlineError, type ErrorCode } from "./errors.js";
+export { ERROR_CODES, HeartlineError, HookError, type ErrorCode } from "./errors.js";
+export type {
+  ConnectResult,
+  DisconnectContext,
+  HookContext,
+  HookName,
+  Hooks,
+  HookTransport,
+  PublishContext,
+  PublishDecision,
+  RpcContext,
+  SubscribeContext,
+  SubscribeResult,
+} from "./hooks/types.js";
 export { CLOSE_CODES, FINAL_CLOSE_CODES, shouldReconnect, type CloseReason } from "./close-codes.js";
 export { ManualClock, systemClock, type Clock } from "./clock.js";
 export { MemoryBroker } from "./broker/memory.js";

@@ -9,6 +9,10 @@ import type { ServerContext } from "./transports/connection.js";
 export function createMetrics(ctx: ServerContext): Registry {
   const register = new Registry();
   const { stats, registry, hub } = ctx;
+  // Hook calls are counted as they happen: they are never on the fan-out path.
+  register.registerMetric(ctx.hooks.requests);
+  register.registerMetric(ctx.hooks.reuseHits);
+  register.registerMetric(ctx.hooks.duration);
 
   new Gauge({
     name: "heartline_connections",

@@ -17,6 +17,8 @@ import { sleepOn, systemClock, type Clock } from "./clock.js";
 import { configFromOptions, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
 import { httpError } from "./errors.js";
 import { Hub } from "./hub/hub.js";
+import { HookRunner } from "./hooks/runner.js";
+import type { Hooks } from "./hooks/types.js";
 import { OriginPolicy } from "./http/origin.js";
 import { Publisher, type PublishResult } from "./http/publish.js";
 import { SocketLimits } from "./http/socket-limits.js";
@@ -35,6 +37,8 @@ import { FrontDoor } from "./server/front-door.js";
 export interface RuntimeOptions {
   /** Time source; tests pass a `ManualClock`. */
   clock?: Clock;
+  /** The application's hooks (SPEC §8); each wins over the same hook's `--proxy-*-url`. */
+  hooks?: Hooks;
   /** A pino logger; by default one is made at `logLevel`. */
   logger?: Logger;
   /** A broker instead of the embedded memory broker. */
@@ -91,12 +95,15 @@ export class Heartline {
         ? new RedisBroker({ url: redis, historySize, historyTtl, readTtl, maxChannels, clock: this.clock, logger: this.log })
         : new MemoryBroker({ historySize, historyTtl, readTtl, maxChannels, maxHistoryBytes, clock: this.clock }));
     this.hub = new Hub(broker);
+    const logs = new LogLimiter(this.log, this.clock);
+    const hooks = new HookRunner({ config: this.config, auth: this.auth, log: this.log, logs, stats: this.stats, now: () => this.ctx.now }, runtime.hooks);
     this.ctx = {
       config: this.config,
       hub: this.hub,
       clock: this.clock,
       log: this.log,
-      logs: new LogLimiter(this.log, this.clock),
+      logs,
+      hooks,
       stats: this.stats,
       registry: new ConnectionRegistry(this.config, this.stats),
       auth: this.auth,
@@ -292,7 +299,9 @@ export class Heartline {
     try {
       sweepHeartbeats(ctx.registry.live, now, this.config.heartbeatInterval * 1000, this.config.heartbeatTimeout * 1000);
       sweepClosing(ctx.registry.closing, now);
-      if (this.auth.enabled) sweepTokens(ctx.registry.live, this.auth.now(), this.auth.marginMs);
+      // Token expiry, and a connect hook's expireAt.
+      if (this.auth.enabled || ctx.hooks.enabled) sweepTokens(ctx.registry.live, this.auth.now(), this.auth.marginMs);
+      ctx.hooks.sweep(now);
       this.poll.sweep(now);
       ctx.logs.sweep(now);
       if (now - this.lastBrokerSweep >= 1000) {

@@ -92,7 +92,7 @@ export class Auth {
       return claims;
     } catch (err) {
       if (err instanceof HeartlineError && (err.code === "unauthorized" || err.code === "token_expired" || err.code === "forbidden")) {
-        this.stats.rejected[err.code]++;
+        this.stats.countRejected(err.code);
       }
       throw err;
     }

@@ -25,6 +25,8 @@ export interface HookContext {
   readonly info: unknown;
   /** This connection's id (WebSocket and SSE); undefined for a poll or a plain request. */
   readonly client: string | undefined;
+  /** Aborted when `--proxy-timeout` has passed and the client has been answered 503. */
+  readonly signal?: AbortSignal;
 }
 
 export interface SubscribeContext extends HookContext {

@@ -57,3 +57,31 @@ export function parseJson(body: Buffer | string): unknown {
     throw httpError("bad_json", "the body is not valid JSON");
   }
 }
+
+/** `application/json` or `application/<anything>+json`, parameters allowed. */
+const JSON_MEDIA_TYPE = /^application\/(?:[a-z0-9!#$&^_.+-]+\+)?json[ \t]*(?:;|$)/i;
+
+/**
+ * A publish or RPC must say it is JSON. A browser sends a cross-site POST as
+ * `text/plain` (or a form type) without asking first (no CORS preflight), so
+ * a page on any site could otherwise publish through a server that trusts its
+ * visitor's machine (`npm start` on a developer's laptop).
+ */
+export function assertJsonContentType(req: IncomingMessage, endpoint: string): void {
+  const type = req.headers["content-type"];
+  if (type === undefined || !JSON_MEDIA_TYPE.test(type.trim())) {
+    throw httpError(
+      "unsupported_media_type",
+      `${endpoint} needs Content-Type: application/json; got ${type === undefined ? "none" : JSON.stringify(type.slice(0, 100))}`,
+    );
+  }
+}
+
+/** The request's URL, parsed (its host is a placeholder); a malformed one is refused. */
+export function requestUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? "/", "http://heartline.invalid");
+  } catch {
+    throw httpError("bad_request", "the request URL is malformed");
+  }
+}

@@ -10,8 +10,9 @@ import type { TokenClaims } from "../auth/tokens.js";
 import type { CoreContext } from "../context.js";
 import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName, ChannelPatterns } from "../hub/channel-name.js";
-import { parseJson, readBody } from "./body.js";
-import { isLoopbackRequest } from "./client-address.js";
+import { assertJsonContentType, parseJson, readBody, requestUrl } from "./body.js";
+import type { Session } from "../hooks/runner.js";
+import { clientAddress, isLoopbackRequest } from "./client-address.js";
 import { InFlight } from "./in-flight.js";
 
 export interface PublishResult {
@@ -70,12 +71,17 @@ export class Publisher {
   }
 
   /**
-   * A publish from a subscriber (WebSocket frame): only on `--client-publish`
-   * channels and, with tokens on, only where the connection's token `publish`
-   * claim allows (or on `public:` channels).
+   * A publish from a subscriber (WebSocket frame). With a publish hook, the
+   * hook decides (and may replace the data). Without one: only on
+   * `--client-publish` channels and, with tokens on, only where the
+   * connection's token `publish` claim allows (or on `public:` channels).
    */
-  publishFromClient(channel: string, data: unknown, hasData: boolean, claims?: TokenClaims): Promise<PublishResult> {
+  publishFromClient(channel: string, data: unknown, hasData: boolean, claims?: TokenClaims, session?: Session): Promise<PublishResult> {
     if (this.ctx.draining) return Promise.reject(httpError("shutting_down", "the server is draining; publish to another node"));
+    if (session !== undefined && this.ctx.hooks.has("publish")) {
+      if (!hasData) return Promise.reject(httpError("bad_request", 'the publish frame needs a "data" field'));
+      return this.ctx.hooks.publish(session, channel, data).then((d) => this.publish(channel, d));
+    }
     if (!this.clientPatterns.matches(channel)) {
       return Promise.reject(httpError("forbidden", `clients may not publish to ${channel} (see --client-publish)`));
     }
@@ -99,7 +105,7 @@ export class Publisher {
    * only the checks that need the channel wait for it.
    */
   async handleHttp(req: IncomingMessage): Promise<PublishResult> {
-    assertJsonContentType(req);
+    assertJsonContentType(req, "POST /api/publish");
     const grant = await this.authorizeHeaders(req);
     const body = await readBody(req, this.ctx.config.maxMessageBytes + ENVELOPE_BYTES);
     const parsed = parseJson(body);
@@ -108,7 +114,12 @@ export class Publisher {
     }
     const { channel, data } = parsed as Record<string, unknown>;
     const name = assertChannelName(channel);
-    if (grant !== ANY_CHANNEL) this.authorizeChannel(grant, name);
+    if (grant === ANY_CHANNEL) return this.publish(name, data);
+    if (grant.session !== undefined && this.ctx.hooks.has("publish")) {
+      if (data === undefined) throw httpError("bad_request", 'the message needs a "data" field (any JSON value)');
+      return this.publish(name, await this.ctx.hooks.publish(grant.session, name, data));
+    }
+    this.authorizeChannel(grant, name);
     return this.publish(name, data);
   }
 
@@ -117,7 +128,10 @@ export class Publisher {
    * key, or (without `--api-key`) a request from this machine through no
    * proxy (see client-address.ts), may publish anywhere. Otherwise only
    * `--client-publish` channels remain: with none configured the request is
-   * refused here; a token, when sent, is verified here.
+   * refused here; a token, when sent, is verified here. With a connect or
+   * publish hook, the request is a client's: connect names its user (unless
+   * a token did), and the publish hook, when there is one, decides instead
+   * of `--client-publish`.
    */
   private async authorizeHeaders(req: IncomingMessage): Promise<Grant> {
     if (this.hasApiKey(req)) return ANY_CHANNEL;
@@ -125,21 +139,22 @@ export class Publisher {
     const auth = this.ctx.auth;
     let token: string | undefined;
     if (auth.enabled) {
-      let url: URL;
-      try {
-        url = new URL(req.url ?? "/", "http://heartline.invalid");
-      } catch {
-        throw httpError("bad_request", "the request URL is malformed");
-      }
-      token = auth.tokenOf(req, url);
+      token = auth.tokenOf(req, requestUrl(req));
     }
     const claims = token === undefined ? undefined : await auth.verify(token);
     const authorization = req.headers.authorization !== undefined;
+    const hooks = this.ctx.hooks;
+    let session: Session | undefined;
+    if (hooks.has("connect") || hooks.has("publish")) {
+      session = hooks.session("http", req, requestUrl(req), clientAddress(req, this.ctx.config.trustProxy), claims);
+      await hooks.connect(session);
+      if (hooks.has("publish")) return { token: token !== undefined, claims, authorization, session };
+    }
     if (this.clientPatterns.size === 0) {
       if (token !== undefined) throw httpError("forbidden", "clients may not publish on this server (no --client-publish)");
       throw this.refusal(authorization);
     }
-    return { token: token !== undefined, claims, authorization };
+    return { token: token !== undefined, claims, authorization, session };
   }
 
   /**
@@ -180,24 +195,7 @@ interface ClientGrant {
   claims: TokenClaims | undefined;
   /** Whether an Authorization header was sent (for the refusal's message). */
   authorization: boolean;
+  /** The client's session, when a connect or publish hook is configured. */
+  session: Session | undefined;
 }
 type Grant = typeof ANY_CHANNEL | ClientGrant;
-
-/** `application/json` or `application/<anything>+json`, parameters allowed. */
-const JSON_MEDIA_TYPE = /^application\/(?:[a-z0-9!#$&^_.+-]+\+)?json[ \t]*(?:;|$)/i;
-
-/**
- * A publish must say it is JSON. A browser sends a cross-site POST as
- * `text/plain` (or a form type) without asking first (no CORS preflight), so
- * a page on any site could otherwise publish through a server that trusts its
- * visitor's machine (`npm start` on a developer's laptop).
- */
-function assertJsonContentType(req: IncomingMessage): void {
-  const type = req.headers["content-type"];
-  if (type === undefined || !JSON_MEDIA_TYPE.test(type.trim())) {
-    throw httpError(
-      "unsupported_media_type",
-      `POST /api/publish needs Content-Type: application/json; got ${type === undefined ? "none" : JSON.stringify(type.slice(0, 100))}`,
-    );
-  }
-}

@@ -9,6 +9,7 @@
 import { ServerResponse, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { TokenClaims } from "../auth/tokens.js";
+import type { Session } from "../hooks/runner.js";
 import type { TransportName } from "../config.js";
 import { httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
@@ -33,6 +34,8 @@ export interface SubscribeRequest {
   readonly ip: string;
   /** Seconds a poll may be held (`timeout=`, capped by --poll-timeout); 0 for streams. */
   readonly hold: number;
+  /** What the application's hooks know of the client; undefined when no hook is configured. */
+  readonly session: Session | undefined;
 }
 
 export class Admission {
@@ -48,8 +51,10 @@ export class Admission {
    * Origin (for a WebSocket after the two checks below, as its upgrade
    * always answered), transport offered (`--transports`), not draining,
    * parameters (`channel=`, the cursor from `cursor=`, `lastEventId=` or for
-   * SSE `Last-Event-ID`, a poll's `timeout=`), token, not draining again
-   * (the token check may have waited), client address, then the connection
+   * SSE `Last-Event-ID`, a poll's `timeout=`), token, the application's
+   * connect hook and, for channels neither public nor allowed by the token
+   * nor granted by connect, its subscribe hook; not draining again (the
+   * token check and the hooks may have waited), then the connection
    * slot (per IP and in total) for a stream or WebSocket; a poll takes its
    * slot only when it is held (`PollTransport.serve`).
    *
@@ -76,18 +81,32 @@ export class Admission {
     const shared = raw === undefined || raw === "" ? undefined : this.cursors.decode(raw);
     const hold = kind === "poll" ? pollHold(params.get("timeout"), config.pollTimeout) : 0;
     const auth = ctx.auth;
-    // A poll without tokens goes on without waiting.
-    const claims = kind === "poll" && !auth.enabled ? undefined : await auth.authorizeSubscribe(req, url, channels);
+    const ip = clientAddress(req, config.trustProxy);
+    const hooks = ctx.hooks;
+    let claims: TokenClaims | undefined;
+    let session: Session | undefined;
+    if (!hooks.enabled) {
+      // A poll without tokens goes on without waiting.
+      claims = kind === "poll" && !auth.enabled ? undefined : await auth.authorizeSubscribe(req, url, channels);
+    } else {
+      // The token, if any, is verified here; the channels are the hooks' to decide.
+      claims = await auth.authorizeSubscribe(req, url, []);
+      session = hooks.session(kind, req, url, ip, claims);
+      await hooks.connect(session);
+      for (const c of session.granted ?? []) if (!channels.includes(c)) channels.push(c);
+      if (channels.length > max) throw httpError("too_many_channels", `at most ${max} channels per connection (--max-channels-per-connection)`);
+      const asked = channels.map((c) => hooks.checkChannel(session!, claims, c)).filter((p) => p !== undefined);
+      if (asked.length > 0) await Promise.all(asked);
+    }
     // The client may have gone while its token was checked (an SSE stream notices when it opens).
     if (kind !== "sse" && out.destroyed) return undefined;
     this.notDraining();
-    const ip = clientAddress(req, config.trustProxy);
     if (kind !== "poll") {
       ctx.registry.admit(kind, ip);
       // The socket the subscriber holds: the upgraded (or taken out) one, else the request's.
       socketAdmitted(out instanceof ServerResponse ? req.socket : out);
     }
-    return { kind, channels, cursor: shared?.positions, shared, claims, ip, hold };
+    return { kind, channels, cursor: shared?.positions, shared, claims, ip, hold, session };
   }
 
   /** CORS answer headers for the request (see OriginPolicy). */

@@ -15,6 +15,7 @@ import type { TransportName } from "../config.js";
 import { httpError, type HeartlineError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
 import { sendJson } from "../http/respond.js";
+import { handleRpc } from "../http/rpc.js";
 import type { Door } from "./door.js";
 import { pollRequest, pollSocket, sseRequest, sseSocket, upgradeWs, wsWithoutUpgrade } from "./subscribe.js";
 
@@ -45,6 +46,7 @@ export const ROUTES: readonly Route[] = [
   { path: "/sse", method: "GET", transport: "sse", serve: sseRequest, socket: sseSocket },
   { path: "/poll", method: "GET", transport: "poll", serve: pollRequest, socket: pollSocket },
   { path: "/api/publish", method: "POST", serve: publish },
+  { path: "/api/rpc", method: "POST", serve: rpc },
   { path: "/api/channels/", prefix: true, method: "GET", serve: channelInfo },
   { path: "/healthz", method: "GET", serve: health },
   { path: "/readyz", method: "GET", serve: ready },
@@ -107,6 +109,16 @@ async function publish(d: Door, req: IncomingMessage, res: ServerResponse, cors:
   res.once("close", () => d.publishRequests.delete(req));
   const result = await d.publisher.handleHttp(req);
   sendJson(res, 200, result, cors);
+}
+
+/** `POST /api/rpc`: answered like a publish, counted until answered so drain lets it finish. */
+async function rpc(d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<void> {
+  d.publishRequests.add(req);
+  res.once("close", () => d.publishRequests.delete(req));
+  const json = await handleRpc(d.ctx, req);
+  const body = `{"result":${json}}`;
+  res.writeHead(200, { ...cors, "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
+  res.end(body);
 }
 
 /** `GET /api/channels/{name}`: the channel's position and this node's subscriber count. */

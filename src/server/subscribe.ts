@@ -19,7 +19,7 @@ export async function sseRequest(d: Door, req: IncomingMessage, res: ServerRespo
   const out = openSseResponse(res, cors) as ServerResponse;
   // Through the response, a stream that ends leaves the connection open: idle again.
   out.once("finish", streamEnded);
-  return serveSse(d.ctx, out, s.ip, s.channels, s.cursor, s.claims);
+  return serveSse(d.ctx, out, s.ip, s.channels, s.cursor, s.claims, s.session);
 }
 
 /** `GET /sse` taken out of node:http: the same admission, errors answered on the socket. */
@@ -31,7 +31,7 @@ export function sseSocket(d: Door, req: IncomingMessage, socket: Socket): void {
 
 async function openSse(d: Door, req: IncomingMessage, socket: Socket, cors: Record<string, string>): Promise<void> {
   const s = (await d.admission.admit("sse", req, socket))!;
-  return serveSse(d.ctx, openSseSocket(socket, cors), s.ip, s.channels, s.cursor, s.claims);
+  return serveSse(d.ctx, openSseSocket(socket, cors), s.ip, s.channels, s.cursor, s.claims, s.session);
 }
 
 /** `GET /poll` through node:http's response. */

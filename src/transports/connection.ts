@@ -13,6 +13,7 @@ import type { CoreContext } from "../context.js";
 import type { Position } from "../cursor-layout.js";
 import { httpError } from "../errors.js";
 import type { Outgoing, Subscriber, Subscription } from "../hub/hub.js";
+import type { Session } from "../hooks/runner.js";
 import type { Stats } from "../stats.js";
 import { WriteBatch } from "./batch.js";
 
@@ -47,6 +48,8 @@ export abstract class Connection implements Subscriber, TokenHolder {
   tokenExp = 0;
   /** When to ask the client for a fresh token, in wall-clock ms (WebSocket); 0 = nothing to ask. */
   refreshAt = 0;
+  /** What the application's hooks know of this client; undefined when no hook is configured. */
+  session: Session | undefined = undefined;
 
   constructor(
     readonly ctx: ServerContext,
@@ -76,6 +79,23 @@ export abstract class Connection implements Subscriber, TokenHolder {
     }
     // Settled: let the promise go rather than keep it for the connection's life.
     sub.ready = SETTLED;
+  }
+
+  /**
+   * Takes the admitted client's token and session: a connect hook's
+   * `expireAt` closes the connection like a token's `exp`, whichever is first.
+   */
+  admitted(claims: TokenClaims | undefined, session: Session | undefined): void {
+    this.ctx.auth.bind(this, claims);
+    if (session === undefined) return;
+    this.session = session;
+    this.sessionDeadline();
+  }
+
+  /** Applies the session's `expireAt` after the token's deadlines were set. */
+  protected sessionDeadline(): void {
+    const exp = this.session?.expireAt ?? 0;
+    if (exp !== 0 && (this.tokenExp === 0 || exp < this.tokenExp)) this.tokenExp = exp;
   }
 
   unsubscribe(channel: string): boolean {
@@ -108,6 +128,7 @@ export abstract class Connection implements Subscriber, TokenHolder {
     this.subs = NO_SUBS;
     for (let i = 0; i < subs.length; i++) this.ctx.hub.unsubscribe(subs[i]!);
     this.ctx.registry.release(this.kind, this.ip, this);
+    if (this.session !== undefined) this.ctx.hooks.disconnected(this.session, reason);
     if (reason === "slow_consumer") this.ctx.stats.slowConsumerDrops[this.kind]++;
     if (reason === "heartbeat_timeout") this.ctx.stats.heartbeatTimeouts++;
     try {

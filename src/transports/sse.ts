@@ -12,6 +12,7 @@
  */
 import type { ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import type { Session } from "../hooks/runner.js";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
@@ -188,9 +189,10 @@ export async function serveSse(
   channels: string[],
   cursor: ReadonlyMap<string, Position> | undefined,
   claims?: TokenClaims,
+  session?: Session,
 ): Promise<void> {
   const conn = new SseConnection(ctx, ip, out);
-  ctx.auth.bind(conn, claims);
+  conn.admitted(claims, session);
   ctx.registry.track(conn);
   // The client may have gone while its token was checked: its close event is past.
   if (out.destroyed) {

@@ -15,6 +15,8 @@ import { parseSince, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
 import { Connection, type ServerContext } from "./connection.js";
 import type { Publisher } from "../http/publish.js";
+import type { Session } from "../hooks/runner.js";
+import { MAX_RPC_IN_FLIGHT } from "../hooks/types.js";
 
 const CONN = Symbol("heartline.connection");
 type Socket = WebSocket & { [CONN]?: WsConnection };
@@ -68,6 +70,8 @@ export class WsConnection extends Connection {
 
   /** True while the TCP socket is corked for this turn (see batch.ts). */
   corked = false;
+  /** RPCs sent to the rpc hook and not yet answered (at most {@link MAX_RPC_IN_FLIGHT}). */
+  rpcInFlight = 0;
 
   deliver(_sub: Subscription, out: Outgoing): void {
     if (this.closed || this.socket.readyState !== 1) return;
@@ -137,6 +141,9 @@ export class WsConnection extends Connection {
     }
     if (this.closed) return claims;
     auth.bind(this, claims);
+    this.sessionDeadline();
+    // With hooks, channels were allowed by more than the token: the new token narrows nothing.
+    if (this.session !== undefined) return claims;
     for (const { channel } of this.subs) {
       const denied = auth.subscribeDenied(claims, channel);
       if (denied) {
@@ -207,6 +214,10 @@ export class WsConnection extends Connection {
         case "subscribe": {
           const channel = assertChannelName(f.channel);
           const since = parseSince(f.since);
+          if (this.session !== undefined) {
+            this.subscribeAsked(this.session, channel, since, id);
+            return;
+          }
           const denied = this.ctx.auth.subscribeDenied(this.claims, channel);
           if (denied) {
             this.failed(denied, { channel, ...id });
@@ -224,11 +235,14 @@ export class WsConnection extends Connection {
         case "publish": {
           const channel = assertChannelName(f.channel);
           this.publisher
-            .publishFromClient(channel, f.data, "data" in f, this.claims)
+            .publishFromClient(channel, f.data, "data" in f, this.claims, this.session)
             .then((r) => this.sendJson({ type: "published", channel, epoch: r.epoch, offset: r.offset, ...id }))
             .catch((err) => this.failed(err, { channel, ...id }));
           return;
         }
+        case "rpc":
+          this.rpc(f);
+          return;
         case "pong":
           return;
         case "refresh": {
@@ -246,6 +260,63 @@ export class WsConnection extends Connection {
     } catch (err) {
       this.failed(err, id);
     }
+  }
+
+  /** A subscribe frame on a connection with hooks: the channel may need the subscribe hook's answer first. */
+  private subscribeAsked(s: Session, channel: string, since: Position | undefined, id: { id: string | number } | undefined): void {
+    let asked: Promise<void> | undefined;
+    try {
+      asked = this.ctx.hooks.checkChannel(s, this.claims, channel);
+    } catch (err) {
+      this.failed(err, { channel, ...id });
+      return;
+    }
+    if (asked === undefined) {
+      this.subscribe(channel, since).catch((err) => this.failed(err, { channel, ...id }));
+      return;
+    }
+    asked.then(() => (this.closed ? undefined : this.subscribe(channel, since))).catch((err) => this.failed(err, { channel, ...id }));
+  }
+
+  /**
+   * An rpc frame (SPEC §8): the rpc hook's answer comes back as
+   * `{"type":"rpc","id","result"}` or `{"type":"rpc","id","error"}`, in
+   * whatever order the hook answers. At most {@link MAX_RPC_IN_FLIGHT} wait
+   * at once; more are refused at once, so a client that does not wait
+   * costs a bounded amount.
+   */
+  private rpc(f: Record<string, unknown>): void {
+    const rid = f.id;
+    if (!(typeof rid === "number" && Number.isFinite(rid)) && !(typeof rid === "string" && rid.length <= 64)) {
+      throw httpError("bad_request", 'an rpc frame needs an "id": a number or a string of at most 64 characters');
+    }
+    const idJson = JSON.stringify(rid);
+    const hooks = this.ctx.hooks;
+    if (this.session === undefined || !hooks.has("rpc")) {
+      this.rpcError(idJson, httpError("rpc_not_configured", "this server answers no RPC (no rpc hook, no --proxy-rpc-url)"));
+      return;
+    }
+    if (this.rpcInFlight >= MAX_RPC_IN_FLIGHT) {
+      this.rpcError(idJson, httpError("too_many_requests", `at most ${MAX_RPC_IN_FLIGHT} RPCs may wait for their answer on one connection`));
+      return;
+    }
+    this.rpcInFlight++;
+    hooks.rpc(this.session, f.method, f.params).then(
+      (json) => {
+        this.rpcInFlight--;
+        this.write(Buffer.from(`{"type":"rpc","id":${idJson},"result":${json}}`));
+      },
+      (err) => {
+        this.rpcInFlight--;
+        this.rpcError(idJson, err);
+      },
+    );
+  }
+
+  private rpcError(idJson: string, err: unknown): void {
+    const e = err instanceof HeartlineError ? err : httpError("internal_error", "unexpected error; it was logged");
+    if (!(err instanceof HeartlineError)) this.ctx.logs.write("rpc_error", "error", { err, conn: this.id }, "unexpected error on an rpc frame");
+    this.write(Buffer.from(`{"type":"rpc","id":${idJson},"error":${JSON.stringify({ code: e.code, message: e.message })}}`));
   }
 
   private failed(err: unknown, extra?: Record<string, unknown>): void {
@@ -294,6 +365,8 @@ export interface WsRequest {
   cursor: ReadonlyMap<string, Position> | undefined;
   /** The verified token of the upgrade request, if any; the channels above are already allowed by it. */
   claims?: TokenClaims | undefined;
+  /** What the application's hooks know of the client, when hooks are configured. */
+  session?: Session | undefined;
 }
 
 /**
@@ -336,7 +409,7 @@ export class WebSocketTransport {
         this.ctx.log.warn("ws does not hold the upgraded socket where the pre-framed fast path expects it; WebSocket messages go through ws.send");
       }
       const conn = new WsConnection(this.ctx, ip, ws, this.publisher, raw);
-      this.ctx.auth.bind(conn, params.claims);
+      conn.admitted(params.claims, params.session);
       this.ctx.registry.track(conn);
       if (this.ctx.draining) {
         conn.close("service_restart");

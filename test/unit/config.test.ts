@@ -39,7 +39,7 @@ function configError(fn: () => unknown): string {
 }
 
 /** The defaults of SPEC §1's option table, every option. */
-const SPEC_DEFAULTS: Omit<HeartlineConfig, keyof typeof ADDED_DEFAULTS> = {
+const SPEC_DEFAULTS: Omit<HeartlineConfig, keyof typeof ADDED_DEFAULTS | keyof typeof HOOK_DEFAULTS> = {
   port: 8080,
   host: "0.0.0.0",
   apiKey: undefined,
@@ -74,8 +74,18 @@ const ADDED_DEFAULTS = {
   keepAliveTimeout: 75,
 };
 
+/** The options of SPEC §8 (hooks over HTTP), after the additions. */
+const HOOK_DEFAULTS = {
+  proxyConnectUrl: undefined,
+  proxySubscribeUrl: undefined,
+  proxyPublishUrl: undefined,
+  proxyRpcUrl: undefined,
+  proxyTimeout: 5,
+  proxyHeaders: ["cookie", "authorization", "user-agent", "x-forwarded-for", "x-request-id"],
+};
+
 /** Every option's default. */
-const DEFAULTS: HeartlineConfig = { ...SPEC_DEFAULTS, ...ADDED_DEFAULTS };
+const DEFAULTS: HeartlineConfig = { ...SPEC_DEFAULTS, ...ADDED_DEFAULTS, ...HOOK_DEFAULTS };
 
 describe("config defaults", () => {
   it("equal SPEC §1's table for every option, with no flags, env or file", () => {
@@ -88,7 +98,7 @@ describe("config defaults", () => {
   });
 
   it("define the options of SPEC §1, in its order, then the additions", () => {
-    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS)]);
+    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS), ...Object.keys(HOOK_DEFAULTS)]);
     assert.deepEqual(
       Object.keys(OPTION_DEFS)
         .slice(0, Object.keys(SPEC_DEFAULTS).length)
@@ -395,5 +405,24 @@ describe("refused values", () => {
       assert.match(msg, /--workers/);
       assert.match(msg, /requires --redis/);
     }
+  });
+});
+
+describe("hook options (SPEC §8)", () => {
+  it("take http(s) URLs from flags, env and file, and refuse anything else naming the option", () => {
+    const c = loadConfig({ proxyConnectUrl: "http://127.0.0.1:3000/hooks/connect" }, { HEARTLINE_PROXY_RPC_URL: "https://app.example/rpc", HEARTLINE_PROXY_TIMEOUT: "0.5" });
+    assert.equal(c.proxyConnectUrl, "http://127.0.0.1:3000/hooks/connect");
+    assert.equal(c.proxyRpcUrl, "https://app.example/rpc");
+    assert.equal(c.proxyTimeout, 0.5);
+    assert.match(configError(() => loadConfig({ proxySubscribeUrl: "ftp://x/y" }, {})), /--proxy-subscribe-url: received "ftp:\/\/x\/y"; expected an http/);
+    assert.match(configError(() => loadConfig({}, { HEARTLINE_PROXY_PUBLISH_URL: "http://" })), /--proxy-publish-url \(from HEARTLINE_PROXY_PUBLISH_URL\)/);
+    assert.match(configError(() => loadConfig({ proxyTimeout: "0" }, {})), /--proxy-timeout/);
+  });
+
+  it("--proxy-headers is a list of header names, lower-cased; a name with a space or colon is refused", () => {
+    assert.deepEqual(loadConfig({ proxyHeaders: "Cookie, X-Tenant" }, {}).proxyHeaders, ["cookie", "x-tenant"]);
+    assert.deepEqual(loadConfig({ proxyHeaders: "" }, {}).proxyHeaders, []);
+    assert.match(configError(() => loadConfig({ proxyHeaders: "cookie,bad header" }, {})), /--proxy-headers/);
+    assert.match(configError(() => loadConfig({ proxyHeaders: "x:y" }, {})), /--proxy-headers/);
   });
 });
