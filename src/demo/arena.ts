@@ -183,16 +183,18 @@ export class Arena {
    * any: a player who joined over it leaves when it closes (see
    * {@link disconnected}). Throws {@link HookError} for anything refused.
    */
-  call(method: string, params: unknown, client?: string): JoinResult | MoveResult | { left: true } {
+  call(method: string, params: unknown, client?: string): JoinResult | MoveResult | { name: string } | { left: true } {
     switch (method) {
       case "arena.join":
         return this.join(params, client);
       case "arena.move":
         return this.move(params, client);
+      case "arena.rename":
+        return this.rename(params, client);
       case "arena.leave":
         return this.leave(params);
       default:
-        throw new HookError(404, "unknown_method", `no method ${JSON.stringify(method.slice(0, 100))}; the arena answers arena.join, arena.move and arena.leave`);
+        throw new HookError(404, "unknown_method", `no method ${JSON.stringify(method.slice(0, 100))}; the arena answers arena.join, arena.move, arena.rename and arena.leave`);
     }
   }
 
@@ -271,6 +273,14 @@ export class Arena {
     player.x = nx;
     player.y = ny;
     return { x: nx, y: ny, corrected, score: player.score };
+  }
+
+  /** `{id, secret, name}`: the player's new name, as cleaned. */
+  rename(params: unknown, client?: string): { name: string } {
+    const p = fields(params);
+    const player = this.authenticate(p, client);
+    player.name = cleanName(p.name);
+    return { name: player.name };
   }
 
   leave(params: unknown): { left: true } {

@@ -287,6 +287,15 @@ describe("Arena", () => {
       refused(() => s.arena.move({ id: a.id, secret: a.secret, x: 1, y: 1 }), 404, "unknown_player");
     });
 
+    it("arena.rename cleans the new name; a bad one is refused and the old one kept", () => {
+      const s = setup();
+      const a = s.arena.join({ name: "A" });
+      assert.deepEqual(s.arena.call("arena.rename", { id: a.id, secret: a.secret, name: " Zoë\u0000 " }), { name: "Zoë" });
+      refused(() => s.arena.call("arena.rename", { id: a.id, secret: a.secret, name: "" }), 400, "bad_params");
+      refused(() => s.arena.call("arena.rename", { id: a.id, secret: "x", name: "Mallory" }), 403, "bad_secret");
+      assert.equal(s.arena.snapshot().players[0]![1], "Zoë");
+    });
+
     it("arena.leave removes the player at once", () => {
       const s = setup();
       const a = s.arena.join({ name: "A" });
@@ -324,13 +333,18 @@ describe("Arena", () => {
   describe("hooks", () => {
     const ctx: HookContext = { transport: "ws", ip: "127.0.0.1", headers: {}, cookies: {}, query: {}, user: "", info: null, client: "c1" };
 
-    it("refuse client publishes on game:arena with 403 server_owned and let other game channels through", async () => {
-      const hooks = arenaHooks(setup().arena);
+    it("refuse client publishes on game:arena with 403 server_owned, even where --client-publish would allow it", async () => {
+      const hooks = arenaHooks(setup().arena, { clientPublish: ["game:*"] });
       await assert.rejects(
         async () => hooks.publish!({ ...ctx, channel: ARENA_CHANNEL, data: { type: "snapshot", players: [] } }),
         (err: unknown) => err instanceof HookError && err.status === 403 && err.code === "server_owned",
       );
-      assert.equal(await hooks.publish!({ ...ctx, channel: "game:chat", data: "hi" }), undefined);
+      assert.equal(await hooks.publish!({ ...ctx, channel: "game:chat", data: "hi" }), undefined, "other game channels are open");
+      await assert.rejects(
+        async () => hooks.publish!({ ...ctx, channel: "news:today", data: "hi" }),
+        (err: unknown) => err instanceof HookError && err.status === 403 && err.code === "forbidden",
+        "channels outside --client-publish stay closed",
+      );
     });
 
     it("answer RPCs with the arena and let a WebSocket's player go when it closes", async () => {
