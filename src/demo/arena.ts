@@ -86,12 +86,15 @@ export interface MoveResult {
 }
 
 /**
- * One broadcast state, compact: `players` as `[id, name, x, y]`, `pickups`
- * as `[id, x, y]`, `scores` as `[id, score]` best first. Positions have one decimal.
+ * One broadcast state, compact: `t` is the server's time of it in ms since
+ * the arena started (ticks of a timer drift; pages place snapshots by `t`),
+ * `players` are `[id, name, x, y]`, `pickups` `[id, x, y]`, `scores`
+ * `[id, score]` best first. Positions have one decimal.
  */
 export interface Snapshot {
   type: "snapshot";
   tick: number;
+  t: number;
   players: Array<[string, string, number, number]>;
   pickups: Array<[number, number, number]>;
   scores: Array<[string, number]>;
@@ -142,6 +145,8 @@ export class Arena {
   private readonly respawns: number[] = [];
   private nextCoinId = 1;
   private tickNo = 0;
+  /** When the ticker started: snapshot times count from here. */
+  private startedAt = 0;
   private stopTicker: (() => void) | undefined;
   private sending = false;
   private closed = false;
@@ -305,6 +310,7 @@ export class Arena {
     return {
       type: "snapshot",
       tick: this.tickNo,
+      t: Math.round(this.clock.now() - this.startedAt),
       players: all.map((p) => [p.id, p.name, p.x, p.y]),
       pickups: this.coins.map((c) => [c.id, c.x, c.y]),
       scores: all
@@ -356,6 +362,7 @@ export class Arena {
 
   private start(): void {
     this.tickNo = 0;
+    this.startedAt = this.clock.now();
     this.stopTicker = this.clock.every(this.settings.tickMs, () => this.tick());
     while (this.coins.length + this.respawns.length < this.coinCount) this.spawnCoin();
   }

@@ -110,7 +110,7 @@ describe("demo arena in a Heartline server", () => {
     const alice = (await rpcWs(a, 1, "arena.join", { name: "Alice" })).result as JoinResult;
     const [first] = await tick(b);
     const offset = (await getJson(`${s.url}/api/channels/${ARENA_CHANNEL}`)).body.offset as number;
-    const forged: Snapshot = { type: "snapshot", tick: 999, players: [[alice.id, "Alice", 900, 500]], pickups: [], scores: [[alice.id, 1000]] };
+    const forged: Snapshot = { type: "snapshot", tick: 999, t: 0, players: [[alice.id, "Alice", 900, 500]], pickups: [], scores: [[alice.id, 1000]] };
     a.send({ type: "publish", channel: ARENA_CHANNEL, data: forged });
     const refusal = await a.next((f) => f.type === "error");
     assert.equal(refusal.code, "server_owned");

@@ -230,6 +230,7 @@ describe("Arena", () => {
       assert.equal(s.sent.length, 10);
       assert.ok(s.sent.every((m) => m.channel === ARENA_CHANNEL));
       assert.deepEqual(s.sent.map((m) => m.data.tick), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      assert.deepEqual(s.sent.map((m) => m.data.t), [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000], "the server's time since the arena started");
       const snap = s.last();
       assert.equal(snap.type, "snapshot");
       assert.deepEqual(snap.players, [[me.id, "A", me.x, me.y]]);
