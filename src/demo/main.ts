@@ -7,12 +7,11 @@
  * told otherwise, the arena's own channel excepted. The arena lives in one
  * process: `--workers` must stay 1.
  *
- * Without `--api-key` the demo makes a random one for its run: otherwise
- * `heartline serve`'s loopback rule would let any page opened on this
- * machine publish on `game:arena` over HTTP (SSE and polling pages publish
- * that way), past the hook that keeps the channel the server's.
+ * As with `heartline serve`, without `--api-key` an HTTP publish from this
+ * machine is the operator's and goes anywhere, `game:arena` included (the
+ * next snapshot overwrites it); with a key, every publish without it is a
+ * client's, and the hook refuses `game:arena`.
  */
-import { randomBytes } from "node:crypto";
 import { Command, CommanderError, Option } from "commander";
 import { installProcessHandlers } from "../cli/process.js";
 import { systemClock } from "../clock.js";
@@ -25,8 +24,7 @@ import { arenaHooks } from "./hooks.js";
 /** Where the demo's defaults differ from `heartline serve`'s. */
 const DEMO_DEFAULTS = { clientPublish: ["game:*"] };
 
-/** The options, and whether the API key was made here. */
-function readConfig(argv: string[]): { config: HeartlineConfig; madeKey: boolean } {
+function readConfig(argv: string[]): HeartlineConfig {
   const program = new Command().name("heartline-demo").exitOverride().option("--config <file>", "JSON file of options (camelCase keys)");
   for (const [key, def] of Object.entries(OPTION_DEFS)) {
     const flag = flagName(key);
@@ -41,8 +39,7 @@ function readConfig(argv: string[]): { config: HeartlineConfig; madeKey: boolean
     { values: flags, source: { kind: "flag" } },
   ]);
   if (config.workers !== 1) throw new ConfigError(`invalid value for --workers: received ${config.workers}; the demo keeps its arena in one process`);
-  if (config.apiKey) return { config, madeKey: false };
-  return { config: { ...config, apiKey: randomBytes(24).toString("base64url") }, madeKey: true };
+  return config;
 }
 
 /** Starts the server and the drain on SIGINT/SIGTERM. */
@@ -50,16 +47,13 @@ async function main(): Promise<void> {
   let hl: Heartline;
   let arena: Arena;
   try {
-    const { config, madeKey } = readConfig(process.argv);
+    const config = readConfig(process.argv);
     arena = new Arena({
       clock: systemClock,
       publish: (channel, data) => hl.publish(channel, data),
       onError: (err) => hl.log.warn({ err }, "arena snapshot not published"),
     });
     hl = createHeartline(config, { hooks: arenaHooks(arena, { clientPublish: config.clientPublish }) });
-    if (madeKey) {
-      hl.log.info("no --api-key: the demo made a random one, so publishing over HTTP needs a key (set HEARTLINE_API_KEY to choose it)");
-    }
     const address = await hl.listen(config.port, config.host);
     // The port line is part of the CLI's contract: print it even when info logs are off.
     if (!hl.log.isLevelEnabled("info")) process.stdout.write(JSON.stringify({ msg: "listening", port: address.port }) + "\n");

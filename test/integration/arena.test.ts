@@ -219,8 +219,8 @@ describe("npm start (src/demo/main.ts)", () => {
     return { child, exit, port, output: () => out + err };
   }
 
-  it("serves the arena with options from env and flags, refuses publishes on game:arena from this machine, drains on SIGTERM", async () => {
-    const d = demo(["--transports", "ws,sse"], { HEARTLINE_PORT: "0", HEARTLINE_HOST: "127.0.0.1", HEARTLINE_LOG_LEVEL: "warn" });
+  it("serves the arena with options from env and flags, refuses client publishes on game:arena, drains on SIGTERM", async () => {
+    const d = demo(["--transports", "ws,sse"], { HEARTLINE_PORT: "0", HEARTLINE_HOST: "127.0.0.1", HEARTLINE_LOG_LEVEL: "warn", HEARTLINE_API_KEY: "k" });
     try {
       const port = await d.port();
       const url = `http://127.0.0.1:${port}`;
@@ -231,7 +231,7 @@ describe("npm start (src/demo/main.ts)", () => {
       const joined = await getJson(`${url}/api/rpc`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ method: "arena.join", params: { name: "Child" } }) });
       assert.equal(joined.status, 200);
       assert.match(joined.body.result.id, /^[\w-]{8}$/);
-      // No --api-key given: the demo made one, so the loopback rule does not let this request past the hook.
+      // With an API key (from the environment), a publish without it is a client's: the hook refuses game:arena.
       const forged = await getJson(`${url}/api/publish`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ channel: ARENA_CHANNEL, data: { type: "snapshot" } }) });
       assert.equal(forged.status, 403);
       assert.equal(forged.body.error.code, "server_owned");
