@@ -1,8 +1,25 @@
 import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Browser } from "playwright-core";
 import { startServer, waitFor, type TestServer } from "../helpers/server.js";
-import { e2eSkipReason, launchBrowser, myself, playDemo, seat, sees, seesAt, standing, startArena, waitInPage, type Seat } from "./helpers.js";
+import {
+  e2eSkipReason,
+  launchBrowser,
+  myself,
+  newContext,
+  playDemo,
+  recordPageErrors,
+  RESULTS_DIR,
+  seat,
+  sees,
+  seesAt,
+  standing,
+  startArena,
+  waitInPage,
+  type Seat,
+} from "./helpers.js";
 
 const LABELS: Record<string, string> = { ws: "WebSocket", sse: "SSE", poll: "polling" };
 const skip = e2eSkipReason();
@@ -69,6 +86,29 @@ describe("demo game over each transport", { skip }, () => {
       assert.deepEqual([...alice.errors, ...bob.errors], []);
     });
   }
+
+  it("plays on a phone: a tap walks the player there and the server agrees", async () => {
+    const context = await newContext(browser, { viewport: { width: 390, height: 760 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });
+    const phone: Seat = { page: await context.newPage(), errors: [], id: "", name: "Phone" };
+    phone.errors = recordPageErrors(phone.page);
+    try {
+      await playDemo(phone, s.url, "sse");
+      const box = (await phone.page.locator("#arena").boundingBox())!;
+      assert.ok(box.x >= 0 && box.x + box.width <= 390, `the arena fits the screen (${box.x}, ${box.width})`);
+      const p0 = await standing(phone.page);
+      const goal = { x: p0.x > 480 ? p0.x - 200 : p0.x + 200, y: p0.y > 280 ? p0.y - 100 : p0.y + 100 };
+      await phone.page.touchscreen.tap(box.x + (goal.x / 960) * box.width, box.y + (goal.y / 560) * box.height);
+      const p1 = await standing(phone.page);
+      // A tap lands on a CSS pixel, about 2.5 arena units on this screen.
+      assert.ok(Math.hypot(p1.x - goal.x, p1.y - goal.y) < 4, `walked to the tapped point (${p1.x}, ${p1.y}) ≈ (${goal.x}, ${goal.y})`);
+      await seesAt(alice.page, phone.id, p1, "Alice to see the phone's player there");
+      mkdirSync(RESULTS_DIR, { recursive: true });
+      await phone.page.screenshot({ path: join(RESULTS_DIR, "demo-phone.png"), fullPage: true });
+      assert.deepEqual(phone.errors, []);
+    } finally {
+      await context.close();
+    }
+  });
 
   it("says there is nothing to play when the server has no arena referee, and still connects to watch", async () => {
     const bare = await startServer({ clientPublish: ["game:*"] }); // `heartline serve`: no rpc hook
