@@ -110,6 +110,27 @@ describe("demo game over each transport", { skip }, () => {
     }
   });
 
+  it("two tabs of one browser share one connection and play as two players", async () => {
+    await Promise.all([alice.page.goto("about:blank"), bob.page.goto("about:blank")]);
+    await waitFor(() => s.hl.connections === 0, 5000, "the earlier pages' connections to close");
+    const context = await newContext(browser);
+    try {
+      const tabs = [await context.newPage(), await context.newPage()];
+      const errors = tabs.flatMap((t) => recordPageErrors(t));
+      await tabs[0]!.goto(`${s.url}/?name=TabA`);
+      await tabs[1]!.goto(`${s.url}/?name=TabB`);
+      const ids = await Promise.all(tabs.map((t) => waitInPage(t, () => window.heartlineDemo.me, null, "the tab to join")));
+      assert.notEqual(ids[0], ids[1]);
+      await waitInPage(tabs[0]!, (id) => window.heartlineDemo.players().some((p) => p.id === id), ids[1]!, "tab A to see tab B");
+      assert.equal(s.hl.connections, 1, "one connection for both tabs");
+      await tabs[1]!.evaluate(() => window.heartlineDemo.walkTo(100, 100));
+      await seesAt(tabs[0]!, ids[1]!, { x: 100, y: 100 }, "tab A to see tab B arrive");
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
+
   it("says there is nothing to play when the server has no arena referee, and still connects to watch", async () => {
     const bare = await startServer({ clientPublish: ["game:*"] }); // `heartline serve`: no rpc hook
     try {
