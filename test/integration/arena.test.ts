@@ -139,9 +139,18 @@ describe("demo arena in a Heartline server", () => {
     assert.equal(moved.status, 200);
     assert.equal(moved.body.result.corrected, true);
     clock.advance(67);
-    const polled = await getJson(`${s.url}/poll?channel=${ARENA_CHANNEL}&cursor=${start}&timeout=2`);
-    const snaps = polled.body.messages.map((m: { data: Snapshot }) => m.data) as Snapshot[];
-    const last = snaps[snaps.length - 1]!;
+    // Poll on (the snapshot of that tick may still be on its way to the broker) until it comes.
+    const want = arena.snapshot().tick;
+    let cursor = start;
+    let last: Snapshot | undefined;
+    while (last?.tick !== want) {
+      const polled = await getJson(`${s.url}/poll?channel=${ARENA_CHANNEL}&cursor=${cursor}&timeout=2`);
+      assert.equal(polled.status, 200);
+      cursor = polled.body.cursor;
+      const snaps = polled.body.messages.map((m: { data: Snapshot }) => m.data) as Snapshot[];
+      assert.ok(snaps.length > 0, "a snapshot within 2 s");
+      last = snaps[snaps.length - 1]!;
+    }
     assert.deepEqual(where(last, polly.id), [moved.body.result.x, moved.body.result.y]);
     const left = await rpcHttp(s, { method: "arena.leave", params: { id: polly.id, secret: polly.secret } });
     assert.deepEqual(left.body, { result: { left: true } });
