@@ -15,6 +15,7 @@
  * as Markdown tables on stdout, progress on stderr, and everything is saved
  * to bench/results/<timestamp>.json.
  */
+import { hooksScenario } from "./hooks.js";
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,15 +35,15 @@ const LOCAL_ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "12
 const { values } = parseArgs({
   options: {
     quick: { type: "boolean", default: process.env.BENCH_QUICK === "1" },
-    scenario: { type: "string", default: process.env.BENCH_SCENARIOS ?? "1,2,3,4,profile" },
+    scenario: { type: "string", default: process.env.BENCH_SCENARIOS ?? "1,2,3,4,hooks,profile" },
     servers: { type: "string", default: "heartline,socketio,nchan" },
   },
 });
 const quick = values.quick!;
 const scenarios = new Set(values.scenario!.split(",").map((s) => s.trim()));
 for (const s of scenarios) {
-  if (!["1", "2", "3", "4", "profile"].includes(s)) {
-    process.stderr.write(`unknown scenario ${JSON.stringify(s)}: use 1 (fan-out CPU), 2 (idle RSS), 3 (latency), 4 (hold), profile\n`);
+  if (!["1", "2", "3", "4", "hooks", "profile"].includes(s)) {
+    process.stderr.write(`unknown scenario ${JSON.stringify(s)}: use 1 (fan-out CPU), 2 (idle RSS), 3 (latency), 4 (hold), hooks (connect hook cost), profile\n`);
     process.exit(2);
   }
 }
@@ -159,6 +160,7 @@ function estimate(): number {
   if (scenarios.has("2")) s += pairs.length * (3 + plan.idle.sizes.length * (plan.idle.settleMs / 1000 + (quick ? 1 : 4)));
   if (scenarios.has("3")) s += pairs.length * ((plan.latency.warmupMs + plan.latency.durationMs) / 1000 + 1.5) + 3;
   if (scenarios.has("4") && servers.includes("heartline")) s += plan.hold.holdSeconds + (quick ? 5 : 30);
+  if (scenarios.has("hooks") && servers.includes("heartline")) s += 6 * (quick ? 3 : 8);
   if (scenarios.has("profile") && servers.includes("heartline")) s += (plan.profile.warmupMs + plan.profile.durationMs) / 1000 + 6;
   return s;
 }
@@ -479,6 +481,9 @@ async function main(): Promise<void> {
   }
   if (scenarios.has("2")) await idle();
   if (scenarios.has("4") && servers.includes("heartline")) await hold();
+  if (scenarios.has("hooks") && servers.includes("heartline")) {
+    results.hooks = await hooksScenario((what) => progress.step(what, quick ? 3 : 8), quick);
+  }
   if (scenarios.has("profile") && servers.includes("heartline")) await profile(stamp);
   progress.done();
   results.machine.loadavgEnd = loadavg().map((x) => Number(x.toFixed(2)));

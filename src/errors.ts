@@ -20,7 +20,7 @@ export const ERROR_CODES = {
   transport_disabled: { status: 404, summary: "The transport is not in --transports." },
   method_not_allowed: { status: 405, summary: "The endpoint does not accept this HTTP method." },
   message_too_large: { status: 413, summary: "The published data exceeds --max-message-bytes, or the body is too large." },
-  unsupported_media_type: { status: 415, summary: "POST /api/publish needs Content-Type: application/json (or application/*+json)." },
+  unsupported_media_type: { status: 415, summary: "POST /api/publish and POST /api/rpc need Content-Type: application/json (or application/*+json)." },
   headers_too_large: { status: 431, summary: "The request headers are larger than the server accepts (16 KiB)." },
   too_many_connections_per_ip: { status: 429, summary: "This address holds --max-connections-per-ip connections already." },
   internal_error: { status: 500, summary: "An unexpected error; it was logged." },

@@ -286,6 +286,7 @@ export class Heartline {
       this.stopTicker();
       this.ws.wss.close();
       await this.hub.closeBroker();
+      await this.ctx.hooks.close();
       await Promise.all([...this.owned].map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
     })();
     return this.closing;

@@ -9,7 +9,7 @@
 import { FINAL_CLOSE_CODES, shouldReconnect } from "../close-codes.js";
 import { Backoff } from "./backoff.js";
 import type { TimerHandle } from "./clock.js";
-import { HeartlineError } from "./errors.js";
+import { HeartlineError, tokenError } from "./errors.js";
 import { Emitter } from "./emitter.js";
 import type { HeartlineEvents } from "./options.js";
 import { FACTORIES, type Settings } from "./settings.js";
@@ -27,8 +27,6 @@ export interface Attempt {
   /** Anything arrived on it. */
   got: boolean;
 }
-
-const tokenError = (err: unknown): HeartlineError => new HeartlineError("token_error", "getToken() failed: " + String(err));
 
 export abstract class Connector extends Emitter<HeartlineEvents> {
   protected st: ClientState = "disconnected";

@@ -23,3 +23,5 @@ export class HeartlineError extends Error {
 export const lostError = (): HeartlineError => new HeartlineError("disconnected", "the connection was lost");
 /** @internal The client is closed. */
 export const closedError = (): HeartlineError => new HeartlineError("closed", "the client is closed");
+/** @internal `getToken()` threw or rejected. */
+export const tokenError = (err: unknown): HeartlineError => new HeartlineError("token_error", "getToken() failed: " + String(err));

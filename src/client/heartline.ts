@@ -24,14 +24,15 @@
  * message twice or out of order, whatever the transports do.
  */
 import { CHANNEL_NAME_RE } from "../channel-rules.js";
-import type { TimerHandle } from "./clock.js";
 import { Connector, type Attempt } from "./connector.js";
 import { buildCursor, readCursor } from "./cursor.js";
 import { safely } from "./emitter.js";
-import { closedError, HeartlineError, lostError } from "./errors.js";
+import { closedError, HeartlineError, lostError, tokenError } from "./errors.js";
 import { sharing, type Link } from "./link.js";
-import type { HeartlineOptions } from "./options.js";
+import type { HeartlineOptions, RpcOptions } from "./options.js";
+import { postJson } from "./post.js";
 import { readSettings } from "./settings.js";
+import { Requests } from "./requests.js";
 import { Subscription, type SubscriptionOwner } from "./subscription.js";
 import type { ReplyFrame } from "./transport.js";
 import type { ClientState, Message, Position, PublishResult, ResetInfo, TransportName } from "./types.js";
@@ -43,13 +44,6 @@ interface ChannelState {
   /** Last offset delivered (or the position the subscription started at); -1 when unknown. */
   offset: number;
   subs: Set<Subscription<never>>;
-}
-
-interface PendingAck {
-  a: Attempt;
-  resolve(r: PublishResult): void;
-  reject(e: HeartlineError): void;
-  timer: TimerHandle;
 }
 
 function checkChannel(channel: string): void {
@@ -75,8 +69,7 @@ export class Heartline extends Connector implements SubscriptionOwner {
   /** The latest cursor from SSE or polling, while nothing newer came over WebSocket. */
   #cursor: string | undefined;
   #cursorRead = true;
-  readonly #acks = new Map<number, PendingAck>();
-  #nextId = 1;
+  readonly #reqs: Requests;
   readonly #unlisten: () => void;
   readonly #link: Link | undefined;
   #remote: TransportName | undefined;
@@ -88,6 +81,7 @@ export class Heartline extends Connector implements SubscriptionOwner {
   constructor(url: string, options: HeartlineOptions = {}) {
     const s = readSettings(url, options);
     super(s, options.random);
+    this.#reqs = new Requests(this.clk);
     this.#unlisten = this.#listenToPage();
     // A link calls none of these after close().
     this.#link =
@@ -183,18 +177,75 @@ export class Heartline extends Connector implements SubscriptionOwner {
     if (this.#link) return this.#link.pub(channel, data);
     const a = this.cur;
     if (!a?.t?.send) return this.#publishHttp(channel, data);
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = this.clk.setTimeout(() => this.#settle(id, new HeartlineError("timeout", "no answer in time")), this.ms.publishTimeout);
-      this.#acks.set(id, { a, resolve, reject, timer });
-      if (!a.t!.send!({ type: "publish", channel, data, id })) this.#settle(id, lostError());
+    return this.#reqs.pend(false, this.ms.publishTimeout, "timeout", (id, w) => {
+      w.a = a;
+      if (!a.t!.send!({ type: "publish", channel, data, id })) this.#reqs.settle(id, lostError());
+    });
+  }
+
+  /**
+   * Calls `method` of the application (its `rpc` hook) with `params` (any
+   * JSON value) and resolves with its result.
+   *
+   * On an open WebSocket it is an `rpc` frame with an id of the client's,
+   * answered by the `rpc` frame of the same id (answers may come in any
+   * order); otherwise (SSE, polling, or no WebSocket open yet) it is
+   * `POST /api/rpc` with the client's token as a Bearer header (and the
+   * page's cookies, as `fetch` sends them to its own origin). Tabs sharing a
+   * connection call through the tab that holds it.
+   *
+   * Rejects with a {@link HeartlineError}: the server's code and message
+   * (and, over HTTP, its status), e.g. `rpc_not_configured`,
+   * `too_many_requests`, or the application's own code; `rpc_timeout` when
+   * no answer came within the timeout; `disconnected` when the WebSocket it
+   * was sent on went first; `closed` after {@link Heartline.close}. An RPC is
+   * never sent twice: one lost with its WebSocket may have run on the server
+   * already, so it is not retried (over HTTP or after the reconnection); the
+   * application decides whether calling again is safe.
+   *
+   * @param options.timeout - milliseconds to wait for the answer; default the
+   *   client's `rpcTimeout` option (10 s).
+   */
+  rpc<T = unknown>(method: string, params?: unknown, options: RpcOptions = {}): Promise<T> {
+    const ms = options.timeout ?? this.ms.rpcTimeout;
+    let p: unknown = null;
+    try {
+      if (this.st === "closed") throw closedError();
+      if (typeof method !== "string" || !(ms >= 0 && ms < 2 ** 31)) throw new TypeError("Heartline: rpc() needs a method name, and a timeout in ms ≥ 0");
+      // What JSON cannot carry fails here (a BigInt, a cycle), not on the way; what it drops is dropped here too.
+      const json = JSON.stringify(params);
+      if (json !== undefined) p = JSON.parse(json);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#reqs.pend(true, ms, "rpc_timeout", (id, w) => {
+      const done = (r: Promise<unknown>): void =>
+        void r.then(
+          (v) => this.#reqs.settle(id, v),
+          (e) => this.#reqs.settle(id, e instanceof HeartlineError ? e : tokenError(e)),
+        );
+      if (this.#link) return done(this.#link.rpc(method, p, ms));
+      const a = this.cur;
+      if (a?.t?.send?.({ type: "rpc", id, method, params: p })) {
+        w.a = a;
+        return;
+      }
+      const ctl = new AbortController();
+      w.abort = () => ctl.abort();
+      done(
+        Promise.resolve()
+          .then(this.tok)
+          .then((token) => postJson(this.env.fetch, this.base + "/api/rpc", { method, params: p }, token, ctl.signal))
+          // A 200 without a result is not the server's answer (a page served for any path, say).
+          .then((body) => ("result" in body ? body.result : Promise.reject(new HeartlineError("bad_response", "not an RPC answer", 200)))),
+      );
     });
   }
 
   /** Closes the connection and stops reconnecting; frees every timer and listener. Safe twice. */
   close(): void {
     if (this.st === "closed") return;
-    for (const id of [...this.#acks.keys()]) this.#settle(id, closedError());
+    this.#reqs.lose(closedError);
     this.stopAll();
     this.#unlisten();
     this.#link?.close();
@@ -245,7 +296,7 @@ export class Heartline extends Connector implements SubscriptionOwner {
 
   /** Fails the publishes waiting on `a`'s transport. */
   protected lost(a: Attempt): void {
-    for (const [id, ack] of this.#acks) if (ack.a === a) this.#settle(id, lostError());
+    this.#reqs.lose(lostError, a);
   }
 
   #listenToPage(): () => void {
@@ -318,24 +369,23 @@ export class Heartline extends Connector implements SubscriptionOwner {
       return;
     }
     const err = new HeartlineError(f.code ?? "error", f.message ?? "");
-    if (typeof f.id === "number" && this.#acks.has(f.id)) {
-      if (f.type === "published") return this.#settle(f.id, { channel: f.channel!, epoch: f.epoch!, offset: f.offset! });
-      if (f.type === "error") return this.#settle(f.id, err);
+    const w = this.#reqs.entry(f.id);
+    if (w) {
+      const id = f.id as number;
+      const e = f.error;
+      if (f.type === (w.rpc ? "rpc" : "published")) {
+        return this.#reqs.settle(
+          id,
+          !w.rpc ? { channel: f.channel!, epoch: f.epoch!, offset: f.offset! } : e ? new HeartlineError((e.code as string) ?? "error", (e.message as string) ?? "") : f.result,
+        );
+      }
+      if (f.type === "error") return this.#reqs.settle(id, err);
     }
     if (f.type === "error") {
       const s = f.channel === undefined ? undefined : this.#chans.get(f.channel);
       if (s) for (const sub of s.subs) sub.notify("error", err);
       this.emit("error", err);
     }
-  }
-
-  #settle(id: number, result: PublishResult | HeartlineError): void {
-    const ack = this.#acks.get(id);
-    if (!ack) return;
-    this.#acks.delete(id);
-    this.clk.clearTimeout(ack.timer);
-    if (result instanceof HeartlineError) ack.reject(result);
-    else ack.resolve(result);
   }
 
   /** A cursor from SSE or polling: the position after everything reported so far. */
@@ -368,17 +418,7 @@ export class Heartline extends Connector implements SubscriptionOwner {
   }
 
   async #publishHttp(channel: string, data: unknown): Promise<PublishResult> {
-    const token = await this.tok?.();
-    const res = await this.env
-      .fetch(this.base + "/api/publish", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", ...(token && { Authorization: "Bearer " + token }) },
-        body: JSON.stringify({ channel, data }),
-      })
-      .catch(() => Promise.reject(lostError()));
-    // The answer is the position ({channel, epoch, offset}) or an error body.
-    const body = (await res.json().catch(() => ({}))) as PublishResult & { error?: { code: string; message: string } };
-    if (!res.ok) throw new HeartlineError(body.error?.code ?? "http_error", body.error?.message ?? `HTTP ${res.status}`, res.status);
-    return body;
+    // The answer is the position: {channel, epoch, offset}.
+    return (await postJson(this.env.fetch, this.base + "/api/publish", { channel, data }, await this.tok?.())) as unknown as PublishResult;
   }
 }

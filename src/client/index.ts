@@ -12,7 +12,7 @@
  * as options (or leave those transports out).
  */
 export { Heartline } from "./heartline.js";
-export type { HeartlineEvents, HeartlineOptions } from "./options.js";
+export type { HeartlineEvents, HeartlineOptions, RpcOptions } from "./options.js";
 export { Subscription, type SubscriptionEvents } from "./subscription.js";
 export { HeartlineError } from "./errors.js";
 export { Backoff, type BackoffOptions } from "./backoff.js";

@@ -11,6 +11,8 @@ export interface Link {
   sub(channel: string, since: Position | undefined): void;
   unsub(channel: string): void;
   pub(channel: string, data: unknown): Promise<PublishResult>;
+  /** Calls `method` through the hub, which gives up after `timeout` ms. */
+  rpc(method: string, params: unknown, timeout: number): Promise<unknown>;
   wake(): void;
   close(): void;
 }

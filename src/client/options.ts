@@ -36,6 +36,8 @@ export interface HeartlineOptions {
   upgradeAfter?: number;
   /** How long a publish over WebSocket waits for its acknowledgement. Default 10. */
   publishTimeout?: number;
+  /** How long `rpc()` waits for an answer, unless the call says otherwise. Default 10. */
+  rpcTimeout?: number;
   /** Source of randomness for the backoff jitter; default `Math.random`. */
   random?: () => number;
   /**
@@ -48,6 +50,12 @@ export interface HeartlineOptions {
    * `heartline/client` itself. `getToken` is called in the tabs.
    */
   shared?: boolean;
+}
+
+/** Options of one `rpc()` call. */
+export interface RpcOptions {
+  /** Milliseconds to wait for the answer (default: the client's `rpcTimeout`). */
+  timeout?: number;
 }
 
 /** Events of {@link Heartline}. */
@@ -72,5 +80,6 @@ export const SECONDS = {
   stableAfter: 10,
   upgradeAfter: 60,
   publishTimeout: 10,
+  rpcTimeout: 10,
 };
 export type Seconds = keyof typeof SECONDS;

@@ -20,16 +20,16 @@
  * bundle comes from another origin than the page), each tab connects on its own.
  *
  * Messages are arrays `[operation, ...arguments]` (plain data: they cross
- * postMessage). Tab → hub: init, sub, unsub, pub, tok, wake, bye. Hub →
- * tab: the {@link LinkHooks} (state, message, reset, error, pos) plus ack,
- * tok and lead.
+ * postMessage). Tab → hub: init, sub, unsub, pub, rpc, tok, wake, bye. Hub →
+ * tab: the {@link LinkHooks} (state, message, reset, error, pos) plus ack
+ * (the answer to a pub or an rpc), tok and lead.
  */
 import { closedError, HeartlineError, lostError } from "./errors.js";
 import { Heartline } from "./heartline.js";
 import { setLinker, type Link, type LinkHooks } from "./link.js";
 import type { HeartlineOptions } from "./options.js";
 import type { Subscription } from "./subscription.js";
-import type { Position, PublishResult } from "./types.js";
+import type { Position } from "./types.js";
 
 type Msg = [op: string, ...args: unknown[]];
 type Port = { postMessage(m: Msg): void };
@@ -63,6 +63,12 @@ export function createHub(): (port: Port, m: Msg) => void {
     });
   return (port, m) => {
     const subs = ports.get(port) ?? new Map<string, Subscription>();
+    /** Sends the tab the outcome of its pub or rpc `id`: `[ack, id, result]`, or with an error's code, message and status. */
+    const answer = (id: number, p: Promise<unknown>): void =>
+      void p.then(
+        (r) => port.postMessage(["ack", id, r]),
+        (e: HeartlineError) => port.postMessage(["ack", id, 0, e.code || "error", e.message, e.status]),
+      );
     const handlers = {
       init(url: string, options: HeartlineOptions, tokens: boolean) {
         ports.set(port, subs);
@@ -88,12 +94,13 @@ export function createHub(): (port: Port, m: Msg) => void {
         subs.delete(c);
       },
       pub(id: number, c: string, data: unknown) {
-        hl!.publish(c, data).then(
-          (r) => port.postMessage(["ack", id, r]),
-          (e: HeartlineError) => port.postMessage(["ack", id, undefined, e.code, e.message]),
-        );
+        answer(id, hl!.publish(c, data));
       },
-      tok(id: number, token: string) {
+      rpc(id: number, method: string, params: unknown, timeout: number) {
+        answer(id, hl!.rpc(method, params, { timeout }));
+      },
+      // Quoted: the bundle shortens the client's own `tok` property, and a handler's name is an operation on the wire.
+      "tok"(id: number, token: string) {
         asks[id]?.(token);
       },
       wake() {
@@ -165,7 +172,7 @@ function link(base: string, options: HeartlineOptions, hooks: LinkHooks): Link |
   if (Object.entries(options).some(([k, v]) => typeof v === "function" && k !== "getToken")) return undefined;
   // Tabs share a hub only when they ask for the same options (getToken aside).
   const name = "heartline " + base + JSON.stringify(options, (_, v) => (typeof v === "function" ? undefined : v));
-  const acks: Array<[(r: PublishResult) => void, (e: HeartlineError) => void]> = [];
+  const acks: Array<[(r: never) => void, (e: HeartlineError) => void]> = [];
   let closed = false;
   let send: (m: Msg) => void;
   let quit = (): void => {};
@@ -177,13 +184,14 @@ function link(base: string, options: HeartlineOptions, hooks: LinkHooks): Link |
     });
   const handlers = {
     ...hooks,
-    ack(id: number, r: PublishResult | undefined, code: string, message: string) {
+    ack(id: number, r: never, code?: string, message?: string, status?: number) {
       const ack = acks[id];
       delete acks[id];
-      if (r) ack?.[0](r);
-      else ack?.[1](new HeartlineError(code, message));
+      if (code === undefined) ack?.[0](r);
+      else ack?.[1](new HeartlineError(code, message!, status));
     },
-    tok(id: number) {
+    // Quoted, as the hub's (the bundle shortens `tok` elsewhere).
+    "tok"(id: number) {
       if (options.getToken) void Promise.resolve(options.getToken()).then((token) => send(["tok", id, token]));
     },
     lead() {
@@ -226,6 +234,7 @@ function link(base: string, options: HeartlineOptions, hooks: LinkHooks): Link |
     sub: (c, since) => send(["sub", c, since]),
     unsub: (c) => send(["unsub", c]),
     pub: (c, data) => new Promise((res, rej) => send(["pub", acks.push([res, rej]) - 1, c, data])),
+    rpc: (method, params, timeout) => new Promise((res, rej) => send(["rpc", acks.push([res, rej]) - 1, method, params, timeout])),
     wake: () => send(["wake"]),
     close() {
       bye();

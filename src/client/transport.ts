@@ -32,6 +32,10 @@ export interface ReplyFrame {
   message?: string;
   epoch?: string;
   offset?: number;
+  /** `rpc`: the method's result. */
+  result?: unknown;
+  /** `rpc`: the method failed. */
+  error?: { code?: unknown; message?: unknown };
 }
 
 /** How a transport ended. */

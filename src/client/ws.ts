@@ -38,6 +38,8 @@ export function wsTransport(ctx: TransportContext, sink: TransportSink): ClientT
     } catch {
       return;
     }
+    // `null` parses too, and has no fields to read.
+    if (!f) return;
     // The client takes the first open() and ignores the rest.
     sink.open();
     sink.alive();

@@ -13,6 +13,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { Counter, Histogram } from "prom-client";
+import { Agent } from "undici";
 import type { Auth } from "../auth/auth.js";
 import { isPublicChannel } from "../auth/permissions.js";
 import type { TokenClaims } from "../auth/tokens.js";
@@ -28,6 +29,8 @@ import { MAX_USER_LENGTH, RPC_METHOD_RE, type HookContext, type HookName, type H
 export const STATELESS_REUSE_MS = 5000;
 /** Reused answers kept at most; the oldest go first. */
 const REUSE_MAX = 10_000;
+/** Headers that differ on every request by design: given to hooks, not part of the reuse key. */
+const PER_REQUEST_HEADERS = new Set(["x-request-id"]);
 /** Query parameters that change from one request of a client to the next, or carry the token: not part of the reuse key, not given to hooks. */
 const VOLATILE_PARAMS = new Set(["cursor", "lastEventId", "timeout", "token", "channel"]);
 
@@ -69,6 +72,7 @@ export class HookRunner {
   private readonly hooks: Hooks;
   private readonly timeoutMs: number;
   private readonly reuse = new Map<string, { until: number; value: unknown }>();
+  private readonly agent: Agent | undefined;
 
   constructor(
     private readonly deps: HookDeps,
@@ -77,7 +81,10 @@ export class HookRunner {
     const config = deps.config;
     const maxAnswer = Math.max(1 << 20, config.maxMessageBytes * 2 + 4096);
     // A hook given to the library wins over the same hook's URL.
-    this.hooks = { ...httpHooks(hookUrls(config), maxAnswer), ...definedOnly(library) };
+    const urls = hookUrls(config);
+    // Connections to the backend stay open between calls (keep-alive), a bounded number per origin.
+    this.agent = Object.keys(urls).length > 0 ? new Agent({ keepAliveTimeout: 30_000, connections: 64 }) : undefined;
+    this.hooks = { ...(this.agent ? httpHooks(urls, maxAnswer, this.agent) : {}), ...definedOnly(library) };
     this.enabled = Object.keys(this.hooks).length > 0;
     this.timeoutMs = config.proxyTimeout * 1000;
     this.requests = new Counter({ name: "heartline_hook_requests_total", help: "Calls of the application's hooks, by hook and outcome (ok, refused, unavailable).", labelNames: ["hook", "outcome"], registers: [] });
@@ -115,7 +122,7 @@ export class HookRunner {
       info: undefined,
       granted: undefined,
       expireAt: 0,
-      reuseKey: persistent ? undefined : JSON.stringify([transport, headers, query, claims?.sub ?? null]),
+      reuseKey: persistent ? undefined : reuseKey(transport, headers, query, claims?.sub),
     };
   }
 
@@ -196,6 +203,11 @@ export class HookRunner {
     return value;
   }
 
+  /** Closes the connections to the hook backend (server close). */
+  async close(): Promise<void> {
+    await this.agent?.destroy().catch(noop);
+  }
+
   /** Drops reused answers that have run out (the server's ticker). */
   sweep(now: number): void {
     for (const [k, v] of this.reuse) if (v.until <= now) this.reuse.delete(k);
@@ -225,13 +237,20 @@ export class HookRunner {
       }
       const cause = err instanceof HookFailure ? err.message : err instanceof Error ? `${err.name}: ${err.message}` : String(err);
       this.deps.logs.write(`hook_${hook}_failed`, "warn", { hook, cause, transport: ctx.transport }, `the ${hook} hook failed`);
-      throw httpError("hook_unavailable", `the application's ${hook} hook failed (${cause.slice(0, 200)}); nothing was let through`);
+      // The cause is the server's to read (logged above), not the client's.
+      throw httpError("hook_unavailable", `the application's ${hook} hook is unavailable; nothing was let through`, { "Retry-After": "1" });
     } finally {
       clearTimeout(timer);
       this.requests.inc({ hook, outcome });
       this.duration.observe({ hook }, (performance.now() - started) / 1000);
     }
   }
+}
+
+function reuseKey(transport: HookTransport, headers: Record<string, string>, query: Record<string, string>, sub: string | undefined): string {
+  const kept: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (!PER_REQUEST_HEADERS.has(k)) kept[k] = v;
+  return JSON.stringify([transport, kept, query, sub ?? null]);
 }
 
 function context(s: Session): HookContext & Record<string, unknown> {

@@ -135,7 +135,11 @@ export class Publisher {
    */
   private async authorizeHeaders(req: IncomingMessage): Promise<Grant> {
     if (this.hasApiKey(req)) return ANY_CHANNEL;
-    if (!this.apiKeyDigest && isLoopbackRequest(req)) return ANY_CHANNEL;
+    const hooks = this.ctx.hooks;
+    const clientHooks = hooks.has("connect") || hooks.has("publish");
+    // From this machine without --api-key, a publish is the server's, unless it carries a
+    // client's credentials (a cookie, or a token) for the hooks to decide (SPEC §8).
+    if (!this.apiKeyDigest && isLoopbackRequest(req) && !(clientHooks && carriesClientCredentials(req))) return ANY_CHANNEL;
     const auth = this.ctx.auth;
     let token: string | undefined;
     if (auth.enabled) {
@@ -143,9 +147,8 @@ export class Publisher {
     }
     const claims = token === undefined ? undefined : await auth.verify(token);
     const authorization = req.headers.authorization !== undefined;
-    const hooks = this.ctx.hooks;
     let session: Session | undefined;
-    if (hooks.has("connect") || hooks.has("publish")) {
+    if (clientHooks) {
       session = hooks.session("http", req, requestUrl(req), clientAddress(req, this.ctx.config.trustProxy), claims);
       await hooks.connect(session);
       if (hooks.has("publish")) return { token: token !== undefined, claims, authorization, session };
@@ -185,6 +188,11 @@ export class Publisher {
       "without --api-key, publishing over HTTP is accepted only from this machine (a loopback address, through no proxy)",
     );
   }
+}
+
+/** Whether a request carries what a client authenticates with: a cookie, or an Authorization header or token= (not the API key, checked before). */
+function carriesClientCredentials(req: IncomingMessage): boolean {
+  return req.headers.cookie !== undefined || req.headers.authorization !== undefined || /[?&]token=/.test(req.url ?? "");
 }
 
 /** A publish that may go to any channel (the API key, or the loopback rule). */

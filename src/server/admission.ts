@@ -91,6 +91,8 @@ export class Admission {
     } else {
       // The token, if any, is verified here; the channels are the hooks' to decide.
       claims = await auth.authorizeSubscribe(req, url, []);
+      // A client over its limits is refused before it costs the application a call (the slot is taken below).
+      if (kind !== "poll") ctx.registry.assertRoom(ip);
       session = hooks.session(kind, req, url, ip, claims);
       await hooks.connect(session);
       for (const c of session.granted ?? []) if (!channels.includes(c)) channels.push(c);

@@ -183,6 +183,14 @@ export class ConnectionRegistry {
 
   /** Takes a slot for a new connection from `ip`, or throws 503 / 429. */
   admit(kind: TransportName, ip: string): void {
+    const n = this.assertRoom(ip);
+    this.perIp.set(ip, n + 1);
+    this.total++;
+    this.byTransport[kind]++;
+  }
+
+  /** Throws the 503 / 429 that {@link admit} would, without taking a slot; else the connections `ip` holds. */
+  assertRoom(ip: string): number {
     if (this.total >= this.config.maxConnections) {
       this.stats.rejected.too_many_connections++;
       throw httpError("too_many_connections", `the server holds its maximum of ${this.config.maxConnections} connections; retry later`, {
@@ -195,9 +203,7 @@ export class ConnectionRegistry {
       this.stats.rejected.too_many_connections_per_ip++;
       throw httpError("too_many_connections_per_ip", `this address holds its maximum of ${limit} connections`, { "Retry-After": "5" });
     }
-    this.perIp.set(ip, n + 1);
-    this.total++;
-    this.byTransport[kind]++;
+    return n;
   }
 
   /** A number for a new connection's log lines. */

@@ -7,10 +7,12 @@ import assert from "node:assert/strict";
 import { createServer, connect, type AddressInfo, type Server, type Socket } from "node:net";
 import { EventSource } from "eventsource";
 import { createServer as createHttpServer, type IncomingMessage } from "node:http";
+import { MessageChannel, type MessagePort } from "node:worker_threads";
 import WebSocket, { WebSocketServer } from "ws";
 import { Heartline, type ClientClock, type HeartlineOptions, type Message, type Position, type ResetInfo, type Subscription, type TimerHandle } from "../../src/client/index.js";
 import { after, before } from "node:test";
 import type { HeartlineOptions as ServerOptions, RuntimeOptions } from "../../src/index.js";
+import { createHub } from "../../src/client/shared.js";
 import { publishHttp, waitFor, withServer, type TestServer } from "../helpers/server.js";
 
 /** A clock whose timers fire only when {@link ManualClientClock.advance} passes them. */
@@ -105,6 +107,8 @@ export function connected(hl: Heartline, transport?: string, timeoutMs = 5000): 
 export class CutProxy {
   readonly requests: string[] = [];
   private readonly pairs = new Set<[Socket, Socket]>();
+  /** Accepted connections that have not sent a byte yet (an HTTP client may open one and keep it idle). */
+  private readonly silent = new Set<Socket>();
   private readonly blocked = new Set<string>();
   private blockAll = false;
   private constructor(
@@ -127,7 +131,10 @@ export class CutProxy {
 
   private accept(client: Socket, targetPort: number): void {
     client.on("error", () => {});
+    this.silent.add(client);
+    client.once("close", () => this.silent.delete(client));
     client.once("data", (first) => {
+      this.silent.delete(client);
       if (!this.pass(first)) {
         client.destroy();
         return;
@@ -164,13 +171,15 @@ export class CutProxy {
     return ok;
   }
 
-  /** Drops every open connection. */
+  /** Drops every open connection, those that have sent nothing yet included. */
   cut(): void {
     for (const [a, b] of this.pairs) {
       a.destroy();
       b.destroy();
     }
     this.pairs.clear();
+    for (const c of this.silent) c.destroy();
+    this.silent.clear();
   }
 
   /** Drops new requests on `paths` (all requests when none are given) until {@link CutProxy.unblock}. */
@@ -278,4 +287,28 @@ export function scriptedWsServer(script: (ws: WebSocket, n: number) => void): { 
     await new Promise((r) => server.close(r));
   });
   return fx;
+}
+
+/**
+ * A SharedWorker stand-in: the worker side (createHub) behind real
+ * MessagePorts in this process, one hub per worker name, as a browser keeps
+ * one SharedWorker per (script, name). Install `SharedWorker` as a global;
+ * `close()` closes every port it made.
+ */
+export function fakeSharedWorkers(): { SharedWorker: new (url: string | URL, options: { name: string }) => { port: MessagePort }; close(): void } {
+  const hubs = new Map<string, ReturnType<typeof createHub>>();
+  const ports: MessagePort[] = [];
+  class SharedWorker {
+    readonly port: MessagePort;
+    constructor(_url: string | URL, options: { name: string }) {
+      let hub = hubs.get(options.name);
+      if (!hub) hubs.set(options.name, (hub = createHub()));
+      const { port1, port2 } = new MessageChannel();
+      const serve = hub;
+      port2.on("message", (m) => serve(port2 as unknown as { postMessage(m: unknown): void } as never, m));
+      ports.push(port1, port2);
+      this.port = port1;
+    }
+  }
+  return { SharedWorker, close: () => ports.forEach((p) => p.close()) };
 }

@@ -15,6 +15,7 @@ import { setLinker } from "../../src/client/link.js";
 import { installSharing } from "../../src/client/shared.js";
 import { publishHttp, waitFor } from "../helpers/server.js";
 import { connected, publishMany, Recorder, serverBehindProxy } from "./helpers.js";
+import { rpcApp } from "./rpc-app.js";
 
 /** Exclusive locks granted in request order, released when the callback's promise settles. */
 class Locks {
@@ -49,7 +50,8 @@ class Locks {
 const globals = globalThis as Record<string, unknown>;
 
 describe("Heartline client: tabs electing a leader (no SharedWorker)", () => {
-  const fx = serverBehindProxy({ clientPublish: ["game:*"] });
+  const app = rpcApp();
+  const fx = serverBehindProxy({ clientPublish: ["game:*"] }, { hooks: app.hooks });
   const hadNavigator = "navigator" in globals;
   before(() => {
     if (!hadNavigator) globals.navigator = {};
@@ -145,6 +147,28 @@ describe("Heartline client: tabs electing a leader (no SharedWorker)", () => {
       await connected(b, "ws");
       const res = await b.publish("game:1", { x: 2 });
       assert.equal(res.channel, "game:1");
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  it("calls through the leader; a call the departed leader never answered rejects with disconnected, the next goes through the new one", { timeout: 10_000 }, async () => {
+    const { proxy } = fx;
+    const a = new Heartline(proxy.url);
+    const b = new Heartline(proxy.url);
+    try {
+      await connected(a, "ws");
+      await connected(b, "ws");
+      assert.equal(await b.rpc("value", false), false);
+      const lost = b.rpc("wait", { key: "leader-gone" });
+      await app.held("leader-gone");
+      a.close();
+      await assert.rejects(lost, (e: unknown) => e instanceof HeartlineError && e.code === "disconnected");
+      await app.open("leader-gone");
+      // The new leader's client calls over HTTP until its WebSocket is open.
+      assert.equal((await b.rpc<{ params: number }>("echo", 2)).params, 2);
+      assert.equal(app.callsOf("wait", "leader-gone").length, 1, "not sent again through the new leader");
     } finally {
       a.close();
       b.close();

@@ -6,31 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { EventSource } from "eventsource";
 import WebSocket from "ws";
 import { Heartline, HeartlineError } from "../../src/client/index.js";
 import { setLinker } from "../../src/client/link.js";
-import { createHub, installSharing } from "../../src/client/shared.js";
+import { installSharing } from "../../src/client/shared.js";
 import { publishHttp, waitFor, withServer } from "../helpers/server.js";
-import { connected, CutProxy, Recorder } from "./helpers.js";
+import { connected, CutProxy, fakeSharedWorkers, Recorder } from "./helpers.js";
 
-/** One hub per worker name, as a browser keeps one SharedWorker per (script, name). */
-const hubs = new Map<string, ReturnType<typeof createHub>>();
-const ports: MessagePort[] = [];
-
-class FakeSharedWorker {
-  readonly port: MessagePort;
-  constructor(_url: string | URL, options: { name: string }) {
-    let hub = hubs.get(options.name);
-    if (!hub) hubs.set(options.name, (hub = createHub()));
-    const { port1, port2 } = new MessageChannel();
-    const serve = hub;
-    port2.on("message", (m) => serve(port2 as unknown as { postMessage(m: unknown): void } as never, m));
-    ports.push(port1, port2);
-    this.port = port1;
-  }
-}
+const workers = fakeSharedWorkers();
 
 const globals = globalThis as Record<string, unknown>;
 
@@ -42,13 +26,13 @@ describe("Heartline client: tabs sharing one connection", () => {
     delete globals.SharedWorker;
     delete globals.WebSocket;
     delete globals.EventSource;
-    for (const p of ports) p.close();
+    workers.close();
     await proxy.close();
   });
   const s = withServer({ clientPublish: ["game:*"] });
   before(async () => {
     proxy = await CutProxy.start(s.port);
-    globals.SharedWorker = FakeSharedWorker;
+    globals.SharedWorker = workers.SharedWorker;
     // The worker's own client finds the platform's constructors, as in a browser.
     globals.WebSocket = WebSocket;
     globals.EventSource = EventSource;

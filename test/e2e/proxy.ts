@@ -19,6 +19,8 @@ export interface TestProxy {
   upgrade: UpgradeMode;
   /** While true, every new connection is closed at once (an unreachable network). */
   offline: boolean;
+  /** Request paths (without the query) whose requests are dropped without an answer, e.g. `/sse` to force polling. */
+  readonly blocked: Set<string>;
   /** Counts of what went through. */
   readonly stats: { requests: number; upgrades: number; upgradesRefused: number; upgradesDropped: number; cuts: number; refusedOffline: number };
   /** Destroys every open socket on both sides; returns how many client sockets were cut. */
@@ -54,6 +56,10 @@ export async function startProxy(target: { host?: string; port: number }, option
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     stats.requests++;
+    if (proxy.blocked.has((req.url ?? "").split("?")[0]!)) {
+      req.socket.destroy();
+      return;
+    }
     if (req.url === BLANK_PATH) {
       res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store" });
       res.end(BLANK_HTML);
@@ -123,6 +129,7 @@ export async function startProxy(target: { host?: string; port: number }, option
     port,
     upgrade: options.upgrade ?? "pass",
     offline: false,
+    blocked: new Set(),
     stats,
     cut() {
       stats.cuts++;
