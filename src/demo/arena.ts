@@ -16,8 +16,10 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import type { Clock } from "../clock.js";
 import { HookError } from "../errors.js";
 import { cleanName, fields, finite, shortString } from "./params.js";
+import type { ArenaSettings, JoinResult, MoveResult, Snapshot } from "./types.js";
 
 export { cleanName, MAX_NAME_LENGTH } from "./params.js";
+export type { ArenaSettings, JoinResult, MoveResult, Snapshot } from "./types.js";
 
 /** The channel the arena owns: only the server publishes on it. */
 export const ARENA_CHANNEL = "game:arena";
@@ -52,52 +54,6 @@ export interface ArenaOptions {
   coinRadius?: number;
   /** A collected coin comes back elsewhere after this. */
   respawnMs?: number;
-}
-
-/** What a player is told on joining, and what the page needs to move like the server does. */
-export interface ArenaSettings {
-  width: number;
-  height: number;
-  radius: number;
-  /** Arena units per second. */
-  speed: number;
-  coinRadius: number;
-  tickMs: number;
-  idleMs: number;
-}
-
-/** `arena.join`'s answer. */
-export interface JoinResult {
-  id: string;
-  /** Proves the caller is this player in later calls; known only to the caller. */
-  secret: string;
-  name: string;
-  x: number;
-  y: number;
-  arena: ArenaSettings;
-}
-
-/** `arena.move`'s answer: the authoritative position; `corrected` when it is not what was claimed. */
-export interface MoveResult {
-  x: number;
-  y: number;
-  corrected: boolean;
-  score: number;
-}
-
-/**
- * One broadcast state, compact: `t` is the server's time of it in ms since
- * the arena started (ticks of a timer drift; pages place snapshots by `t`),
- * `players` are `[id, name, x, y]`, `pickups` `[id, x, y]`, `scores`
- * `[id, score]` best first. Positions have one decimal.
- */
-export interface Snapshot {
-  type: "snapshot";
-  tick: number;
-  t: number;
-  players: Array<[string, string, number, number]>;
-  pickups: Array<[number, number, number]>;
-  scores: Array<[string, number]>;
 }
 
 interface Player {
