@@ -12,6 +12,6 @@ function newest(dir) {
   return t;
 }
 
-const outputs = ["dist/cli.js", "web/build/heartline.js"];
+const outputs = ["dist/cli.js", "dist/demo/main.js", "web/build/heartline.js"];
 const stale = outputs.some((f) => !existsSync(f) || newest("src") > statSync(f).mtimeMs);
 if (stale) execSync("npm run build", { stdio: "inherit" });

@@ -8,6 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from "playwright-core";
+import { systemClock } from "../../src/clock.js";
+import { Arena, type ArenaOptions } from "../../src/demo/arena.js";
+import { arenaHooks } from "../../src/demo/hooks.js";
+import { startServer, type TestServer } from "../helpers/server.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** Screenshots go here (gitignored). */
@@ -265,26 +269,41 @@ export function setVisibility(page: Page, state: "hidden" | "visible"): Promise<
 
 // ── the demo page ─────────────────────────────────────────────────────────
 
-/** A player as the demo's test hook reports it. */
+/** A player as the demo's test hook reports it: where the server's latest snapshot puts it. */
 export interface DemoPlayer {
   id: string;
   name: string;
   x: number;
   y: number;
   me: boolean;
+  score: number;
 }
 
 /** `window.heartlineDemo`, the demo page's test hook. */
 export interface DemoHook {
+  /** This page's player id; "" until it has joined. */
   me: string;
-  /** Everyone, with the last received position of the others. */
+  /** Everyone in the latest snapshot, at the server's positions. */
   players(): DemoPlayer[];
+  /** Where this page predicts its own player is. */
+  local(): { x: number; y: number };
   /** Where the others are drawn right now. */
   view(): Array<{ id: string; x: number; y: number }>;
+  pickups(): Array<{ id: number; x: number; y: number }>;
+  score(): number;
+  /** Moves the server answered with `corrected: true`. */
+  corrections(): number;
+  session(): { id: string; secret: string } | null;
   transport(): string | null;
   state(): string;
   latency(): number;
+  /** Jumps the page's own player (a cheat when far); the next move claims it. */
   move(dx: number, dy: number): { x: number; y: number };
+  walkTo(x: number, y: number): void;
+  client: {
+    publish(channel: string, data: unknown): Promise<unknown>;
+    rpc(method: string, params?: unknown): Promise<unknown>;
+  };
 }
 
 /** `window.heartlineDashboard`, the dashboard's test hook. */
@@ -316,18 +335,18 @@ export async function seat(browser: Browser, name: string): Promise<Seat> {
   return { page, errors: recordPageErrors(page), id: "", name };
 }
 
-/** Opens the demo at `url` (with `?name=`), forcing `transport`; resolves when connected over it. */
+/** Opens the demo at `url` (with `?name=`), forcing `transport`; resolves when connected over it and joined. */
 export async function playDemo(player: Seat, url: string, transport: string): Promise<void> {
   await player.page.goto(`${url}/?name=${player.name}&transport=${transport}`);
-  player.id = await player.page.evaluate(() => window.heartlineDemo.me);
   await waitInPage(player.page, (t) => window.heartlineDemo.transport() === t, transport, `${player.name}'s ${transport} connection`);
+  player.id = await waitInPage(player.page, () => window.heartlineDemo.me, null, `${player.name} to join the arena`);
 }
 
 /** Waits until `page` knows the player `id`. */
 export const sees = (page: Page, id: string, what: string) =>
   waitInPage(page, (pid) => window.heartlineDemo.players().find((p) => p.id === pid), id, what);
 
-/** Waits until `page` has received exactly the position `at` for player `id`. */
+/** Waits until `page` has received, in a snapshot, exactly the position `at` for player `id`. */
 export const seesAt = (page: Page, id: string, at: { x: number; y: number }, what: string) =>
   waitInPage(
     page,
@@ -336,19 +355,46 @@ export const seesAt = (page: Page, id: string, at: { x: number; y: number }, wha
     what,
   );
 
-/** The page's own player. */
-export const myself = (page: Page) => page.evaluate(() => window.heartlineDemo.players().find((p) => p.me)!);
+/** The page's own player, where the server's latest snapshot puts it. */
+export const myself = (page: Page) => waitInPage(page, () => window.heartlineDemo.players().find((p) => p.me), null, "the page's own player in a snapshot");
 
-/** The page's own player once it stands still (the same position for 150 ms). */
-export async function standing(page: Page): Promise<DemoPlayer> {
-  let last = await myself(page);
+/**
+ * The page's own player once it stands still and the server agrees: the
+ * page's position and the snapshot's the same for 300 ms.
+ */
+export async function standing(page: Page, timeoutMs = 10_000): Promise<DemoPlayer> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  let since = Date.now();
   for (;;) {
-    await sleep(150);
-    const now = await myself(page);
-    if (now.x === last.x && now.y === last.y) return now;
-    last = now;
+    const { me, local } = await page.evaluate(() => ({ me: window.heartlineDemo.players().find((p) => p.me), local: window.heartlineDemo.local() }));
+    const key = me ? JSON.stringify([me.x, me.y, Math.round(local.x * 10) / 10, Math.round(local.y * 10) / 10]) : "";
+    if (key !== last) {
+      last = key;
+      since = Date.now();
+    } else if (me && Date.now() - since >= 300 && Math.abs(me.x - local.x) < 0.06 && Math.abs(me.y - local.y) < 0.06) {
+      return me;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the player to stand still where the server says (${last})`);
+    await sleep(50);
   }
 }
 
 /** A position as the demo sends it (one decimal). */
 export const sent = (p: { x: number; y: number }) => ({ x: Math.round(p.x * 10) / 10, y: Math.round(p.y * 10) / 10 });
+
+/** A Heartline serving the demo with its referee, as `npm start` does (an API key, `game:*` open to clients but for the arena's channel). */
+export async function startArena(options: Partial<ArenaOptions> = {}): Promise<{ s: TestServer; arena: Arena; close(): Promise<void> }> {
+  let s: TestServer | undefined;
+  const arena = new Arena({ clock: systemClock, publish: (channel, data) => s!.hl.publish(channel, data), ...options });
+  s = await startServer({ apiKey: "demo-key", clientPublish: ["game:*"] }, { hooks: arenaHooks(arena, { clientPublish: ["game:*"] }) });
+  const server = s;
+  return {
+    s: server,
+    arena,
+    close: async () => {
+      arena.close();
+      await server.close();
+    },
+  };
+}
