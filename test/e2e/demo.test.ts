@@ -123,6 +123,8 @@ describe("demo game over each transport", { skip }, () => {
       assert.notEqual(ids[0], ids[1]);
       await waitInPage(tabs[0]!, (id) => window.heartlineDemo.players().some((p) => p.id === id), ids[1]!, "tab A to see tab B");
       assert.equal(s.hl.connections, 1, "one connection for both tabs");
+      // The walking tab in front: a background tab's timers run once a second, and it would walk a quarter as fast.
+      await tabs[1]!.bringToFront();
       await tabs[1]!.evaluate(() => window.heartlineDemo.walkTo(100, 100));
       await seesAt(tabs[0]!, ids[1]!, { x: 100, y: 100 }, "tab A to see tab B arrive");
       assert.deepEqual(errors, []);
