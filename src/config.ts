@@ -115,6 +115,20 @@ export const OPTION_DEFS = {
     expected: "a comma-separated list of header names",
     help: "request headers given to hooks",
   },
+  // Fairness (SPEC §11).
+  maxConnectionsPerUser: { schema: int(0), default: 0, expected: "an integer of at least 0 (0 = unlimited)", help: "open WebSocket and SSE connections per user" },
+  clientPublishRate: {
+    schema: z.preprocess(toNumber, z.number().finite().min(0)),
+    default: 50,
+    expected: "a number of messages per second of at least 0 (0 = unlimited)",
+    help: "client publishes per second per WebSocket (bursts of twice that)",
+  },
+  clientRpcRate: {
+    schema: z.preprocess(toNumber, z.number().finite().min(0)),
+    default: 50,
+    expected: "a number of calls per second of at least 0 (0 = unlimited)",
+    help: "RPCs per second per WebSocket (bursts of twice that)",
+  },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -155,6 +169,9 @@ export interface HeartlineConfig {
   proxyRpcUrl: string | undefined;
   proxyTimeout: number;
   proxyHeaders: string[];
+  maxConnectionsPerUser: number;
+  clientPublishRate: number;
+  clientRpcRate: number;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */

@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   not_available: { status: 501, summary: "The feature is not available in this build." },
   hook_unavailable: { status: 503, summary: "The application's hook failed (timeout, refused connection, non-2xx, an answer that is not the documented JSON, or a throw); nothing was let through." },
   rpc_not_configured: { status: 404, summary: "RPC needs an rpc hook (library) or --proxy-rpc-url." },
+  rate_limited: { status: 429, summary: "More client publishes or RPCs per second than --client-publish-rate / --client-rpc-rate allow on this connection." },
   too_many_requests: { status: 429, summary: "More RPCs in flight on this WebSocket than the per-connection cap (32); wait for answers." },
 } as const;
 
@@ -45,11 +46,12 @@ export class HeartlineError extends Error {
   /** Extra response headers (e.g. `Retry-After`). */
   readonly headers: Record<string, string> | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; headers?: Record<string, string> }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; headers?: Record<string, string>; status?: number }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "HeartlineError";
     this.code = code;
-    this.status = ERROR_CODES[code].status;
+    // A code answered with another status than its usual one (SPEC §11: too_many_connections per user is a 429).
+    this.status = options?.status ?? ERROR_CODES[code].status;
     this.headers = options?.headers;
   }
 

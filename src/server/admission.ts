@@ -17,7 +17,7 @@ import { CursorCache, type Position, type SharedCursor } from "../hub/cursor.js"
 import { clientAddress } from "../http/client-address.js";
 import type { OriginPolicy } from "../http/origin.js";
 import { socketAdmitted } from "../http/socket-limits.js";
-import type { ServerContext } from "../transports/connection.js";
+import { userOf, type ServerContext } from "../transports/connection.js";
 
 /** An admitted subscriber: what its transport needs, checked. One object per connection or poll. */
 export interface SubscribeRequest {
@@ -104,7 +104,7 @@ export class Admission {
     if (kind !== "sse" && out.destroyed) return undefined;
     this.notDraining();
     if (kind !== "poll") {
-      ctx.registry.admit(kind, ip);
+      ctx.registry.admit(kind, ip, userOf(claims, session));
       // The socket the subscriber holds: the upgraded (or taken out) one, else the request's.
       socketAdmitted(out instanceof ServerResponse ? req.socket : out);
     }

@@ -11,7 +11,7 @@ import type { HeartlineConfig, TransportName } from "../config.js";
 import { CLOSE_CODES, type CloseReason } from "../close-codes.js";
 import type { CoreContext } from "../context.js";
 import type { Position } from "../cursor-layout.js";
-import { httpError } from "../errors.js";
+import { HeartlineError, httpError } from "../errors.js";
 import type { Outgoing, Subscriber, Subscription } from "../hub/hub.js";
 import type { Session } from "../hooks/runner.js";
 import type { Stats } from "../stats.js";
@@ -50,6 +50,8 @@ export abstract class Connection implements Subscriber, TokenHolder {
   refreshAt = 0;
   /** What the application's hooks know of this client; undefined when no hook is configured. */
   session: Session | undefined = undefined;
+  /** The connection's user (named by connect, or the token's `sub`), as admitted; undefined when anonymous. */
+  user: string | undefined = undefined;
 
   constructor(
     readonly ctx: ServerContext,
@@ -87,6 +89,7 @@ export abstract class Connection implements Subscriber, TokenHolder {
    */
   admitted(claims: TokenClaims | undefined, session: Session | undefined): void {
     this.ctx.auth.bind(this, claims);
+    this.user = userOf(claims, session);
     if (session === undefined) return;
     this.session = session;
     this.sessionDeadline();
@@ -127,7 +130,7 @@ export abstract class Connection implements Subscriber, TokenHolder {
     const subs = this.subs;
     this.subs = NO_SUBS;
     for (let i = 0; i < subs.length; i++) this.ctx.hub.unsubscribe(subs[i]!);
-    this.ctx.registry.release(this.kind, this.ip, this);
+    this.ctx.registry.release(this.kind, this.ip, this, this.user);
     if (this.session !== undefined) this.ctx.hooks.disconnected(this.session, reason);
     if (reason === "slow_consumer") this.ctx.stats.slowConsumerDrops[this.kind]++;
     if (reason === "heartbeat_timeout") this.ctx.stats.heartbeatTimeouts++;
@@ -168,6 +171,8 @@ export class ConnectionRegistry {
   total = 0;
   readonly byTransport: Record<TransportName, number> = { ws: 0, sse: 0, poll: 0 };
   private readonly perIp = new Map<string, number>();
+  /** Connections per user, kept only with --max-connections-per-user. */
+  private readonly perUser = new Map<string, number>();
   /** Persistent connections, swept by the heartbeat ticker. */
   readonly live = new Set<Connection>();
   /** Connections closed politely whose socket must be cut if the peer lingers. */
@@ -181,9 +186,24 @@ export class ConnectionRegistry {
     private readonly stats: Stats,
   ) {}
 
-  /** Takes a slot for a new connection from `ip`, or throws 503 / 429. */
-  admit(kind: TransportName, ip: string): void {
+  /**
+   * Takes a slot for a new connection from `ip` (and, with
+   * `--max-connections-per-user`, of a named `user`), or throws 503 / 429.
+   */
+  admit(kind: TransportName, ip: string, user?: string): void {
     const n = this.assertRoom(ip);
+    const perUser = this.config.maxConnectionsPerUser;
+    if (perUser > 0 && user) {
+      const u = this.perUser.get(user) ?? 0;
+      if (u >= perUser) {
+        this.stats.rejected.too_many_connections++;
+        throw new HeartlineError("too_many_connections", `this user holds its maximum of ${perUser} connections (--max-connections-per-user)`, {
+          status: 429,
+          headers: { "Retry-After": "5" },
+        });
+      }
+      this.perUser.set(user, u + 1);
+    }
     this.perIp.set(ip, n + 1);
     this.total++;
     this.byTransport[kind]++;
@@ -216,9 +236,14 @@ export class ConnectionRegistry {
     this.live.add(conn);
   }
 
-  /** Gives back the slot taken by {@link admit}; for connections, exactly once from `close`. */
-  release(kind: TransportName, ip: string, conn?: Connection): void {
+  /** Gives back the slot taken by {@link admit} (with the same `user`); for connections, exactly once from `close`. */
+  release(kind: TransportName, ip: string, conn?: Connection, user?: string): void {
     if (conn) this.live.delete(conn);
+    if (this.config.maxConnectionsPerUser > 0 && user) {
+      const u = (this.perUser.get(user) ?? 1) - 1;
+      if (u <= 0) this.perUser.delete(user);
+      else this.perUser.set(user, u);
+    }
     this.total--;
     this.byTransport[kind]--;
     const n = (this.perIp.get(ip) ?? 1) - 1;
@@ -230,4 +255,10 @@ export class ConnectionRegistry {
   get addresses(): number {
     return this.perIp.size;
   }
+}
+
+/** The user a client is admitted as: the one connect named, else its token's `sub`; undefined when anonymous. */
+export function userOf(claims: TokenClaims | undefined, session: Session | undefined): string | undefined {
+  const u = session?.user ?? claims?.sub;
+  return u === "" ? undefined : u;
 }

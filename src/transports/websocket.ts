@@ -13,7 +13,8 @@ import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
 import { parseSince, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
-import { Connection, type ServerContext } from "./connection.js";
+import { Connection, userOf, type ServerContext } from "./connection.js";
+import { takeToken } from "./rate.js";
 import type { Publisher } from "../http/publish.js";
 import type { Session } from "../hooks/runner.js";
 import { MAX_RPC_IN_FLIGHT } from "../hooks/types.js";
@@ -72,6 +73,9 @@ export class WsConnection extends Connection {
   corked = false;
   /** RPCs sent to the rpc hook and not yet answered (at most {@link MAX_RPC_IN_FLIGHT}). */
   rpcInFlight = 0;
+  /** The publish and RPC rate limits' buckets (see rate.ts). */
+  publishTat = 0;
+  rpcTat = 0;
 
   deliver(_sub: Subscription, out: Outgoing): void {
     if (this.closed || this.socket.readyState !== 1) return;
@@ -234,6 +238,9 @@ export class WsConnection extends Connection {
         }
         case "publish": {
           const channel = assertChannelName(f.channel);
+          const tat = takeToken(this.publishTat, this.ctx.clock.now(), this.ctx.config.clientPublishRate);
+          if (tat < 0) throw rateLimited("publishes", this.ctx.config.clientPublishRate, "--client-publish-rate");
+          this.publishTat = tat;
           this.publisher
             .publishFromClient(channel, f.data, "data" in f, this.claims, this.session)
             .then((r) => this.sendJson({ type: "published", channel, epoch: r.epoch, offset: r.offset, ...id }))
@@ -296,6 +303,12 @@ export class WsConnection extends Connection {
       this.rpcError(idJson, httpError("rpc_not_configured", "this server answers no RPC (no rpc hook, no --proxy-rpc-url)"));
       return;
     }
+    const tat = takeToken(this.rpcTat, this.ctx.clock.now(), this.ctx.config.clientRpcRate);
+    if (tat < 0) {
+      this.rpcError(idJson, rateLimited("RPCs", this.ctx.config.clientRpcRate, "--client-rpc-rate"));
+      return;
+    }
+    this.rpcTat = tat;
     if (this.rpcInFlight >= MAX_RPC_IN_FLIGHT) {
       this.rpcError(idJson, httpError("too_many_requests", `at most ${MAX_RPC_IN_FLIGHT} RPCs may wait for their answer on one connection`));
       return;
@@ -334,6 +347,10 @@ export class WsConnection extends Connection {
     this.ctx.logs.write("ws_frame_error", "error", { err, conn: this.id }, "unexpected error on a WebSocket frame");
     this.sendError(httpError("internal_error", "unexpected error; it was logged"), extra);
   }
+}
+
+function rateLimited(what: string, rate: number, option: string): HeartlineError {
+  return httpError("rate_limited", `more than ${rate} ${what} per second on this connection (${option}); slow down`, { "Retry-After": "1" });
 }
 
 function onMessage(this: Socket, data: RawData, isBinary: boolean): void {
@@ -423,7 +440,7 @@ export class WebSocketTransport {
       }
     });
     // ws answers a malformed handshake itself (400) without calling back, synchronously.
-    if (!upgraded) this.ctx.registry.release("ws", ip);
+    if (!upgraded) this.ctx.registry.release("ws", ip, undefined, userOf(params.claims, params.session));
   }
 
   /** The fast path's check for one upgraded connection ({@link rawSocketOf}); a method, so a test can refuse it. */

@@ -100,7 +100,8 @@ async function metric(s: TestServer, name: string): Promise<string> {
 
 describe("library hooks", () => {
   const a = app();
-  const s = withServer({ apiKey: API_KEY, proxyTimeout: 0.3 }, () => ({ hooks: a.hooks }));
+  // No RPC rate limit here: the flood below is about the in-flight cap (the limit has its own test).
+  const s = withServer({ apiKey: API_KEY, proxyTimeout: 0.3, clientRpcRate: 0 }, () => ({ hooks: a.hooks }));
 
   for (const t of TRANSPORTS) {
     describe(`${t}`, () => {
@@ -305,6 +306,55 @@ describe("a publish from this machine without --api-key", () => {
     assert.equal(withCookie.status, 403);
     assert.equal(withCookie.body.error.code, "no_browsers");
     assert.equal((await publishHttp(s, "news", { n: 3 }, { Authorization: "Bearer some.token" })).body.error.code, "no_browsers");
+  });
+});
+
+describe("fairness (SPEC §11)", () => {
+  const users = new Map([["s-1", "ann"], ["s-2", "ann"], ["s-3", "ann"], ["s-4", "ben"]]);
+  const s = withServer(
+    { maxConnectionsPerUser: 2, clientPublishRate: 5, clientRpcRate: 5, clientPublish: ["room:*"] },
+    { hooks: { connect: (ctx) => ({ user: users.get(ctx.cookies.sid ?? "") ?? "" }), rpc: () => "ok" } },
+  );
+
+  it("--max-connections-per-user refuses a user's third connection with 429 too_many_connections, on WS and SSE; others are not affected; a slot comes back on close", async () => {
+    const a1 = await WsClient.connect(`${s.wsUrl}/ws`, { headers: cookie("s-1") });
+    const a2 = await SseStream.open(`${s.url}/sse?channel=x`, cookie("s-2"));
+    for (const t of ["ws", "sse"] as const) {
+      const r = await attempt(s, t, "channel=x", cookie("s-3"));
+      assert.equal(r.status, 429, t);
+      assert.equal(r.body.error.code, "too_many_connections");
+    }
+    assert.equal((await attempt(s, "ws", "channel=x", cookie("s-4"))).status, 101, "another user");
+    assert.equal((await attempt(s, "sse", "channel=x", {})).status, 200, "anonymous clients are not counted");
+    a1.close();
+    await waitFor(() => s.hl.connections === 1);
+    assert.equal((await attempt(s, "ws", "channel=x", cookie("s-3"))).status, 101, "the slot came back");
+    a2.close();
+    await assertIdle(s.hl);
+  });
+
+  it("--client-publish-rate and --client-rpc-rate: a burst of twice the rate passes, the rest get rate_limited, the connection stays", async () => {
+    const c = await WsClient.connect(`${s.wsUrl}/ws?channel=room:r`);
+    await c.next((f) => f.type === "subscribed");
+    for (let i = 0; i < 30; i++) c.send({ type: "publish", channel: "room:r", data: i, id: `p${i}` });
+    for (let i = 0; i < 30; i++) c.send({ type: "rpc", id: i, method: "m" });
+    await waitFor(() => c.frames.filter((f) => (f.type === "published" || f.type === "error") && String(f.id).startsWith("p")).length === 30 && c.frames.filter((f) => f.type === "rpc").length === 30, 10_000, "every answer");
+    const published = c.frames.filter((f) => f.type === "published").length;
+    const limited = c.frames.filter((f) => f.type === "error" && f.code === "rate_limited").length;
+    // 2 × 5 at once, plus what refills while the frames arrive (5 per second).
+    assert.ok(published >= 10 && published <= 12, `${published} publishes passed`);
+    assert.equal(published + limited, 30);
+    const rpcOk = c.frames.filter((f) => f.type === "rpc" && f.result === "ok").length;
+    const rpcLimited = c.frames.filter((f) => f.type === "rpc" && (f.error as any)?.code === "rate_limited").length;
+    assert.ok(rpcOk >= 10 && rpcOk <= 12, `${rpcOk} RPCs passed`);
+    assert.equal(rpcOk + rpcLimited, 30);
+    assert.equal(c.ws.readyState, c.ws.OPEN);
+    // The bucket refills: after a second, publishing works again.
+    await new Promise((r) => setTimeout(r, 1100));
+    c.send({ type: "publish", channel: "room:r", data: "later", id: "later" });
+    await c.next((f) => f.type === "published" && f.id === "later");
+    c.close();
+    await assertIdle(s.hl);
   });
 });
 

@@ -23,7 +23,8 @@ describe("client-caused log lines", () => {
     const lines: Line[] = [];
     const logger = pino({ level: "debug" }, { write: (s: string) => void lines.push(JSON.parse(s) as Line) });
     const clock = new ManualClock();
-    const s = await startServer({ clientPublish: ["game:*"] }, { logger, clock });
+    // No publish rate limit: every frame must reach the check whose log line is counted.
+    const s = await startServer({ clientPublish: ["game:*"], clientPublishRate: 0 }, { logger, clock });
     const before = lines.length;
     try {
       // 400 frames nested 30,000 deep (60 KB each, under the frame limit).
