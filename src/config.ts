@@ -115,6 +115,13 @@ export const OPTION_DEFS = {
     expected: "a comma-separated list of header names",
     help: "request headers given to hooks",
   },
+  // Publish guarantees (SPEC §11).
+  idempotencyTtl: {
+    schema: seconds(0),
+    default: 300,
+    expected: "a number of seconds greater than 0",
+    help: "seconds a publish's idempotencyKey is remembered (a repeat within it answers the first result)",
+  },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -155,6 +162,7 @@ export interface HeartlineConfig {
   proxyRpcUrl: string | undefined;
   proxyTimeout: number;
   proxyHeaders: string[];
+  idempotencyTtl: number;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */
