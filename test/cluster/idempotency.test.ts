@@ -15,7 +15,7 @@ import { RedisServer, redisSkip } from "../helpers/redis.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type Outcome = { kind: "ok"; body: { epoch: string; offset: number } } | { kind: "status"; status: number } | { kind: "cut" };
+type Outcome = { kind: "ok"; body: { epoch: string; offset: number } } | { kind: "status"; status: number; text: string } | { kind: "cut" };
 
 /**
  * POST /api/publish on a connection of its own. `cutAfterMs`: the client
@@ -40,7 +40,7 @@ function attempt(node: TestServer, body: unknown, opts: { cutAfterMs?: number; t
         let text = "";
         res.setEncoding("utf8");
         res.on("data", (c: string) => (text += c));
-        res.on("end", () => finish(res.statusCode === 200 ? { kind: "ok", body: jsonOrText(text) } : { kind: "status", status: res.statusCode ?? 0 }));
+        res.on("end", () => finish(res.statusCode === 200 ? { kind: "ok", body: jsonOrText(text) } : { kind: "status", status: res.statusCode ?? 0, text }));
         res.on("error", () => finish({ kind: "cut" }));
       },
     );
@@ -140,24 +140,28 @@ describe("idempotent publish in a cluster", { skip: redisSkip }, () => {
         }
         if (o.kind === "cut") counts.cut++;
         else {
-          assert.equal(o.status, 503, `an attempt was answered ${o.status}`);
+          // 503: nothing was stored (or the answer is unknown after a timeout); retry.
+          assert.equal(o.status, 503, `message ${id}: an attempt was answered ${o.status} ${o.text}`);
           counts.unavailable++;
         }
         await sleep(20 + Math.random() * 30);
       }
     };
+    let failure: unknown;
     const workers = Array.from({ length: 4 }, async (_, w) => {
-      for (let id = w + 1; id <= total; id += 4) {
-        await publishOne(id);
-        await sleep(30);
+      try {
+        for (let id = w + 1; id <= total && failure === undefined; id += 4) {
+          await publishOne(id);
+          await sleep(30);
+        }
+      } catch (err) {
+        failure ??= err;
       }
     });
-    try {
-      await Promise.all(workers);
-    } finally {
-      publishing = false;
-      await chaos;
-    }
+    await Promise.all(workers);
+    publishing = false;
+    await chaos;
+    if (failure !== undefined) throw failure;
 
     assert.equal(acked.size, total, "every message was acknowledged in the end");
     assert.ok(counts.cut + counts.unavailable >= 20, `the chaos left answers unknown: ${JSON.stringify(counts)}`);
