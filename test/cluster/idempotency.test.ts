@@ -168,7 +168,12 @@ describe("idempotent publish in a cluster", { skip: redisSkip }, () => {
     assert.ok(counts.pauses >= 2 && counts.kills >= 2, JSON.stringify(counts));
     // Stored exactly once each: offsets 1..total, one per message.
     assert.deepEqual([...acked.values()].sort((a, b) => a - b), Array.from({ length: total }, (_, k) => k + 1));
-    const info = await getJson(`${nodes[0]!.url}/api/channels/${channel}`);
+    // The last pause may still hold Redis: end it, then read the channel once a node can.
+    await admin.call("CLIENT", "UNPAUSE");
+    const info = await waitFor(async () => {
+      const r = await getJson(`${nodes[0]!.url}/api/channels/${channel}`);
+      return r.status === 200 ? r : undefined;
+    }, 5000, "the channel's position");
     assert.equal(info.body.offset, total, "nothing was stored twice");
 
     for (const [i, s] of subs.entries()) {
