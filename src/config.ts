@@ -129,6 +129,13 @@ export const OPTION_DEFS = {
     expected: "a number of calls per second of at least 0 (0 = unlimited)",
     help: "RPCs per second per WebSocket (bursts of twice that)",
   },
+  // Publish guarantees (SPEC §11).
+  idempotencyTtl: {
+    schema: seconds(0),
+    default: 300,
+    expected: "a number of seconds greater than 0",
+    help: "seconds a publish's idempotencyKey is remembered (a repeat within it answers the first result)",
+  },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -172,6 +179,7 @@ export interface HeartlineConfig {
   maxConnectionsPerUser: number;
   clientPublishRate: number;
   clientRpcRate: number;
+  idempotencyTtl: number;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */

@@ -20,7 +20,7 @@ import { Hub } from "./hub/hub.js";
 import { HookRunner } from "./hooks/runner.js";
 import type { Hooks } from "./hooks/types.js";
 import { OriginPolicy } from "./http/origin.js";
-import { Publisher, type PublishResult } from "./http/publish.js";
+import { Publisher, type PublishOptions, type PublishResult } from "./http/publish.js";
 import { SocketLimits } from "./http/socket-limits.js";
 import { sendRawError } from "./http/respond.js";
 import { createLogger, LogLimiter, type Logger } from "./log.js";
@@ -87,13 +87,13 @@ export class Heartline {
     const tickMs = runtime.tickMs ?? 250;
     // Reads and checks the key file first: a bad one is a ConfigError at start.
     this.auth = new Auth(this.config, { clock: this.clock, wallClock: runtime.wallClock, tickMs, log: this.log, stats: this.stats });
-    const { historySize, historyTtl, redis, maxChannels, maxHistoryBytes } = this.config;
+    const { historySize, historyTtl, redis, maxChannels, maxHistoryBytes, idempotencyTtl } = this.config;
     const readTtl = readRecordTtl(historyTtl, this.config.pollTimeout);
     const broker =
       runtime.broker ??
       (redis
-        ? new RedisBroker({ url: redis, historySize, historyTtl, readTtl, maxChannels, clock: this.clock, logger: this.log })
-        : new MemoryBroker({ historySize, historyTtl, readTtl, maxChannels, maxHistoryBytes, clock: this.clock }));
+        ? new RedisBroker({ url: redis, historySize, historyTtl, readTtl, maxChannels, idempotencyTtl, clock: this.clock, logger: this.log })
+        : new MemoryBroker({ historySize, historyTtl, readTtl, maxChannels, maxHistoryBytes, idempotencyTtl, clock: this.clock }));
     this.hub = new Hub(broker);
     const logs = new LogLimiter(this.log, this.clock);
     const hooks = new HookRunner({ config: this.config, auth: this.auth, log: this.log, logs, stats: this.stats, now: () => this.ctx.now }, runtime.hooks);
@@ -145,10 +145,15 @@ export class Heartline {
     return this.sockets.counts;
   }
 
-  /** Publishes `data` (any JSON value) to `channel`; resolves once stored. */
-  publish(channel: string, data: unknown): Promise<PublishResult> {
+  /**
+   * Publishes `data` (any JSON value) to `channel`; resolves once stored.
+   * With `idempotencyKey` (1–128 of `A-Z a-z 0-9 - . _ ~`), a repeat on the
+   * same channel within `--idempotency-ttl` answers the first result and
+   * stores nothing.
+   */
+  publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
     if (this.closing || this.ctx.draining) return Promise.reject(httpError("shutting_down", "this Heartline instance is closed"));
-    return this.publisher.publish(channel, data);
+    return this.publisher.publish(channel, data, options.idempotencyKey);
   }
 
   /**

@@ -22,6 +22,13 @@
  *   memory broker also caps the number of channels (`--max-channels`, refusing
  *   a new one with `channel_limit`) and the bytes of stored history
  *   (`--max-history-bytes`, evicting the oldest messages, an announced loss).
+ * - `publish` with an `idempotencyKey` (see {@link IDEMPOTENCY_KEY_RE}) is
+ *   idempotent per channel: while the key is remembered (`--idempotency-ttl`
+ *   after the publish that first used it), publishing again on the same
+ *   channel with the same key stores nothing, notifies no one and answers the
+ *   first result (its epoch and offset) with `repeated: true`. The check and
+ *   the store are one atomic step (a Redis Lua script in cluster mode, so
+ *   every node agrees). The same key on another channel is another key.
  * - `sweep(now, inUse)` forgets what has expired. `inUse(channel)` (a map
  *   lookup in the hub) says whether this node still has subscribers or waiting
  *   polls on the channel: the record of a channel that is only read is kept
@@ -36,9 +43,14 @@ export interface StoredMessage {
   readonly channel: string;
   readonly epoch: string;
   readonly offset: number;
-  /** `{"channel":…,"offset":…,"data":…}` */
+  /** `{"channel":…,"offset":…,"data":…}` (for a repeated publish: built from the repeat's data, which was not stored) */
   readonly json: string;
+  /** True when an idempotency key matched an earlier publish: nothing was stored, `epoch` and `offset` are the first result's. */
+  readonly repeated?: boolean;
 }
+
+/** An idempotency key: 1–128 URL-unreserved characters. */
+export const IDEMPOTENCY_KEY_RE = /^[A-Za-z0-9._~-]{1,128}$/;
 
 /** What `read` returns. */
 export interface ReadResult {
@@ -57,8 +69,12 @@ export interface ReadResult {
 }
 
 export interface Broker {
-  /** Stores a message whose data is already valid JSON text. */
-  publish(channel: string, dataJson: string): Promise<StoredMessage>;
+  /**
+   * Stores a message whose data is already valid JSON text. With an
+   * `idempotencyKey` (already validated), a repeat within the key's lifetime
+   * answers the first result and stores nothing.
+   */
+  publish(channel: string, dataJson: string, idempotencyKey?: string): Promise<StoredMessage>;
   /** The current position of `channel`, and the messages after `since`. */
   read(channel: string, since?: Position, limit?: number): Promise<ReadResult>;
   /**

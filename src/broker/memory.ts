@@ -19,11 +19,16 @@
  *   {@link MESSAGE_OVERHEAD_BYTES}. Past it, the oldest messages of the
  *   channels published least recently are dropped. That loss is announced: a
  *   resume from a dropped position gets a reset (SPEC §2). The message just
- *   published is always kept.
+ *   published is always kept;
+ * - idempotency keys: at most `maxIdempotencyKeys` (default 100,000), each
+ *   forgotten `idempotencyTtl` seconds after the publish that first used it,
+ *   by the same sweep; past the bound the oldest goes first (see
+ *   idempotency-keys.ts).
  */
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../clock.js";
 import { HeartlineError } from "../errors.js";
+import { DEFAULT_MAX_IDEMPOTENCY_KEYS, IdempotencyKeys } from "./idempotency-keys.js";
 import { encodeMessage, type Broker, type BrokerUsage, type Position, type ReadResult, type StoredMessage } from "./broker.js";
 
 export interface MemoryBrokerOptions {
@@ -37,6 +42,10 @@ export interface MemoryBrokerOptions {
   maxChannels?: number;
   /** Most bytes of stored history, counted as described above. Default {@link DEFAULT_MAX_HISTORY_BYTES}. */
   maxHistoryBytes?: number;
+  /** Seconds an idempotency key is remembered after its first publish. Default 300. */
+  idempotencyTtl?: number;
+  /** Most idempotency keys remembered. Default {@link DEFAULT_MAX_IDEMPOTENCY_KEYS}. */
+  maxIdempotencyKeys?: number;
 }
 
 export const DEFAULT_MAX_CHANNELS = 100_000;
@@ -113,12 +122,15 @@ export class MemoryBroker implements Broker {
   private epochCounter = 0;
   /** Messages dropped to stay within `maxHistoryBytes`. */
   evictedMessages = 0;
+  /** First results of publishes made with an idempotency key. */
+  private readonly keys: IdempotencyKeys;
 
   constructor(private readonly options: MemoryBrokerOptions) {
     this.ttlMs = options.historyTtl * 1000;
     this.readTtlMs = (options.readTtl ?? Math.min(options.historyTtl, 60)) * 1000;
     this.maxChannels = options.maxChannels ?? DEFAULT_MAX_CHANNELS;
     this.maxBytes = options.maxHistoryBytes ?? DEFAULT_MAX_HISTORY_BYTES;
+    this.keys = new IdempotencyKeys((options.idempotencyTtl ?? 300) * 1000, options.maxIdempotencyKeys ?? DEFAULT_MAX_IDEMPOTENCY_KEYS);
   }
 
   /** The channel's state, created (as a small record) when it has none. Throws `channel_limit` past `maxChannels`. */
@@ -135,13 +147,17 @@ export class MemoryBroker implements Broker {
     return s;
   }
 
-  async publish(channel: string, dataJson: string): Promise<StoredMessage> {
-    return this.publishSync(channel, dataJson);
+  async publish(channel: string, dataJson: string, idempotencyKey?: string): Promise<StoredMessage> {
+    return this.publishSync(channel, dataJson, idempotencyKey);
   }
 
   /** Synchronous publish; the memory broker never waits. */
-  publishSync(channel: string, dataJson: string): StoredMessage {
+  publishSync(channel: string, dataJson: string, idempotencyKey?: string): StoredMessage {
     const now = this.options.clock.now();
+    if (idempotencyKey !== undefined) {
+      const first = this.keys.get(channel, idempotencyKey, now);
+      if (first) return { channel, epoch: first.epoch, offset: first.offset, json: encodeMessage(channel, first.offset, dataJson), repeated: true };
+    }
     const s = this.state(channel, now);
     const offset = ++s.offset;
     const msg: StoredMessage = { channel, epoch: s.epoch, offset, json: encodeMessage(channel, offset, dataJson) };
@@ -150,6 +166,7 @@ export class MemoryBroker implements Broker {
       this.store(s, msg);
       if (this.bytes > this.maxBytes) this.evict(s);
     }
+    if (idempotencyKey !== undefined) this.keys.set(channel, idempotencyKey, msg, now);
     this.listener(msg);
     return msg;
   }
@@ -185,6 +202,7 @@ export class MemoryBroker implements Broker {
    * last read unless `inUse` says this node still serves it.
    */
   sweep(now: number, inUse?: (channel: string) => boolean): void {
+    this.keys.sweep(now);
     for (const [channel, s] of this.channels) {
       if (s.offset > 0) {
         if (now - s.publishedAt >= this.ttlMs) this.forget(channel, s);
@@ -203,6 +221,11 @@ export class MemoryBroker implements Broker {
     return this.channels.size;
   }
 
+  /** Idempotency keys remembered; for tests. */
+  get idempotencyKeyCount(): number {
+    return this.keys.size;
+  }
+
   /** Bytes of stored history, counted as described above; for tests and metrics. */
   get historyBytes(): number {
     return this.bytes;
@@ -210,6 +233,7 @@ export class MemoryBroker implements Broker {
 
   async close(): Promise<void> {
     this.channels.clear();
+    this.keys.clear();
     this.oldest = this.newest = null;
     this.bytes = 0;
   }

@@ -8,7 +8,12 @@
  *   and its latest offset;
  * - `<prefix>{<channel>}:s` — stream of the last `historySize` messages, entry
  *   id `<offset>-0`, one field `d` holding the message's data as JSON.
- * Both expire `historyTtl` after the channel's last publish. A missing meta
+ * - `<prefix>{<channel>}:k:<idempotency key>` — string `<epoch>\n<offset>`:
+ *   the first result of a publish made with that key, set with `PX
+ *   idempotencyTtl` by the script that stored the message. Its hash tag puts
+ *   it in the channel's slot, so the check and the store stay one atomic
+ *   script in a Redis Cluster too; it is why keys are per channel.
+ * The meta hash and the stream expire `historyTtl` after the channel's last publish. A missing meta
  * hash means the history is gone (expired, evicted, Redis restarted without
  * data): the next read or publish starts a new epoch, given by the node, and
  * drops any stream left over.
@@ -19,12 +24,21 @@
  */
 
 /**
- * KEYS: meta, stream.
+ * KEYS: meta, stream, and (publish with an idempotency key) the key's record.
  * ARGV: [1] epoch for a new history, [2] channel as a JSON string, [3] data JSON,
- * [4] history size, [5] ttl in ms, [6] fan-out channel, [7] channel name.
- * Returns `{epoch, offset}`.
+ * [4] history size, [5] ttl in ms, [6] fan-out channel, [7] channel name,
+ * [8] (with the third key) ms the idempotency key is kept.
+ * Returns `{epoch, offset, repeated (0|1)}`: with a key already recorded,
+ * the recorded result and 1, having stored and published nothing.
  */
 export const PUBLISH_LUA = `
+if KEYS[3] then
+  local first = redis.call('GET', KEYS[3])
+  if first then
+    local nl = string.find(first, '\\n', 1, true)
+    return {string.sub(first, 1, nl - 1), tonumber(string.sub(first, nl + 1)), 1}
+  end
+end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -40,7 +54,10 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PUBLISH', ARGV[6], epoch .. '\\n' .. id .. '\\n' .. ARGV[7] .. '\\n' ..
   '{"channel":' .. ARGV[2] .. ',"offset":' .. id .. ',"data":' .. ARGV[3] .. '}')
-return {epoch, offset}
+if KEYS[3] then
+  redis.call('SET', KEYS[3], epoch .. '\\n' .. id, 'PX', ARGV[8])
+end
+return {epoch, offset, 0}
 `;
 
 /**

@@ -8,6 +8,9 @@
  *   It resolves once the message is stored and this node's listener has been
  *   handed it (or the fan-out connection is down, or a short wait ran out),
  *   so a publisher sees the same order on a node as with the memory broker.
+ * - A publish with an idempotency key checks and records the key in that same
+ *   script (the key lives in the channel's hash slot): a repeat answers the
+ *   recorded first result and neither stores nor notifies.
  * - `read` is one Lua script too, and creates the channel's epoch when the
  *   channel has none, so a subscriber's epoch is the one the first publish uses.
  * - Gap healing and continuity: see redis-fanout.ts; publishes waiting for
@@ -44,6 +47,8 @@ export interface RedisBrokerOptions {
   /** Time source for forgetting silent channels. Default: the system clock. */
   clock?: Clock;
   logger?: Logger;
+  /** Seconds an idempotency key is remembered after its first publish. Default 300. */
+  idempotencyTtl?: number;
   /** Milliseconds a command may take before it fails. Default 2000. */
   commandTimeoutMs?: number;
   /** Milliseconds a connection attempt may take. Default 2000. */
@@ -53,7 +58,7 @@ export interface RedisBrokerOptions {
 }
 
 type Script = (...args: Array<string | number>) => Promise<unknown>;
-type CommandClient = Redis & { hlPublish: Script; hlRead: Script };
+type CommandClient = Redis & { hlPublish: Script; hlPublishOnce: Script; hlRead: Script };
 
 export class RedisBroker implements Broker {
   private readonly cmd: CommandClient;
@@ -62,6 +67,7 @@ export class RedisBroker implements Broker {
   private readonly fanoutChannel: string;
   private readonly ttlMs: number;
   private readonly readTtlMs: number;
+  private readonly idempotencyTtlMs: number;
   private readonly maxTracks: number;
   private readonly historySize: number;
   private readonly clock: Clock;
@@ -85,6 +91,7 @@ export class RedisBroker implements Broker {
     this.fanoutChannel = prefix + "fanout";
     this.ttlMs = Math.max(1, Math.ceil(options.historyTtl * 1000));
     this.readTtlMs = Math.max(1, Math.ceil((options.readTtl ?? Math.min(options.historyTtl, 60)) * 1000));
+    this.idempotencyTtlMs = Math.max(1, Math.ceil((options.idempotencyTtl ?? 300) * 1000));
     this.maxTracks = options.maxChannels ?? 100_000;
     this.historySize = options.historySize;
     this.clock = options.clock ?? systemClock;
@@ -112,6 +119,7 @@ export class RedisBroker implements Broker {
     };
     this.cmd = new Redis(options.url, { ...common, connectionName: "heartline" }) as CommandClient;
     this.cmd.defineCommand("hlPublish", { numberOfKeys: 2, lua: PUBLISH_LUA });
+    this.cmd.defineCommand("hlPublishOnce", { numberOfKeys: 3, lua: PUBLISH_LUA });
     this.cmd.defineCommand("hlRead", { numberOfKeys: 2, lua: READ_LUA });
     // The subscription is renewed by hand on every `ready`, so healing starts only once it is active.
     this.sub = new Redis(options.url, { ...common, connectionName: "heartline-fanout", autoResubscribe: false });
@@ -155,26 +163,24 @@ export class RedisBroker implements Broker {
     this.fanout.listener = listener;
   }
 
-  async publish(channel: string, dataJson: string): Promise<StoredMessage> {
+  async publish(channel: string, dataJson: string, idempotencyKey?: string): Promise<StoredMessage> {
     if (this.closed || this.cmd.status !== "ready") throw new BrokerUnavailableError();
+    const args: Array<string | number> = [this.newEpoch(), JSON.stringify(channel), dataJson, this.historySize, this.ttlMs, this.fanoutChannel, channel];
     let reply: unknown;
     try {
-      reply = await this.cmd.hlPublish(
-        this.metaKey(channel),
-        this.streamKey(channel),
-        this.newEpoch(),
-        JSON.stringify(channel),
-        dataJson,
-        this.historySize,
-        this.ttlMs,
-        this.fanoutChannel,
-        channel,
-      );
+      reply =
+        idempotencyKey === undefined
+          ? await this.cmd.hlPublish(this.metaKey(channel), this.streamKey(channel), ...args)
+          : await this.cmd.hlPublishOnce(this.metaKey(channel), this.streamKey(channel), this.onceKey(channel, idempotencyKey), ...args, this.idempotencyTtlMs);
     } catch (err) {
       throw new BrokerUnavailableError(undefined, err);
     }
-    const [epoch, offset] = reply as [string, number];
-    const message: StoredMessage = { channel, epoch, offset: Number(offset), json: encodeMessage(channel, Number(offset), dataJson) };
+    const [epoch, rawOffset, repeated] = reply as [string, number, number];
+    const offset = Number(rawOffset);
+    const json = encodeMessage(channel, offset, dataJson);
+    // A repeat stored and notified nothing: there is nothing to wait for.
+    if (Number(repeated) === 1) return { channel, epoch: String(epoch), offset, json, repeated: true };
+    const message: StoredMessage = { channel, epoch, offset, json };
     await this.fanout.handedOver(message);
     return message;
   }
@@ -222,6 +228,11 @@ export class RedisBroker implements Broker {
 
   private streamKey(channel: string): string {
     return this.prefix + "{" + channel + "}:s";
+  }
+
+  /** The record of an idempotency key, in the channel's hash slot. */
+  private onceKey(channel: string, idempotencyKey: string): string {
+    return this.prefix + "{" + channel + "}:k:" + idempotencyKey;
   }
 
   private newEpoch(): string {

@@ -1,13 +1,16 @@
 /**
  * Publishing: `POST /api/publish`, client publish over a WebSocket frame, and
  * the library's `publish()`. All go through `publish()`, which validates the
- * channel and size and resolves only once the broker has stored the message.
+ * channel, size and idempotency key and resolves only once the broker has
+ * stored the message (or, for a repeated idempotency key, answers the first
+ * result without storing anything).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { isPublicChannel } from "../auth/permissions.js";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { CoreContext } from "../context.js";
+import { IDEMPOTENCY_KEY_RE } from "../broker/broker.js";
 import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName, ChannelPatterns } from "../hub/channel-name.js";
 import { assertJsonContentType, parseJson, readBody, requestUrl } from "./body.js";
@@ -19,6 +22,26 @@ export interface PublishResult {
   channel: string;
   epoch: string;
   offset: number;
+}
+
+export interface PublishOptions {
+  /**
+   * 1–128 URL-unreserved characters (`A-Z a-z 0-9 - . _ ~`). A publish
+   * repeated with the same key on the same channel within `--idempotency-ttl`
+   * answers the first result and stores nothing.
+   */
+  idempotencyKey?: string;
+}
+
+/** Validates an `idempotencyKey` as sent (absent is fine); throws 400 `bad_request` naming what is wrong. */
+export function checkIdempotencyKey(key: unknown): string | undefined {
+  if (key === undefined) return undefined;
+  if (typeof key !== "string") throw httpError("bad_request", `idempotencyKey must be a string, not ${key === null ? "null" : typeof key}`);
+  if (!IDEMPOTENCY_KEY_RE.test(key)) {
+    const what = key.length === 0 ? "is empty" : key.length > 128 ? `has ${key.length} characters` : "holds a character outside A-Z a-z 0-9 - . _ ~";
+    throw httpError("bad_request", `idempotencyKey ${what}; it must be 1 to 128 of the characters A-Z a-z 0-9 - . _ ~`);
+  }
+  return key;
 }
 
 /** Room for the envelope around `data` in a publish body. */
@@ -40,8 +63,9 @@ export class Publisher {
   }
 
   /** Validates and stores one message. `data` is any JSON value. */
-  async publish(channel: unknown, data: unknown): Promise<PublishResult> {
+  async publish(channel: unknown, data: unknown, idempotencyKey?: unknown): Promise<PublishResult> {
     const name = assertChannelName(channel);
+    const key = checkIdempotencyKey(idempotencyKey);
     if (data === undefined) throw httpError("bad_request", 'the message needs a "data" field (any JSON value)');
     let dataJson: string;
     try {
@@ -54,8 +78,8 @@ export class Publisher {
     if (size > max) throw httpError("message_too_large", `data is ${size} bytes as JSON; the limit is ${max} (--max-message-bytes)`);
     const stored = this.storing.begin();
     try {
-      const m = await this.ctx.hub.publish(name, dataJson);
-      this.ctx.stats.publishAccepted++;
+      const m = await this.ctx.hub.publish(name, dataJson, key);
+      if (!m.repeated) this.ctx.stats.publishAccepted++;
       return { channel: name, epoch: m.epoch, offset: m.offset };
     } catch (err) {
       if (err instanceof HeartlineError) throw err;
@@ -112,15 +136,16 @@ export class Publisher {
     if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
       throw httpError("bad_request", 'the body must be a JSON object {"channel": "…", "data": …}');
     }
-    const { channel, data } = parsed as Record<string, unknown>;
+    const { channel, data, idempotencyKey } = parsed as Record<string, unknown>;
     const name = assertChannelName(channel);
-    if (grant === ANY_CHANNEL) return this.publish(name, data);
+    const key = checkIdempotencyKey(idempotencyKey);
+    if (grant === ANY_CHANNEL) return this.publish(name, data, key);
     if (grant.session !== undefined && this.ctx.hooks.has("publish")) {
       if (data === undefined) throw httpError("bad_request", 'the message needs a "data" field (any JSON value)');
-      return this.publish(name, await this.ctx.hooks.publish(grant.session, name, data));
+      return this.publish(name, await this.ctx.hooks.publish(grant.session, name, data), key);
     }
     this.authorizeChannel(grant, name);
-    return this.publish(name, data);
+    return this.publish(name, data, key);
   }
 
   /**

@@ -175,9 +175,9 @@ export class Hub {
     return this.broker.close();
   }
 
-  /** Stores a message (data already validated JSON text) and fans it out. */
-  publish(channel: string, dataJson: string): Promise<StoredMessage> {
-    return this.broker.publish(channel, dataJson);
+  /** Stores a message (data already validated JSON text) and fans it out; with an idempotency key, a repeat stores nothing (see Broker). */
+  publish(channel: string, dataJson: string, idempotencyKey?: string): Promise<StoredMessage> {
+    return this.broker.publish(channel, dataJson, idempotencyKey);
   }
 
   /**

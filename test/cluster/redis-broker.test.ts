@@ -31,9 +31,18 @@ describe("RedisBroker", { skip: redisSkip }, () => {
   });
 
   /** A broker on its own key prefix (two brokers given the same prefix act as two nodes). */
-  async function broker(opts: { historySize?: number; historyTtl?: number; prefix?: string; url?: string } = {}): Promise<RedisBroker> {
+  async function broker(
+    opts: { historySize?: number; historyTtl?: number; prefix?: string; url?: string; idempotencyTtl?: number; commandTimeoutMs?: number } = {},
+  ): Promise<RedisBroker> {
     const prefix = opts.prefix ?? `t${nextPrefix++}:`;
-    const b = new RedisBroker({ url: opts.url ?? redis.url, historySize: opts.historySize ?? 100, historyTtl: opts.historyTtl ?? 300, prefix });
+    const b = new RedisBroker({
+      url: opts.url ?? redis.url,
+      historySize: opts.historySize ?? 100,
+      historyTtl: opts.historyTtl ?? 300,
+      prefix,
+      idempotencyTtl: opts.idempotencyTtl,
+      commandTimeoutMs: opts.commandTimeoutMs,
+    });
     prefixes.set(b, prefix);
     open.add(b);
     assert.equal(await b.waitReady(5000), true, "the broker connects");
@@ -132,6 +141,50 @@ describe("RedisBroker", { skip: redisSkip }, () => {
         const m = await a.publish("own", "null");
         assert.equal(seen[seen.length - 1], m.offset, `message ${i} was fanned out before its acknowledgement`);
       }
+    });
+  });
+
+  describe("idempotency keys", () => {
+    it("records a key as <prefix>{<channel>}:k:<key> in the channel's slot, holding the first result, expiring after idempotencyTtl", async () => {
+      const b = await broker({ prefix: "ik:", idempotencyTtl: 30 });
+      const m = await b.publish("chat:lobby", "1", "Ab-9._~");
+      assert.equal(await admin.get("ik:{chat:lobby}:k:Ab-9._~"), `${m.epoch}\n1`);
+      const ttl = await admin.pttl("ik:{chat:lobby}:k:Ab-9._~");
+      assert.ok(ttl > 25_000 && ttl <= 30_000, `pttl ${ttl}`);
+      await b.publish("chat:lobby", "2");
+      assert.deepEqual((await admin.keys("ik:*")).sort(), ["ik:{chat:lobby}:k:Ab-9._~", "ik:{chat:lobby}:m", "ik:{chat:lobby}:s"], "no key without an idempotency key");
+    });
+
+    it("stores a key published at once through two nodes exactly once, and both nodes' listeners get it once", async () => {
+      const a = await broker({ prefix: "i2:" });
+      const b = await broker({ prefix: "i2:" });
+      const seenA: StoredMessage[] = [];
+      const seenB: StoredMessage[] = [];
+      a.onMessage((m) => seenA.push(m));
+      b.onMessage((m) => seenB.push(m));
+      for (let i = 1; i <= 20; i++) {
+        const key = `twice-${i}`;
+        const answers = await Promise.all([a.publish("both", String(i), key), b.publish("both", String(i), key)]);
+        assert.deepEqual(answers[0]!.offset, answers[1]!.offset, key);
+        assert.equal(answers.filter((r) => r.repeated).length, 1, `${key}: one stored, one repeated`);
+      }
+      await a.publish("both", "21");
+      await waitFor(() => seenB.length >= 21, 5000, "21 messages on node b");
+      assert.deepEqual(offsets(seenA), range(1, 21));
+      assert.deepEqual(offsets(seenB), range(1, 21));
+      assert.deepEqual(offsets((await a.read("both", { epoch: seenA[0]!.epoch, offset: 0 })).messages), range(1, 21));
+    });
+
+    it("answers the retry of a publish that timed out while Redis was paused (CLIENT PAUSE WRITE) with the result of the first", async () => {
+      const b = await broker({ prefix: "ip:", commandTimeoutMs: 200 });
+      await admin.call("CLIENT", "PAUSE", "800", "WRITE");
+      await assert.rejects(b.publish("paused", '"x"', "retry-me"), BrokerUnavailableError);
+      await waitFor(async () => (await admin.get("ip:{paused}:k:retry-me")) !== null, 5000, "the paused script to run");
+      const retry = await b.publish("paused", '"x"', "retry-me");
+      assert.equal(retry.repeated, true);
+      assert.equal(retry.offset, 1);
+      const r = await b.read("paused", { epoch: retry.epoch, offset: 0 });
+      assert.deepEqual(r.messages.map((m) => m.json), ['{"channel":"paused","offset":1,"data":"x"}']);
     });
   });
 

@@ -106,5 +106,45 @@ export function brokerSuite(name: string, factory: BrokerFactory): void {
         const r = await b.read("ack", { epoch: m.epoch, offset: m.offset - 1 });
         assert.deepEqual(r.messages.map((x) => x.json), [m.json]);
       }));
+
+    it("answers a publish repeated with the same idempotency key with the first result, storing and notifying nothing", () =>
+      withBroker({}, async (b) => {
+        const seen: StoredMessage[] = [];
+        b.onMessage((m) => seen.push(m));
+        const first = await b.publish("idem", '"a"', "order-1");
+        assert.equal(first.repeated, undefined);
+        const again = await b.publish("idem", '"a"', "order-1");
+        const other = await b.publish("idem", '"changed"', "order-1");
+        for (const r of [again, other]) {
+          assert.deepEqual([r.epoch, r.offset, r.repeated], [first.epoch, first.offset, true]);
+        }
+        const next = await b.publish("idem", '"b"');
+        assert.equal(next.offset, first.offset + 1, "the repeats took no offset");
+        const r = await b.read("idem", { epoch: first.epoch, offset: 0 });
+        assert.deepEqual(r.messages.map((m) => m.json), ['{"channel":"idem","offset":1,"data":"a"}', '{"channel":"idem","offset":2,"data":"b"}']);
+        assert.deepEqual(seen.map((m) => m.offset), [1, 2], "the listener got each stored message once");
+      }));
+
+    it("stores publishes with different idempotency keys, and the same key on another channel", () =>
+      withBroker({}, async (b) => {
+        const k1 = await b.publish("keys", "1", "k1");
+        const k2 = await b.publish("keys", "2", "k2");
+        const elsewhere = await b.publish("keys2", "3", "k1");
+        assert.deepEqual([k1.offset, k2.offset, elsewhere.offset], [1, 2, 1]);
+        assert.ok(!k2.repeated && !elsewhere.repeated);
+        assert.equal((await b.publish("keys2", "3", "k1")).offset, 1);
+        assert.equal((await b.read("keys")).offset, 2);
+      }));
+
+    it("forgets an idempotency key after its TTL (300 s by default): a later publish with it is stored", () =>
+      withBroker({ historyTtl: 1000 }, async (b) => {
+        const first = await b.publish("ttl", "1", "once");
+        await factory.advance(b, 200);
+        assert.equal((await b.publish("ttl", "1", "once")).repeated, true, "still remembered at 200 s");
+        await factory.advance(b, 101);
+        const later = await b.publish("ttl", "1", "once");
+        assert.equal(later.repeated, undefined);
+        assert.deepEqual([later.epoch, later.offset], [first.epoch, 2]);
+      }));
   });
 }

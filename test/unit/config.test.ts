@@ -39,7 +39,7 @@ function configError(fn: () => unknown): string {
 }
 
 /** The defaults of SPEC §1's option table, every option. */
-const SPEC_DEFAULTS: Omit<HeartlineConfig, keyof typeof ADDED_DEFAULTS | keyof typeof HOOK_DEFAULTS | keyof typeof FAIRNESS_DEFAULTS> = {
+const SPEC_DEFAULTS: Omit<HeartlineConfig, keyof typeof ADDED_DEFAULTS | keyof typeof HOOK_DEFAULTS | keyof typeof FAIRNESS_DEFAULTS | keyof typeof PUBLISH_DEFAULTS> = {
   port: 8080,
   host: "0.0.0.0",
   apiKey: undefined,
@@ -91,8 +91,13 @@ const FAIRNESS_DEFAULTS = {
   clientRpcRate: 50,
 };
 
+/** The options of SPEC §11 (publish guarantees). */
+const PUBLISH_DEFAULTS = {
+  idempotencyTtl: 300,
+};
+
 /** Every option's default. */
-const DEFAULTS: HeartlineConfig = { ...SPEC_DEFAULTS, ...ADDED_DEFAULTS, ...HOOK_DEFAULTS, ...FAIRNESS_DEFAULTS };
+const DEFAULTS: HeartlineConfig = { ...SPEC_DEFAULTS, ...ADDED_DEFAULTS, ...HOOK_DEFAULTS, ...FAIRNESS_DEFAULTS, ...PUBLISH_DEFAULTS };
 
 describe("config defaults", () => {
   it("equal SPEC §1's table for every option, with no flags, env or file", () => {
@@ -105,7 +110,7 @@ describe("config defaults", () => {
   });
 
   it("define the options of SPEC §1, in its order, then the additions", () => {
-    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS), ...Object.keys(HOOK_DEFAULTS), ...Object.keys(FAIRNESS_DEFAULTS)]);
+    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS), ...Object.keys(HOOK_DEFAULTS), ...Object.keys(FAIRNESS_DEFAULTS), ...Object.keys(PUBLISH_DEFAULTS)]);
     assert.deepEqual(
       Object.keys(OPTION_DEFS)
         .slice(0, Object.keys(SPEC_DEFAULTS).length)

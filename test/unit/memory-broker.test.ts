@@ -96,3 +96,69 @@ describe("memory broker bounds", () => {
     assert.equal(b.readSync("two").offset, 1);
   });
 });
+
+describe("memory broker idempotency keys", () => {
+  const make = (opts: Partial<ConstructorParameters<typeof MemoryBroker>[0]> = {}) => {
+    const clock = new ManualClock();
+    return { clock, b: new MemoryBroker({ historySize: 100, historyTtl: 3600, clock, ...opts }) };
+  };
+
+  it("remembers a key for idempotencyTtl seconds by the injected clock, and the sweep forgets it without a timer", () => {
+    const { clock, b } = make({ idempotencyTtl: 10 });
+    const first = b.publishSync("c", "1", "k");
+    clock.advance(9_999);
+    assert.equal(b.publishSync("c", "1", "k").offset, first.offset);
+    b.sweep(clock.now());
+    assert.equal(b.idempotencyKeyCount, 1);
+    clock.advance(1);
+    b.sweep(clock.now());
+    assert.equal(b.idempotencyKeyCount, 0, "swept at the TTL");
+    const later = b.publishSync("c", "1", "k");
+    assert.equal(later.offset, 2);
+    assert.equal(later.repeated, undefined);
+  });
+
+  it("ignores an expired key the sweep has not reached yet", () => {
+    const { clock, b } = make({ idempotencyTtl: 1 });
+    b.publishSync("c", "1", "k");
+    clock.advance(1000);
+    assert.equal(b.publishSync("c", "1", "k").offset, 2);
+  });
+
+  it("sweeps only the expired keys, oldest first", () => {
+    const { clock, b } = make({ idempotencyTtl: 10 });
+    for (let i = 0; i < 5; i++) {
+      b.publishSync("c", "1", `k${i}`);
+      clock.advance(1000);
+    }
+    clock.advance(6000); // k0 is 11 s old, k4 7 s
+    b.sweep(clock.now());
+    assert.equal(b.idempotencyKeyCount, 3);
+    assert.equal(b.publishSync("c", "1", "k2").repeated, true);
+    assert.equal(b.publishSync("c", "1", "k1").repeated, undefined);
+  });
+
+  it("holds at most maxIdempotencyKeys, forgetting the oldest first", () => {
+    const { b } = make({ maxIdempotencyKeys: 3 });
+    for (let i = 1; i <= 5; i++) b.publishSync("c", String(i), `k${i}`);
+    assert.equal(b.idempotencyKeyCount, 3);
+    for (const k of ["k3", "k4", "k5"]) assert.equal(b.publishSync("c", "0", k).repeated, true, k);
+    const again = b.publishSync("c", "1", "k1");
+    assert.equal(again.repeated, undefined, "the oldest key was forgotten");
+    assert.equal(again.offset, 6);
+    assert.equal(b.idempotencyKeyCount, 3);
+  });
+
+  it("stays bounded under a flood of distinct keys (default bound 100,000)", () => {
+    const { b } = make({ historySize: 1 });
+    for (let i = 0; i < 100_500; i++) b.publishSync("flood", "0", `key-${i}`);
+    assert.equal(b.idempotencyKeyCount, 100_000);
+  });
+
+  it("does not remember a key whose publish was refused (channel limit)", () => {
+    const { b } = make({ maxChannels: 1 });
+    b.publishSync("one", "1");
+    assert.throws(() => b.publishSync("two", "1", "k"), /maximum/);
+    assert.equal(b.idempotencyKeyCount, 0);
+  });
+});
