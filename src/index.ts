@@ -34,6 +34,7 @@ export { ManualClock, systemClock, type Clock } from "./clock.js";
 export { MemoryBroker } from "./broker/memory.js";
 export { RedisBroker, type RedisBrokerOptions } from "./broker/redis.js";
 export type { Broker, ReadResult, StoredMessage } from "./broker/broker.js";
+export type { BroadcastEntry, BroadcastResult } from "./http/broadcast.js";
 export type { PublishOptions, PublishResult } from "./http/publish.js";
 
 /**

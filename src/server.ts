@@ -16,6 +16,7 @@ import { RedisBroker } from "./broker/redis.js";
 import { sleepOn, systemClock, type Clock } from "./clock.js";
 import { configFromOptions, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
 import { httpError } from "./errors.js";
+import { broadcast, type BroadcastResult } from "./http/broadcast.js";
 import { Hub } from "./hub/hub.js";
 import { HookRunner } from "./hooks/runner.js";
 import type { Hooks } from "./hooks/types.js";
@@ -154,6 +155,16 @@ export class Heartline {
   publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
     if (this.closing || this.ctx.draining) return Promise.reject(httpError("shutting_down", "this Heartline instance is closed"));
     return this.publisher.publish(channel, data, options.idempotencyKey);
+  }
+
+  /**
+   * Stores one data on many channels (at most 1000, no repeats), each as its
+   * own publish; resolves with one entry per channel, `{channel, epoch,
+   * offset}` or `{channel, error}` (SPEC §10).
+   */
+  broadcast(channels: readonly string[], data: unknown, options: PublishOptions = {}): Promise<BroadcastResult> {
+    if (this.closing || this.ctx.draining) return Promise.reject(httpError("shutting_down", "this Heartline instance is closed"));
+    return broadcast(this.publisher, channels, data, options.idempotencyKey);
   }
 
   /**

@@ -66,6 +66,11 @@ export class Publisher {
   async publish(channel: unknown, data: unknown, idempotencyKey?: unknown): Promise<PublishResult> {
     const name = assertChannelName(channel);
     const key = checkIdempotencyKey(idempotencyKey);
+    return this.store(name, this.encode(data), key);
+  }
+
+  /** `data` as JSON, checked against `--max-message-bytes`; throws 400 / 413. */
+  encode(data: unknown): string {
     if (data === undefined) throw httpError("bad_request", 'the message needs a "data" field (any JSON value)');
     let dataJson: string;
     try {
@@ -76,6 +81,11 @@ export class Publisher {
     const size = Buffer.byteLength(dataJson);
     const max = this.ctx.config.maxMessageBytes;
     if (size > max) throw httpError("message_too_large", `data is ${size} bytes as JSON; the limit is ${max} (--max-message-bytes)`);
+    return dataJson;
+  }
+
+  /** Stores an encoded message on a checked channel; resolves once the broker has it. */
+  async store(name: string, dataJson: string, key: string | undefined): Promise<PublishResult> {
     const stored = this.storing.begin();
     try {
       const m = await this.ctx.hub.publish(name, dataJson, key);
@@ -113,6 +123,17 @@ export class Publisher {
     if (denied) return Promise.reject(denied);
     if (!hasData) return Promise.reject(httpError("bad_request", 'the publish frame needs a "data" field'));
     return this.publish(channel, data);
+  }
+
+  /**
+   * Refuses a request that may not act as the server (the server API of
+   * SPEC §10): it needs the API key, or, without `--api-key`, to come from
+   * this machine through no proxy without a client's credentials.
+   */
+  assertServer(req: IncomingMessage): void {
+    if (this.hasApiKey(req)) return;
+    if (!this.apiKeyDigest && isLoopbackRequest(req) && !carriesClientCredentials(req)) return;
+    throw this.refusal(req.headers.authorization !== undefined);
   }
 
   /** Whether the request carries the configured API key (compared in constant time). */

@@ -15,6 +15,7 @@ import type { TransportName } from "../config.js";
 import { httpError, type HeartlineError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
 import { sendJson } from "../http/respond.js";
+import { handleBroadcast } from "../http/broadcast.js";
 import { handleRpc } from "../http/rpc.js";
 import type { Door } from "./door.js";
 import { pollRequest, pollSocket, sseRequest, sseSocket, upgradeWs, wsWithoutUpgrade } from "./subscribe.js";
@@ -47,6 +48,7 @@ export const ROUTES: readonly Route[] = [
   { path: "/poll", method: "GET", transport: "poll", serve: pollRequest, socket: pollSocket },
   { path: "/api/publish", method: "POST", serve: publish },
   { path: "/api/rpc", method: "POST", serve: rpc },
+  { path: "/api/broadcast", method: "POST", serve: broadcastRoute },
   { path: "/api/channels/", prefix: true, method: "GET", serve: channelInfo },
   { path: "/healthz", method: "GET", serve: health },
   { path: "/readyz", method: "GET", serve: ready },
@@ -109,6 +111,14 @@ async function publish(d: Door, req: IncomingMessage, res: ServerResponse, cors:
   res.once("close", () => d.publishRequests.delete(req));
   const result = await d.publisher.handleHttp(req);
   sendJson(res, 200, result, cors);
+}
+
+/** `POST /api/broadcast` (the server's credential), counted until answered like a publish. */
+async function broadcastRoute(d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<void> {
+  if (d.ctx.draining) throw httpError("shutting_down", "the server is draining; publish to another node");
+  d.publishRequests.add(req);
+  res.once("close", () => d.publishRequests.delete(req));
+  sendJson(res, 200, await handleBroadcast(d.publisher, req, d.ctx.config.maxMessageBytes), cors);
 }
 
 /** `POST /api/rpc`: answered like a publish, counted until answered so drain lets it finish. */
