@@ -9,7 +9,7 @@ import { Heartline } from "./server.js";
 import { publishCommand } from "./cli/publish.js";
 import { subscribeCommand } from "./cli/subscribe.js";
 import { DRAIN_MESSAGE, runPrimary } from "./cli/cluster.js";
-import { installProcessHandlers } from "./cli/process.js";
+import { drainOnSignals, installProcessHandlers } from "./cli/process.js";
 
 const program = new Command();
 program.name("heartline").description("Real-time HTTP push: WebSocket, Server-Sent Events and long polling").exitOverride();
@@ -43,25 +43,7 @@ serve.action(async (flags: Record<string, unknown>) => {
     process.stderr.write(`heartline: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) {
-      // The primary's drain request after a signal already taken is not a second signal.
-      if (signal === "primary") return;
-      process.exit(1);
-    }
-    stopping = true;
-    hl.log.info({ signal }, "draining");
-    hl.close(hl.config.drainTimeout).then(
-      () => {
-        hl.log.info("stopped");
-        process.exit(0);
-      },
-      () => process.exit(1),
-    );
-  };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
+  const shutdown = drainOnSignals(hl);
   if (cluster.isWorker) process.on("message", (m) => m === DRAIN_MESSAGE && shutdown("primary"));
   installProcessHandlers(hl.log);
 });

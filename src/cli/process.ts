@@ -9,6 +9,7 @@
  * the primary starts a fresh process.
  */
 import type { Logger } from "../log.js";
+import type { Heartline } from "../server.js";
 
 /** The exit code after an uncaught exception or unhandled rejection. */
 export const CRASH_EXIT_CODE = 1;
@@ -28,4 +29,34 @@ export function installProcessHandlers(log: Logger, exit: (code: number) => void
   };
   process.on("uncaughtException", (err) => fatal(err, "uncaught exception"));
   process.on("unhandledRejection", (err) => fatal(err, "unhandled rejection"));
+}
+
+/**
+ * Drains `hl` on SIGTERM or SIGINT (for `--drain-timeout`), then exits 0, or
+ * 1 when the drain fails or a second signal comes. `beforeClose` runs first
+ * (an application stops its own timers). Returns the shutdown function for
+ * other triggers: a request named `primary` (a cluster primary's drain) is
+ * ignored once a drain runs, rather than taken as a second signal.
+ */
+export function drainOnSignals(hl: Heartline, beforeClose?: () => void): (signal: string) => void {
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) {
+      if (signal === "primary") return;
+      process.exit(1);
+    }
+    stopping = true;
+    hl.log.info({ signal }, "draining");
+    beforeClose?.();
+    hl.close(hl.config.drainTimeout).then(
+      () => {
+        hl.log.info("stopped");
+        process.exit(0);
+      },
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  return shutdown;
 }

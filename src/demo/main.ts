@@ -13,7 +13,7 @@
  * client's, and the hook refuses `game:arena`.
  */
 import { Command, CommanderError, Option } from "commander";
-import { installProcessHandlers } from "../cli/process.js";
+import { drainOnSignals, installProcessHandlers } from "../cli/process.js";
 import { systemClock } from "../clock.js";
 import { ConfigError, envValues, fileValues, flagName, OPTION_DEFS, resolveConfig, type HeartlineConfig } from "../config.js";
 import { HeartlineError } from "../errors.js";
@@ -62,22 +62,7 @@ async function main(): Promise<void> {
     process.stderr.write(`heartline-demo: ${(err as Error).message}\n`);
     process.exit(err instanceof ConfigError || err instanceof HeartlineError ? 2 : 1);
   }
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    hl.log.info({ signal }, "draining");
-    arena.close();
-    hl.close(hl.config.drainTimeout).then(
-      () => {
-        hl.log.info("stopped");
-        process.exit(0);
-      },
-      () => process.exit(1),
-    );
-  };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
+  drainOnSignals(hl, () => arena.close());
   installProcessHandlers(hl.log);
 }
 
