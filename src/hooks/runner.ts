@@ -18,7 +18,7 @@ import type { Auth } from "../auth/auth.js";
 import { isPublicChannel } from "../auth/permissions.js";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { HeartlineConfig } from "../config.js";
-import { HookError, httpError } from "../errors.js";
+import { HookError, httpError, type HeartlineError } from "../errors.js";
 import { isChannelName } from "../hub/channel-name.js";
 import type { Logger, LogLimiter } from "../log.js";
 import type { Stats } from "../stats.js";
@@ -173,9 +173,15 @@ export class HookRunner {
     return r !== undefined && r !== null && "data" in r ? r.data : data;
   }
 
+  /** The answer to an RPC on a server without an rpc hook, or undefined when there is one. */
+  rpcUnavailable(): HeartlineError | undefined {
+    return this.has("rpc") ? undefined : httpError("rpc_not_configured", "this server answers no RPC (no rpc hook, no --proxy-rpc-url)");
+  }
+
   /** Calls the rpc hook; resolves with the result as JSON text. */
   async rpc(s: Session, method: unknown, params: unknown): Promise<string> {
-    if (!this.has("rpc")) throw httpError("rpc_not_configured", "this server answers no RPC (no rpc hook, no --proxy-rpc-url)");
+    const unavailable = this.rpcUnavailable();
+    if (unavailable) throw unavailable;
     assertMethod(method);
     return (await this.call("rpc", { ...context(s), method, params }, checkRpc)) as string;
   }

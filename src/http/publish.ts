@@ -131,9 +131,23 @@ export class Publisher {
    * this machine through no proxy without a client's credentials.
    */
   assertServer(req: IncomingMessage): void {
-    if (this.hasApiKey(req)) return;
-    if (!this.apiKeyDigest && isLoopbackRequest(req) && !carriesClientCredentials(req)) return;
-    throw this.refusal(req.headers.authorization !== undefined);
+    if (!this.actsAsServer(req)) throw this.refusal(req.headers.authorization !== undefined);
+  }
+
+  /**
+   * The API key; or, without `--api-key`, a request from this machine through
+   * no proxy, unless it carries a client's credentials (a cookie, or a token)
+   * for the hooks to decide (SPEC §8).
+   */
+  private actsAsServer(req: IncomingMessage): boolean {
+    if (this.hasApiKey(req)) return true;
+    if (this.apiKeyDigest || !isLoopbackRequest(req)) return false;
+    return !(this.clientHooks() && carriesClientCredentials(req));
+  }
+
+  /** Whether a client's HTTP publish goes through hooks (connect names it, or publish decides it). */
+  private clientHooks(): boolean {
+    return this.ctx.hooks.has("connect") || this.ctx.hooks.has("publish");
   }
 
   /** Whether the request carries the configured API key (compared in constant time). */
@@ -180,22 +194,17 @@ export class Publisher {
    * of `--client-publish`.
    */
   private async authorizeHeaders(req: IncomingMessage): Promise<Grant> {
-    if (this.hasApiKey(req)) return ANY_CHANNEL;
+    if (this.actsAsServer(req)) return ANY_CHANNEL;
     const hooks = this.ctx.hooks;
-    const clientHooks = hooks.has("connect") || hooks.has("publish");
-    // From this machine without --api-key, a publish is the server's, unless it carries a
-    // client's credentials (a cookie, or a token) for the hooks to decide (SPEC §8).
-    if (!this.apiKeyDigest && isLoopbackRequest(req) && !(clientHooks && carriesClientCredentials(req))) return ANY_CHANNEL;
     const auth = this.ctx.auth;
-    let token: string | undefined;
-    if (auth.enabled) {
-      token = auth.tokenOf(req, requestUrl(req));
-    }
+    const clientHooks = this.clientHooks();
+    const url = auth.enabled || clientHooks ? requestUrl(req) : undefined;
+    const token = url === undefined ? undefined : auth.tokenOf(req, url);
     const claims = token === undefined ? undefined : await auth.verify(token);
     const authorization = req.headers.authorization !== undefined;
     let session: Session | undefined;
     if (clientHooks) {
-      session = hooks.session("http", req, requestUrl(req), clientAddress(req, this.ctx.config.trustProxy), claims);
+      session = hooks.session("http", req, url!, clientAddress(req, this.ctx.config.trustProxy), claims);
       await hooks.connect(session);
       if (hooks.has("publish")) return { token: token !== undefined, claims, authorization, session };
     }

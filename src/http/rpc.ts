@@ -17,7 +17,9 @@ const ENVELOPE_BYTES = 4096;
 /** Answers an RPC: resolves with the result as JSON text, or throws the SPEC error. */
 export async function handleRpc(ctx: CoreContext, req: IncomingMessage): Promise<string> {
   const hooks = ctx.hooks;
-  if (!hooks.has("rpc")) throw httpError("rpc_not_configured", "this server answers no RPC (no rpc hook, no --proxy-rpc-url)");
+  // Answered before connect: a server without RPC need not ask who is calling.
+  const unavailable = hooks.rpcUnavailable();
+  if (unavailable) throw unavailable;
   if (ctx.draining) throw httpError("shutting_down", "the server is draining; retry on another node", { "Retry-After": "1" });
   assertJsonContentType(req, "POST /api/rpc");
   const url = requestUrl(req);

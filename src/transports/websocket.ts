@@ -299,8 +299,10 @@ export class WsConnection extends Connection {
     }
     const idJson = JSON.stringify(rid);
     const hooks = this.ctx.hooks;
-    if (this.session === undefined || !hooks.has("rpc")) {
-      this.rpcError(idJson, httpError("rpc_not_configured", "this server answers no RPC (no rpc hook, no --proxy-rpc-url)"));
+    const unavailable = hooks.rpcUnavailable();
+    // A connection has a session whenever any hook is configured.
+    if (unavailable || this.session === undefined) {
+      this.rpcError(idJson, unavailable);
       return;
     }
     const tat = takeToken(this.rpcTat, this.ctx.clock.now(), this.ctx.config.clientRpcRate);
