@@ -10,8 +10,8 @@ import { generateKeyPairSync } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { UnsecuredJWT } from "jose";
 import { ConfigError, createHeartline, type Heartline } from "../../src/index.js";
-import { keyFile, nowSec, sign, tempDir, upgrade, writeFile, type Claims, type KeyFile } from "../helpers/auth.js";
-import { SseStream } from "../helpers/sse.js";
+import { keyFile, nowSec, sign, tempDir, writeFile, type Claims, type KeyFile } from "../helpers/auth.js";
+import { ACCEPTED, attempt, TRANSPORTS } from "../helpers/attempt.js";
 import { getJson, publishHttp, quietLogger, waitFor, withServer, WsClient, type TestServer } from "../helpers/server.js";
 
 const SECRET = "heartline-test-secret-0123456789abcdef";
@@ -27,26 +27,6 @@ function assertRefused(r: { status: number; body: any }, status: number, code: s
   assert.equal(r.body?.error?.code, code, JSON.stringify(r.body));
   assert.equal(typeof r.body.error.message, "string");
 }
-
-type Transport = "ws" | "sse" | "poll";
-const TRANSPORTS: Transport[] = ["ws", "sse", "poll"];
-
-/**
- * One subscribe attempt on `t` with the query `q`: the HTTP status and body
- * (101 / 200 when accepted; the connection is closed again at once).
- */
-async function attempt(s: TestServer, t: Transport, q: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
-  if (t === "ws") return upgrade(s.port, `/ws?${q}`, headers);
-  if (t === "sse") {
-    const r = await SseStream.attempt(`${s.url}/sse?${q}`, headers);
-    if (!(r instanceof SseStream)) return r;
-    r.close();
-    return { status: 200, body: undefined };
-  }
-  return getJson(`${s.url}/poll?${q}`, { headers });
-}
-
-const ACCEPTED: Record<Transport, number> = { ws: 101, sse: 200, poll: 200 };
 
 /** Publishes with the API key (the backend). */
 const backend = (s: TestServer, channel: string, data: unknown) => publishHttp(s, channel, data, { Authorization: `Bearer ${API_KEY}` });

@@ -9,13 +9,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { HookError, type Heartline, type HookContext, type Hooks } from "../../src/index.js";
+import { attempt, TRANSPORTS } from "../helpers/attempt.js";
 import { SseStream } from "../helpers/sse.js";
-import { getJson, publishHttp, upgrade, waitFor, withServer, WsClient, type TestServer } from "../helpers/server.js";
+import { getJson, publishHttp, waitFor, withServer, WsClient, type TestServer } from "../helpers/server.js";
 
 const API_KEY = "hooks-api-key";
 
-type Transport = "ws" | "sse" | "poll";
-const TRANSPORTS: Transport[] = ["ws", "sse", "poll"];
 
 /** The application: sessions by cookie, `room:*` for anyone logged in, `private:<user>` for that user. */
 function app() {
@@ -75,18 +74,6 @@ const cookie = (sid: string) => ({ Cookie: `theme=dark; sid=${sid}` });
 
 async function assertIdle(hl: Heartline): Promise<void> {
   await waitFor(() => hl.connections === 0 && hl.hub.totalSubscriptions === 0 && hl.hub.totalWaiters === 0, 5000, "connections to close");
-}
-
-/** One subscribe attempt; 101/200 when accepted (then closed at once), else the refusal. */
-async function attempt(s: TestServer, t: Transport, q: string, headers: Record<string, string>): Promise<{ status: number; body: any }> {
-  if (t === "ws") return upgrade(s.port, `/ws?${q}`, headers);
-  if (t === "sse") {
-    const r = await SseStream.attempt(`${s.url}/sse?${q}`, headers);
-    if (!(r instanceof SseStream)) return r;
-    r.close();
-    return { status: 200, body: undefined };
-  }
-  return getJson(`${s.url}/poll?${q}&timeout=0`, { headers });
 }
 
 function rpcHttp(s: TestServer, body: unknown, headers: Record<string, string> = {}) {
@@ -283,18 +270,30 @@ describe("library hooks", () => {
 });
 
 describe("without an rpc hook", () => {
-  const s = withServer({}, { hooks: { connect: () => ({ user: "u" }) } });
-  it("POST /api/rpc and the rpc frame answer rpc_not_configured (404)", async () => {
+  const s = withServer(
+    {},
+    {
+      hooks: {
+        connect: (ctx) => {
+          if (!ctx.cookies.sid) throw new HookError(401, "not_logged_in", "log in first");
+          return { user: "u" };
+        },
+      },
+    },
+  );
+  it("POST /api/rpc and the rpc frame answer rpc_not_configured (404), before asking connect", async () => {
     const r = await rpcHttp(s, { method: "x" });
     assert.equal(r.status, 404);
     assert.equal(r.body.error.code, "rpc_not_configured");
-    const c = await WsClient.connect(`${s.wsUrl}/ws`);
+    const c = await WsClient.connect(`${s.wsUrl}/ws`, { headers: cookie("s-any") });
     c.send({ type: "rpc", id: 1, method: "x" });
     assert.equal(((await c.next((f) => f.type === "rpc")).error as any).code, "rpc_not_configured");
     c.close();
   });
   it("with a connect hook and no subscribe hook, an admitted client may subscribe to any channel", async () => {
-    assert.equal((await attempt(s, "sse", "channel=anything", {})).status, 200);
+    // connect is the gate: without its cookie the client is refused, with it any channel is open.
+    assert.equal((await attempt(s, "sse", "channel=anything", {})).status, 401);
+    for (const t of TRANSPORTS) assert.equal((await attempt(s, t, "channel=anything", cookie("s-any"))).status, t === "ws" ? 101 : 200, t);
   });
 });
 
