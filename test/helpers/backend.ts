@@ -3,10 +3,10 @@
  * process, as an application would run it next to Heartline: sessions, the
  * four HTTP hooks, and the test-only faults of `BACKEND_FAULTS`.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { waitFor } from "./recorded.js";
+import { jsonLine, spawnListening } from "./child.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const BACKEND_SCRIPT = join(ROOT, "examples", "backend", "server.mjs");
@@ -35,33 +35,11 @@ export const ALL_HOOKS: readonly HookName[] = ["connect", "subscribe", "publish"
 /** Starts the backend on port 0 with `args` and `BACKEND_FAULTS=faults`, and waits for `{"listening":port}`. */
 export async function startBackend(options: { faults?: string; args?: string[] } = {}): Promise<Backend> {
   const env: NodeJS.ProcessEnv = { ...process.env, BACKEND_FAULTS: options.faults ?? "" };
-  const child = spawn(process.execPath, [BACKEND_SCRIPT, "--port", "0", ...(options.args ?? [])], {
-    cwd: ROOT,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-  const ended = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  let port: number;
-  try {
-    port = await waitFor(
-      () => {
-        if (child.exitCode !== null) throw new Error(`the backend exited early (${child.exitCode}): ${stderr}`);
-        const line = stdout.split("\n")[0];
-        if (!stdout.includes("\n") || !line) return undefined;
-        const o = JSON.parse(line) as { listening?: number };
-        return typeof o.listening === "number" ? o.listening : undefined;
-      },
-      10_000,
-      "the backend's listening line",
-    );
-  } catch (err) {
-    child.kill("SIGKILL");
-    throw err;
-  }
+  const portOf = (line: string) => {
+    const o = jsonLine(line);
+    return typeof o?.listening === "number" ? o.listening : undefined;
+  };
+  const { child, port, stderr, stop } = await spawnListening([BACKEND_SCRIPT, "--port", "0", ...(options.args ?? [])], env, portOf, "the backend", 10_000);
   const url = `http://127.0.0.1:${port}`;
   const hookUrl = (name: HookName) => `${url}/hooks/${name}`;
   return {
@@ -81,11 +59,8 @@ export async function startBackend(options: { faults?: string; args?: string[] }
       if (!cookie) throw new Error(`login ${name}: no sid cookie`);
       return cookie[1]!;
     },
-    stderr: () => stderr,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      await ended;
-    },
+    stderr,
+    stop,
   };
 }
 

@@ -28,16 +28,28 @@ export interface ChildServer {
   stop(): Promise<void>;
 }
 
-/** Starts `heartline serve --port 0 --host 127.0.0.1 …args` and waits for its `listening` line. */
-export async function startChildServer(args: string[], timeoutMs = 20_000): Promise<ChildServer> {
-  assert.ok(existsSync(CLI), `${CLI} is missing: run npm run build first`);
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("HEARTLINE_")) env[k] = v;
-  const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--host", "127.0.0.1", "--log-level", "warn", ...args], {
-    cwd: ROOT,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+/** A child process that has said which port it listens on. */
+export interface Spawned {
+  child: ChildProcess;
+  port: number;
+  /** What the process wrote to stderr so far. */
+  stderr(): string;
+  /** Kills the process and waits for it to end. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `node …args` and waits until `portOf` finds the port in one of its
+ * stdout lines; kills it when it exits first or the time runs out.
+ */
+export async function spawnListening(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  portOf: (line: string) => number | undefined,
+  what: string,
+  timeoutMs: number,
+): Promise<Spawned> {
+  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout!.setEncoding("utf8").on("data", (d: string) => (stdout += d));
@@ -47,36 +59,61 @@ export async function startChildServer(args: string[], timeoutMs = 20_000): Prom
   try {
     port = await waitFor(
       () => {
-        if (child.exitCode !== null) throw new Error(`serve exited early (${child.exitCode}): ${stderr}${stdout}`);
-        for (const line of stdout.split("\n")) {
-          if (!line.startsWith("{")) continue;
-          const o = JSON.parse(line) as { msg?: string; port?: number };
-          if (o.msg === "listening" && typeof o.port === "number") return o.port;
+        if (child.exitCode !== null) throw new Error(`${what} exited early (${child.exitCode}): ${stderr}${stdout}`);
+        for (const line of stdout.split("\n").slice(0, -1)) {
+          const p = portOf(line);
+          if (p !== undefined) return p;
         }
         return undefined;
       },
       timeoutMs,
-      "the server's listening line",
+      `the listening line of ${what}`,
     );
   } catch (err) {
     child.kill("SIGKILL");
     throw err;
   }
-  const pid = child.pid!;
   return {
     child,
     port,
-    url: `http://127.0.0.1:${port}`,
-    wsUrl: `ws://127.0.0.1:${port}`,
-    rss: () => {
-      const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-      assert.ok(m, "VmRSS in /proc/<pid>/status");
-      return Number(m[1]) * 1024;
-    },
     stderr: () => stderr,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       await ended;
+    },
+  };
+}
+
+/** A JSON line's field, or undefined for a line that is not a JSON object. */
+export function jsonLine(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith("{")) return undefined;
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts `heartline serve --port 0 --host 127.0.0.1 …args` and waits for its `listening` line. */
+export async function startChildServer(args: string[], timeoutMs = 20_000): Promise<ChildServer> {
+  assert.ok(existsSync(CLI), `${CLI} is missing: run npm run build first`);
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("HEARTLINE_")) env[k] = v;
+  const serve = [CLI, "serve", "--port", "0", "--host", "127.0.0.1", "--log-level", "warn", ...args];
+  const portOf = (line: string) => {
+    const o = jsonLine(line);
+    return o?.msg === "listening" && typeof o.port === "number" ? o.port : undefined;
+  };
+  const s = await spawnListening(serve, env, portOf, "heartline serve", timeoutMs);
+  const pid = s.child.pid!;
+  return {
+    ...s,
+    url: `http://127.0.0.1:${s.port}`,
+    wsUrl: `ws://127.0.0.1:${s.port}`,
+    rss: () => {
+      const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      assert.ok(m, "VmRSS in /proc/<pid>/status");
+      return Number(m[1]) * 1024;
     },
   };
 }
