@@ -39,6 +39,8 @@ export interface Session {
   readonly transport: HookTransport;
   readonly ip: string;
   readonly headers: Readonly<Record<string, string>>;
+  /** The cookies of `headers.cookie`, parsed once for every hook the client meets. */
+  readonly cookies: Readonly<Record<string, string>>;
   readonly query: Readonly<Record<string, string>>;
   readonly client: string | undefined;
   user: string | undefined;
@@ -116,6 +118,7 @@ export class HookRunner {
       transport,
       ip,
       headers,
+      cookies: cookiesOf(headers.cookie),
       query,
       client: persistent ? randomUUID() : undefined,
       user: claims?.sub,
@@ -260,7 +263,7 @@ function reuseKey(transport: HookTransport, ip: string, headers: Record<string, 
 }
 
 function context(s: Session): HookContext & Record<string, unknown> {
-  return { transport: s.transport, ip: s.ip, headers: s.headers, cookies: cookiesOf(s.headers.cookie), query: s.query, user: s.user, info: s.info, client: s.client };
+  return { transport: s.transport, ip: s.ip, headers: s.headers, cookies: s.cookies, query: s.query, user: s.user, info: s.info, client: s.client };
 }
 
 /** The `name=value` pairs of a Cookie header; a malformed pair is skipped. */

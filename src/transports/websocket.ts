@@ -15,6 +15,7 @@ import { parseSince, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
 import { Connection, userOf, type ServerContext } from "./connection.js";
 import { takeToken } from "./rate.js";
+import { rateLimited, rpcFrame } from "./ws-rpc.js";
 import type { Publisher } from "../http/publish.js";
 import type { Session } from "../hooks/runner.js";
 import { MAX_RPC_IN_FLIGHT } from "../hooks/types.js";
@@ -167,7 +168,8 @@ export class WsConnection extends Connection {
     this.write(Buffer.from(JSON.stringify(frame)));
   }
 
-  private write(bytes: Buffer): void {
+  /** Sends one text frame, within the send budget. */
+  write(bytes: Buffer): void {
     if (this.closed) return;
     if (this.overBudget(bytes.length)) {
       this.close("slow_consumer");
@@ -248,7 +250,7 @@ export class WsConnection extends Connection {
           return;
         }
         case "rpc":
-          this.rpc(f);
+          rpcFrame(this, f);
           return;
         case "pong":
           return;
@@ -285,55 +287,6 @@ export class WsConnection extends Connection {
     asked.then(() => (this.closed ? undefined : this.subscribe(channel, since))).catch((err) => this.failed(err, { channel, ...id }));
   }
 
-  /**
-   * An rpc frame (SPEC §8): the rpc hook's answer comes back as
-   * `{"type":"rpc","id","result"}` or `{"type":"rpc","id","error"}`, in
-   * whatever order the hook answers. At most {@link MAX_RPC_IN_FLIGHT} wait
-   * at once; more are refused at once, so a client that does not wait
-   * costs a bounded amount.
-   */
-  private rpc(f: Record<string, unknown>): void {
-    const rid = f.id;
-    if (!(typeof rid === "number" && Number.isFinite(rid)) && !(typeof rid === "string" && rid.length <= 64)) {
-      throw httpError("bad_request", 'an rpc frame needs an "id": a number or a string of at most 64 characters');
-    }
-    const idJson = JSON.stringify(rid);
-    const hooks = this.ctx.hooks;
-    const unavailable = hooks.rpcUnavailable();
-    // A connection has a session whenever any hook is configured.
-    if (unavailable || this.session === undefined) {
-      this.rpcError(idJson, unavailable);
-      return;
-    }
-    const tat = takeToken(this.rpcTat, this.ctx.clock.now(), this.ctx.config.clientRpcRate);
-    if (tat < 0) {
-      this.rpcError(idJson, rateLimited("RPCs", this.ctx.config.clientRpcRate, "--client-rpc-rate"));
-      return;
-    }
-    this.rpcTat = tat;
-    if (this.rpcInFlight >= MAX_RPC_IN_FLIGHT) {
-      this.rpcError(idJson, httpError("too_many_requests", `at most ${MAX_RPC_IN_FLIGHT} RPCs may wait for their answer on one connection`));
-      return;
-    }
-    this.rpcInFlight++;
-    hooks.rpc(this.session, f.method, f.params).then(
-      (json) => {
-        this.rpcInFlight--;
-        this.write(Buffer.from(`{"type":"rpc","id":${idJson},"result":${json}}`));
-      },
-      (err) => {
-        this.rpcInFlight--;
-        this.rpcError(idJson, err);
-      },
-    );
-  }
-
-  private rpcError(idJson: string, err: unknown): void {
-    const e = err instanceof HeartlineError ? err : httpError("internal_error", "unexpected error; it was logged");
-    if (!(err instanceof HeartlineError)) this.ctx.logs.write("rpc_error", "error", { err, conn: this.id }, "unexpected error on an rpc frame");
-    this.write(Buffer.from(`{"type":"rpc","id":${idJson},"error":${JSON.stringify({ code: e.code, message: e.message })}}`));
-  }
-
   private failed(err: unknown, extra?: Record<string, unknown>): void {
     if (err instanceof HeartlineError) {
       if (err.code === "broker_unavailable") this.ctx.stats.brokerErrors++;
@@ -349,10 +302,6 @@ export class WsConnection extends Connection {
     this.ctx.logs.write("ws_frame_error", "error", { err, conn: this.id }, "unexpected error on a WebSocket frame");
     this.sendError(httpError("internal_error", "unexpected error; it was logged"), extra);
   }
-}
-
-function rateLimited(what: string, rate: number, option: string): HeartlineError {
-  return httpError("rate_limited", `more than ${rate} ${what} per second on this connection (${option}); slow down`, { "Retry-After": "1" });
 }
 
 function onMessage(this: Socket, data: RawData, isBinary: boolean): void {
