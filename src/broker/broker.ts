@@ -35,6 +35,7 @@
  *   while it is in use, so a quiet channel's subscriber sees no epoch change.
  */
 import type { Position } from "../cursor-layout.js";
+import type { Holds } from "./holds.js";
 
 export type { Position };
 
@@ -97,6 +98,26 @@ export interface Broker {
   /** Resolves whether the broker became ready within `timeoutMs` (one that connects, like Redis, at start). */
   waitReady?(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
+  /**
+   * The cluster-wide holds behind presence, occupancy and the event feed (see
+   * holds.ts). A broker without them serves one node: the hub keeps them in memory.
+   */
+  readonly holds?: Holds;
+  /**
+   * Hands `payload` to the `onSignal` listener of every node of the cluster,
+   * this one included, at most once each (a node that is cut off at that
+   * moment misses it): the server API's actions. Resolves once sent; rejects
+   * with `BrokerUnavailableError` when it cannot be. A broker without it
+   * serves one node: the hub delivers to this node only.
+   */
+  signal?(payload: string): Promise<void>;
+  /** Sets the single listener of signals. */
+  onSignal?(listener: (payload: string) => void): void;
+  /**
+   * Drops `channel`'s history: the next read or publish starts a new epoch.
+   * Resolves once done; subscribers are told by the server (a signal), not by the broker.
+   */
+  removeHistory?(channel: string): Promise<void>;
 }
 
 export interface BrokerUsage {

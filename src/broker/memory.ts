@@ -28,6 +28,7 @@
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../clock.js";
 import { HeartlineError } from "../errors.js";
+import { MemoryHolds } from "./holds.js";
 import { DEFAULT_MAX_IDEMPOTENCY_KEYS, IdempotencyKeys } from "./idempotency-keys.js";
 import { encodeMessage, type Broker, type BrokerUsage, type Position, type ReadResult, type StoredMessage } from "./broker.js";
 
@@ -124,6 +125,9 @@ export class MemoryBroker implements Broker {
   evictedMessages = 0;
   /** First results of publishes made with an idempotency key. */
   private readonly keys: IdempotencyKeys;
+  /** Presence, occupancy and the event feed's clients: one process holds them all. */
+  readonly holds = new MemoryHolds();
+  private signalListener: (payload: string) => void = () => {};
 
   constructor(private readonly options: MemoryBrokerOptions) {
     this.ttlMs = options.historyTtl * 1000;
@@ -149,6 +153,21 @@ export class MemoryBroker implements Broker {
 
   async publish(channel: string, dataJson: string, idempotencyKey?: string): Promise<StoredMessage> {
     return this.publishSync(channel, dataJson, idempotencyKey);
+  }
+
+  /** One node: a signal reaches this node's listener, in a microtask. */
+  async signal(payload: string): Promise<void> {
+    queueMicrotask(() => this.signalListener(payload));
+  }
+
+  onSignal(listener: (payload: string) => void): void {
+    this.signalListener = listener;
+  }
+
+  /** Forgets the channel's state: the next read or publish starts a new epoch. Its idempotency keys stay. */
+  async removeHistory(channel: string): Promise<void> {
+    const s = this.channels.get(channel);
+    if (s) this.forget(channel, s);
   }
 
   /** Synchronous publish; the memory broker never waits. */

@@ -13,6 +13,7 @@
  *   announced with `reset` before anything else of that channel.
  */
 import type { Broker, BrokerUsage, ReadResult, StoredMessage } from "../broker/broker.js";
+import { MemoryHolds, type Holds } from "../broker/holds.js";
 import { sseMessageEvent, wsMessagePayload, wsTextFrame, type PollReset } from "../wire.js";
 import { channelKey, positionIn, type Position } from "./cursor.js";
 
@@ -140,8 +141,40 @@ export class Hub {
   /** Messages stored and fanned out on this node (`messages published`). */
   published = 0;
 
+  /** The cluster-wide holds (presence, occupancy, the event feed's clients); in memory for a broker that has none. */
+  readonly holds: Holds;
+  private signalListener: (payload: string) => void = () => {};
+
   constructor(private readonly broker: Broker) {
     broker.onMessage((m) => this.fanout(m));
+    this.holds = broker.holds ?? new MemoryHolds();
+    broker.onSignal?.((payload) => this.signalListener(payload));
+  }
+
+  /**
+   * Hands `payload` to the signal listener of every node (see Broker.signal);
+   * with a broker that has no signals, to this node's only.
+   */
+  signal(payload: string): Promise<void> {
+    if (this.broker.signal) return this.broker.signal(payload);
+    queueMicrotask(() => this.signalListener(payload));
+    return Promise.resolve();
+  }
+
+  /** Sets the single listener of signals (the server API's actions, on every node). */
+  onSignal(listener: (payload: string) => void): void {
+    this.signalListener = listener;
+  }
+
+  /** Drops a channel's history (the next read starts a new epoch); rejects when the broker cannot. */
+  removeHistory(channel: string): Promise<void> {
+    if (!this.broker.removeHistory) return Promise.reject(new Error("this broker cannot remove history"));
+    return this.broker.removeHistory(channel);
+  }
+
+  /** The channels with subscriptions on this node. */
+  channels(): IterableIterator<string> {
+    return this.subs.keys();
   }
 
   /** A channel's current position (`GET /api/channels/{name}`). Rejects when the broker cannot be read. */
