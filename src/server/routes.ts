@@ -18,6 +18,7 @@ import { sendJson } from "../http/respond.js";
 import { handleBroadcast } from "../http/broadcast.js";
 import { handleRpc } from "../http/rpc.js";
 import type { Door } from "./door.js";
+import { presenceRoute } from "./presence-api.js";
 import { pollRequest, pollSocket, sseRequest, sseSocket, upgradeWs, wsWithoutUpgrade } from "./subscribe.js";
 
 /** Serves a request through node:http's response; a throw is answered as a SPEC error. */
@@ -50,6 +51,7 @@ export const ROUTES: readonly Route[] = [
   { path: "/api/rpc", method: "POST", serve: rpc },
   { path: "/api/broadcast", method: "POST", serve: broadcastRoute },
   { path: "/api/channels/", prefix: true, method: "GET", serve: channelInfo },
+  { path: "/api/presence/", prefix: true, method: "GET", serve: presenceRoute },
   { path: "/healthz", method: "GET", serve: health },
   { path: "/readyz", method: "GET", serve: ready },
   { path: "/metrics", method: "GET", serve: metrics },
