@@ -26,10 +26,13 @@
  * whichever node next runs `expire` on the set.
  *
  * Time: expiries and the `now` of `expire` are the callers' clock values,
- * compared inside Redis with those of other nodes, so every node must use
- * the same clock (wall-clock ms in production); `members` filters with this
- * broker's `clock.now()`, and key lifetimes are relative to it. Needs
- * Redis ≥ 6.2 (`ZADD … GT`).
+ * compared inside Redis with those of other nodes, so they must be on one
+ * timeline. Each value is stored plus `origin`: for the system clock (whose
+ * `now()` is the process's monotonic time) the broker gives the offset that
+ * turns it into wall-clock ms, measured once at start, so nodes agree as far
+ * as their wall clocks do (NTP); a test's manual clock, shared by its
+ * brokers, gets 0. `members` filters with this broker's `clock.now()`, and
+ * key lifetimes are relative to it. Needs Redis ≥ 6.2 (`ZADD … GT`).
  *
  * Cost in Redis, measured with `MEMORY USAGE` and `INFO commandstats` on
  * Redis 7.0, for a member of `m` bytes of JSON under a key of `k` bytes:
@@ -79,6 +82,8 @@ export interface RedisHoldsOptions {
   log: Logger;
   /** Whether commands can be sent now (the command connection is ready, the broker open). */
   available(): boolean;
+  /** Added to every clock value stored or compared in Redis: puts this node's clock on the cluster's timeline. Default 0. */
+  origin?: number;
 }
 
 export class RedisHolds implements Holds {
@@ -88,8 +93,10 @@ export class RedisHolds implements Holds {
   readonly channel: string;
   private readonly client: HoldsClient;
   private listener: (change: HoldChange) => void = () => {};
+  private readonly origin: number;
 
   constructor(private readonly o: RedisHoldsOptions) {
+    this.origin = o.origin ?? 0;
     this.channel = o.prefix + "holds";
     const c = o.client as HoldsClient;
     c.defineCommand("hlHold", { numberOfKeys: 4, lua: HOLD_LUA });
@@ -107,7 +114,7 @@ export class RedisHolds implements Holds {
   async hold(set: string, key: string, member: string, expiresAt: number): Promise<boolean> {
     finite(expiresAt, "expiresAt");
     const reply = await this.call(() =>
-      this.client.hlHold(...this.keys(set), ...this.head(set), this.holdOf(key), key, member, String(expiresAt), this.ttl(expiresAt)),
+      this.client.hlHold(...this.keys(set), ...this.head(set), this.holdOf(key), key, member, this.shared(expiresAt), this.ttl(expiresAt)),
     );
     return Number(reply) === 1;
   }
@@ -126,7 +133,7 @@ export class RedisHolds implements Holds {
       if (!list) bySet.set(set, (list = []));
       list.push(this.holdOf(key));
     }
-    const score = String(expiresAt);
+    const score = this.shared(expiresAt);
     const ttl = this.ttl(expiresAt);
     await this.call(async () => {
       const pipeline = this.client.pipeline() as unknown as { hlRefresh(...args: Array<string | number>): void; exec(): Promise<Array<[Error | null, unknown]> | null> };
@@ -144,14 +151,15 @@ export class RedisHolds implements Holds {
   async expire(set: string, now: number): Promise<void> {
     finite(now, "now");
     const head = this.head(set);
+    const at = this.shared(now);
     for (;;) {
-      const removed = await this.call(() => this.client.hlExpire(...this.keys(set), ...head, String(now), EXPIRE_BATCH));
+      const removed = await this.call(() => this.client.hlExpire(...this.keys(set), ...head, at, EXPIRE_BATCH));
       if (Number(removed) < EXPIRE_BATCH) return;
     }
   }
 
   async members(set: string): Promise<HoldSnapshot> {
-    const reply = (await this.call(() => this.client.hlMembers(...this.keys(set), String(this.o.clock.now()), NODE_ID_LENGTH))) as string[];
+    const reply = (await this.call(() => this.client.hlMembers(...this.keys(set), this.shared(this.o.clock.now()), NODE_ID_LENGTH))) as string[];
     return { version: Number(reply[0]), members: reply.slice(1).map(String) };
   }
 
@@ -183,6 +191,11 @@ export class RedisHolds implements Holds {
 
   private holdOf(key: string): string {
     return key + "\n" + this.nodeId;
+  }
+
+  /** A clock value on the cluster's timeline, as Redis reads a score. */
+  private shared(ms: number): string {
+    return String(ms + this.origin);
   }
 
   /** Milliseconds a set's keys must live for a hold expiring at `expiresAt` (clock ms). */

@@ -145,7 +145,15 @@ export class RedisBroker implements Broker {
     this.cmd.on("error", (err: Error) => this.onError("command", err));
     this.sub.on("error", (err: Error) => this.onError("fan-out", err));
     this.sub.on("message", (channel: string, payload: string) => this.onPubSub(channel, payload));
-    this.holds = new RedisHolds({ client: this.cmd, prefix, clock: this.clock, log: this.log, available: () => !this.closed && this.cmd.status === "ready" });
+    this.holds = new RedisHolds({
+      client: this.cmd,
+      prefix,
+      clock: this.clock,
+      log: this.log,
+      available: () => !this.closed && this.cmd.status === "ready",
+      // The system clock is the process's own monotonic time: hold expiries go to Redis as wall-clock ms.
+      origin: this.clock === systemClock ? Date.now() - systemClock.now() : 0,
+    });
   }
 
   /** Whether both connections are up and the fan-out subscription is active. */

@@ -10,7 +10,7 @@ import { Redis } from "ioredis";
 import type { HoldChange } from "../../src/broker/holds.js";
 import { RedisBroker } from "../../src/broker/redis.js";
 import { HOLD_KEY_MARGIN_MS, parseChange } from "../../src/broker/redis-holds.js";
-import { ManualClock } from "../../src/clock.js";
+import { ManualClock, systemClock } from "../../src/clock.js";
 import { BrokerUnavailableError } from "../../src/errors.js";
 import { RedisServer, redisSkip } from "../helpers/redis.js";
 import { waitFor } from "../helpers/server.js";
@@ -105,6 +105,23 @@ describe("RedisBroker holds and signals", { skip: redisSkip }, () => {
       assert.deepEqual(await admin.keys("lay:*"), ["lay:{chat:lobby}:pv"], "an empty set leaves only its version");
       const left = await admin.pttl("lay:{chat:lobby}:pv");
       assert.ok(left > HOLD_KEY_MARGIN_MS - 5000 && left <= HOLD_KEY_MARGIN_MS, `the version lives the margin (pttl ${left})`);
+    });
+
+    it("stores the expiries of the system clock as wall-clock ms, so nodes started at different times agree", async () => {
+      const b = new RedisBroker({ url: redis.url, historySize: 10, historyTtl: 300, prefix: "wall:" });
+      open.add(b);
+      assert.equal(await b.waitReady(5000), true);
+      const now = systemClock.now();
+      await b.holds.hold("s", "k", "1", now + 10_000);
+      const score = Number(await admin.zscore("wall:{s}:ph", `k\n${b.holds.nodeId}`));
+      assert.ok(Math.abs(score - (Date.now() + 10_000)) < 1000, `score ${score} is wall-clock ms`);
+      // Another node's view: a hold lives until its wall-clock expiry, whatever that node's uptime.
+      await admin.zadd("wall:{s}:ph", Date.now() - 1000, "lapsed\nAAAAAAAAAAAAAAAA");
+      await admin.hset("wall:{s}:pm", "lapsed", "2");
+      await admin.hset("wall:{s}:pc", "lapsed", "1");
+      assert.deepEqual((await b.holds.members("s")).members, ["1"]);
+      await b.holds.expire("s", systemClock.now());
+      assert.equal(await admin.zcard("wall:{s}:ph"), 1, "the lapsed hold is expired, the live one kept");
     });
 
     it("publishes each change on <prefix>holds as `<version> <previous> <j|l>` and the set, key and member", async () => {
