@@ -193,8 +193,11 @@ describe("RedisBroker holds and signals", { skip: redisSkip }, () => {
       assert.deepEqual(seenB, seenA);
     });
 
-    it("lets the holds of a node that stopped refreshing lapse; the other node's expire reports the leaves", async () => {
+    it("lets the holds of a node that stopped refreshing lapse; the expire of a third node reports the leaves to every node", async () => {
       const { clock, a, b, seenB } = await cluster("n3:");
+      const c = await node({ prefix: "n3:", clock });
+      const seenC: HoldChange[] = [];
+      c.holds.onChange((x) => seenC.push(x));
       await a.holds.hold("room", "gone-1", '"g1"', clock.now() + 10_000);
       await a.holds.hold("room", "gone-2", '"g2"', clock.now() + 10_000);
       await a.holds.hold("room", "shared", '"s"', clock.now() + 10_000);
@@ -207,10 +210,13 @@ describe("RedisBroker holds and signals", { skip: redisSkip }, () => {
       await b.holds.refresh([["room", "shared"], ["room", "stays"]], clock.now() + 10_000);
       clock.advance(4000);
       assert.deepEqual([...(await b.holds.members("room")).members].sort(), ['"s"', '"st"'], "lapsed holds are no longer members");
-      await b.holds.expire("room", clock.now());
-      await waitFor(() => seenB.length === 6, 5000, "2 leaves");
+      await b.holds.expire("room", clock.now() - 3000);
+      assert.equal((await b.holds.members("room")).members.length, 2, "an expire before the expiry removes nothing");
+      await c.holds.expire("room", clock.now());
+      await waitFor(() => seenB.length === 6 && seenC.length === 6, 5000, "2 leaves on nodes b and c");
       await pause(20);
       assert.deepEqual(seenB.slice(4).map(brief).sort(), ["leave room gone-1", "leave room gone-2"]);
+      assert.deepEqual(seenC, seenB);
       assert.deepEqual([...(await b.holds.members("room")).members].sort(), ['"s"', '"st"']);
       assert.equal(await admin.hget("n3:{room}:pc", "shared"), "1", "only node b's hold of the shared key is left");
       assert.equal(await b.holds.release("room", "shared"), true);
