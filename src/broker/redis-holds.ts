@@ -225,11 +225,12 @@ export function parseChange(payload: string): HoldChange | undefined {
   const b = payload.indexOf("\n", a + 1);
   const c = payload.indexOf("\n", b + 1);
   if (a < 0 || b < 0 || c < 0) return undefined;
-  const head = payload.slice(0, a).split(" ");
-  const version = Number(head[0]);
-  const previous = Number(head[1]);
-  const kind = head[2] === "j" ? "join" : head[2] === "l" ? "leave" : undefined;
-  if (head.length !== 3 || !kind || !Number.isSafeInteger(version) || !Number.isSafeInteger(previous)) return undefined;
+  const head = /^(\d{1,16}) (\d{1,16}) ([jl])$/.exec(payload.slice(0, a));
+  if (!head) return undefined;
+  const version = Number(head[1]);
+  const previous = Number(head[2]);
+  if (!Number.isSafeInteger(version) || !Number.isSafeInteger(previous)) return undefined;
+  const kind = head[3] === "j" ? "join" : "leave";
   let set: unknown;
   let key: unknown;
   try {

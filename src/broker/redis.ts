@@ -53,7 +53,7 @@ export interface RedisBrokerOptions {
   maxChannels?: number;
   /** Prefix of every key and pub/sub channel (fan-out, signals, holds). Default `heartline:`. */
   prefix?: string;
-  /** Time source for forgetting silent channels. Default: the system clock. */
+  /** Time source for forgetting silent channels and for hold expiries (see redis-holds.ts). Default: the system clock. */
   clock?: Clock;
   logger?: Logger;
   /** Seconds an idempotency key is remembered after its first publish. Default 300. */

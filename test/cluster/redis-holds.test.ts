@@ -145,7 +145,7 @@ describe("RedisBroker holds and signals", { skip: redisSkip }, () => {
 
     it("ignores malformed changes on the holds channel and keeps working", async () => {
       const { a, seenA } = await cluster("bad:");
-      for (const p of ["", "x", "1 0 j\nnot json\n\"k\"\nm", "1 0 q\n\"s\"\n\"k\"\nm", "1 0 j\n1\n\"k\"\nm", "abc 0 j\n\"s\"\n\"k\"\nm", "9".repeat(30) + " 0 j\n\"s\"\n\"k\"\nm"]) {
+      for (const p of ["", "x", "1 0 j\nnot json\n\"k\"\nm", "1 0 q\n\"s\"\n\"k\"\nm", "1 0 j\n1\n\"k\"\nm", "abc 0 j\n\"s\"\n\"k\"\nm", "9".repeat(30) + " 0 j\n\"s\"\n\"k\"\nm", " 0 j\n\"s\"\n\"k\"\nm", "1 0 j \n\"s\"\n\"k\"\nm"]) {
         await admin.publish("bad:holds", p);
       }
       await a.holds.hold("s", "k", "1", 1000);
