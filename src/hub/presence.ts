@@ -154,7 +154,14 @@ export class Presence {
 
   /** A join or leave from any node: remembered for the pollers of a set this node holds. */
   changed(c: HoldChange): void {
-    if (!this.local.has(c.set)) return;
+    const byKey = this.local.get(c.set);
+    if (!byKey) return;
+    const mine = c.kind === "leave" ? byKey.get(c.key) : undefined;
+    if (mine && !mine.holding) {
+      // A hold of ours lapsed (a refresh came too late and another node expired it) while still in use: hold it again.
+      mine.holding = this.holds.hold(c.set, c.key, mine.json, this.now() + HOLD_TTL_MS).finally(() => (mine.holding = undefined));
+      mine.holding.catch(() => {});
+    }
     let list = this.recent.get(c.set);
     if (!list) this.recent.set(c.set, (list = []));
     list.push(c);
