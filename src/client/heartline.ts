@@ -35,7 +35,7 @@ import { readSettings } from "./settings.js";
 import { Requests } from "./requests.js";
 import { Subscription, type SubscriptionOwner } from "./subscription.js";
 import type { ReplyFrame } from "./transport.js";
-import type { ClientState, Message, Position, PublishResult, ResetInfo, TransportName } from "./types.js";
+import type { ClientState, Message, Position, PresenceFrame, PresenceMember, PublishResult, ResetInfo, TransportName } from "./types.js";
 
 /** What the client knows about one channel. */
 interface ChannelState {
@@ -44,7 +44,12 @@ interface ChannelState {
   /** Last offset delivered (or the position the subscription started at); -1 when unknown. */
   offset: number;
   subs: Set<Subscription<never>>;
+  /** Presence: the members by user and client id, once a snapshot came. */
+  members?: Map<string, PresenceMember>;
 }
+
+/** A member's identity, as the server's: the user (null as "") and the client id (which has no comma). */
+const memberKey = (m: PresenceMember): string => [m.user, m.client] + "";
 
 function checkChannel(channel: string): void {
   if (typeof channel !== "string" || !CHANNEL_NAME_RE.test(channel)) {
@@ -88,12 +93,16 @@ export class Heartline extends Connector implements SubscriptionOwner {
       options.shared === false
         ? undefined
         : sharing.linker?.(s.base, options, {
-            state: (to, transport) => {
+            state: (to, transport, id) => {
               this.#remote = transport;
+              this.cid = id;
               this.setState(to);
             },
             message: (m) => this.deliver(m, undefined),
             reset: (r) => this.resetTo(r, undefined),
+            pres: (f) => this.present(f),
+            gone: (c) => this.ended(c),
+            id: () => this.cid,
             error: (code, message, channel) => {
               const e = new HeartlineError(code, message);
               if (channel === undefined) this.emit("error", e);
@@ -124,6 +133,15 @@ export class Heartline extends Connector implements SubscriptionOwner {
   /** The connection state. */
   get state(): ClientState {
     return this.st;
+  }
+
+  /**
+   * This client's id (`clientId` option, or random), sent as `client=`: its
+   * presence member's `client`. Tabs sharing a connection share the id of the
+   * client that holds it, once connected through it.
+   */
+  get clientId(): string {
+    return this.cid;
   }
 
   /** The transport in use while connected; undefined otherwise. */
@@ -271,6 +289,12 @@ export class Heartline extends Connector implements SubscriptionOwner {
     return s && s.epoch !== undefined && s.offset >= 0 ? { epoch: s.epoch, offset: s.offset } : undefined;
   }
 
+  /** @internal The members of `channel`, once a presence snapshot came; a copy. */
+  membersOf(channel: string): PresenceMember[] | undefined {
+    const m = this.#chans.get(channel)?.members;
+    return m && [...m.values()];
+  }
+
   /** Every channel with its position, when known. */
   protected positions(): Array<[string, Position | undefined]> {
     return [...this.#chans.keys()].map((c) => [c, this.positionOf(c)]);
@@ -385,6 +409,33 @@ export class Heartline extends Connector implements SubscriptionOwner {
       const s = f.channel === undefined ? undefined : this.#chans.get(f.channel);
       if (s) for (const sub of s.subs) sub.notify("error", err);
       this.emit("error", err);
+    }
+  }
+
+  protected present(f: PresenceFrame): void {
+    this.emit("pres", f);
+    const s = this.#chans.get(f.channel);
+    if (!s) return;
+    const tell = <K extends "join" | "leave" | "presence">(type: K, m: K extends "presence" ? PresenceMember[] : PresenceMember): void => {
+      for (const sub of s.subs) sub.notify(type, m as never);
+    };
+    const old = s.members;
+    if (f.type === "presence") {
+      // The whole list, after every (re)subscribe: it replaces what was kept.
+      tell("presence", [...(s.members = new Map(f.members!.map((m) => [memberKey(m), m]))).values()]);
+    } else if (old) {
+      const { type, channel, ...m } = f as PresenceMember & PresenceFrame;
+      if (type === "join") old.set(memberKey(m), m);
+      else old.delete(memberKey(m));
+      tell(type, m);
+    }
+  }
+
+  protected ended(channel: string): void {
+    // Each handle hears of it, then ends; the last one leaves the channel (its transports and the shared hub).
+    for (const sub of [...(this.#chans.get(channel)?.subs ?? [])]) {
+      sub.notify("unsubscribed", { channel });
+      sub.unsubscribe();
     }
   }
 
