@@ -14,9 +14,15 @@
  */
 import type { Broker, BrokerUsage, ReadResult, StoredMessage } from "../broker/broker.js";
 import { MemoryHolds, type HoldChange, type Holds } from "../broker/holds.js";
-import { presenceChangeJson, presenceSnapshotJson, sseMessageEvent, wsMessagePayload, wsTextFrame, type PollReset } from "../wire.js";
-import { channelKey, positionIn, type Position } from "./cursor.js";
+import { presenceChangeJson, presenceSnapshotJson, type PollReset } from "../wire.js";
+import { positionIn, type Position } from "./cursor.js";
+import { OCCUPANCY_MEMBER, OCCUPANCY_PREFIX } from "./event-feed.js";
 import { Presence, type Member } from "./presence.js";
+import { CLOSED, LIVE, Outgoing, Subscription, type Subscriber } from "./subscription.js";
+
+export { Outgoing, Subscription, type Subscriber };
+
+function noop(): void {}
 
 export type { Position, StoredMessage };
 
@@ -59,97 +65,6 @@ function addRead(out: ChannelsRead, channel: string, since: Position | undefined
   }
 }
 
-/**
- * A message on its way out, encoded at most once per wire format and shared
- * by every subscriber; the formats themselves are in wire.ts.
- */
-export class Outgoing {
-  private wsPayload: Buffer | undefined;
-  private wsWire: Buffer | undefined;
-  private sseEvent: Buffer | undefined;
-  constructor(readonly message: StoredMessage) {}
-
-  /** WebSocket text payload `{"type":"message",…}`. */
-  get ws(): Buffer {
-    return (this.wsPayload ??= wsMessagePayload(this.message.json));
-  }
-
-  /** The whole WebSocket frame (server frames are unmasked), ready for the socket. */
-  get wsFrame(): Buffer {
-    return (this.wsWire ??= wsTextFrame(this.ws));
-  }
-
-  /** SSE event body `data: {…}\n\n` (the per-connection `id:` line goes before it). */
-  get sse(): Buffer {
-    return (this.sseEvent ??= sseMessageEvent(this.message.json));
-  }
-}
-
-/** What a connection implements to receive from the hub. */
-export interface Subscriber {
-  /** A message of `sub`'s channel, in order, exactly once. */
-  deliver(sub: Subscription, out: Outgoing): void;
-  /** Loss announced: `sub` now stands at `offset` of `epoch`. */
-  reset(sub: Subscription, epoch: string, offset: number): void;
-  /** The subscription is established (sent before its replay). */
-  subscribed(sub: Subscription, epoch: string, latest: number, recovered: boolean): void;
-  /**
-   * On a presence channel: the snapshot (`type` "presence", after the
-   * subscription is established and the subscriber's own member is held),
-   * then each join and leave; `json` is the SPEC §9 object.
-   */
-  presence(sub: Subscription, type: "presence" | "join" | "leave", json: string): void;
-}
-
-/** A subscription's part in presence: its member, and the changes held back until its snapshot is sent. */
-interface SubPresence {
-  readonly member: Member;
-  /** Changes that arrived before the snapshot was sent; null once it is. */
-  pending: HoldChange[] | null;
-  /** The set's version the subscriber stands at. */
-  version: number;
-  /** The member was counted in (Presence.enter called and not failed): unsubscribing lets it go. */
-  entered: boolean;
-}
-
-const RECOVERING = 0;
-const LIVE = 1;
-const CLOSED = 2;
-
-export class Subscription {
-  state = RECOVERING;
-  /** Epoch and last offset handed to the subscriber. */
-  epoch = "";
-  offset = 0;
-  /** Live messages that arrived while history was being read. */
-  pending: StoredMessage[] | null = [];
-  /** The channel's key inside cursors. */
-  readonly key: string;
-  /** Settles once history is delivered and the subscription is live. */
-  ready: Promise<void> = Promise.resolve();
-  /** On a presence channel, with a member: its presence state; else null. */
-  presence: SubPresence | null = null;
-  constructor(
-    readonly subscriber: Subscriber,
-    readonly channel: string,
-    key?: string,
-  ) {
-    this.key = key ?? channelKey(channel);
-  }
-
-  get live(): boolean {
-    return this.state === LIVE;
-  }
-
-  get closed(): boolean {
-    return this.state === CLOSED;
-  }
-
-  get position(): Position {
-    return { epoch: this.epoch, offset: this.offset };
-  }
-}
-
 /** A waiting long poll, woken when any of its channels gets a message. */
 export interface Waiter {
   wake(): void;
@@ -176,6 +91,11 @@ export class Hub {
 
   /** Presence on this node (SPEC §9); tracks no channel unless given patterns. */
   readonly presence: Presence;
+  /**
+   * With the event feed on: its channel, and every other channel's
+   * occupancy is held while this node has subscribers on it (see event-feed.ts).
+   */
+  occupancy: string | undefined = undefined;
 
   constructor(
     private readonly broker: Broker,
@@ -259,8 +179,10 @@ export class Hub {
   subscribe(subscriber: Subscriber, channel: string, since?: Position, member?: Member): Subscription {
     let set = this.subs.get(channel);
     let sub: Subscription | undefined;
-    if (!set) this.subs.set(channel, (set = new Set()));
-    else {
+    if (!set) {
+      this.subs.set(channel, (set = new Set()));
+      if (this.occupancy !== undefined && channel !== this.occupancy) this.presence.enter(OCCUPANCY_PREFIX + channel, OCCUPANCY_MEMBER).catch(noop);
+    } else {
       // Share the channel's name and key with the subscriptions before: the
       // name given may be a slice of a whole request URL, kept alive by it.
       for (const first of set) {
@@ -411,7 +333,10 @@ export class Hub {
     sub.pending = null;
     if (sub.presence?.entered) this.presence.exit(sub.channel, sub.presence.member.key, graceful);
     const set = this.subs.get(sub.channel);
-    if (set && set.delete(sub) && set.size === 0) this.subs.delete(sub.channel);
+    if (set && set.delete(sub) && set.size === 0) {
+      this.subs.delete(sub.channel);
+      if (this.occupancy !== undefined && sub.channel !== this.occupancy) this.presence.exit(OCCUPANCY_PREFIX + sub.channel, OCCUPANCY_MEMBER.key, true);
+    }
   }
 
   /** Registers a long poll to be woken by the next message on any of `channels`. */

@@ -23,11 +23,12 @@ import type { TokenClaims } from "../auth/tokens.js";
 import { socketAdmitted, socketIdle } from "../http/socket-limits.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
 import type { ChannelsRead, CursorPositions, Waiter } from "../hub/hub.js";
-import { memberOf, type Member } from "../hub/presence.js";
-import type { Session } from "../hooks/runner.js";
-import { pollAnswerJson, presenceChangeJson, presenceSnapshotJson } from "../wire.js";
+import { pollAnswerJson } from "../wire.js";
 import { BareHttp, holdOn, socketOf, type Held, type HttpOutput } from "./bare.js";
 import type { ServerContext } from "./connection.js";
+import { pollMembers, POLLER_GRACE_MS, presenceNews, type Poller, type PollMembers } from "./poll-presence.js";
+
+export type { Poller };
 
 /** Most messages in one answer; the client polls again at once for the rest. */
 export const POLL_BATCH_LIMIT = 1000;
@@ -43,41 +44,6 @@ export interface PollAnswer {
 export function encodeAnswer(c: ChannelsRead, presence?: readonly string[]): PollAnswer {
   const body = pollAnswerJson(c.messages, encodeCursor(c.positions), c.resets, presence);
   return { body, bytes: Buffer.byteLength(body), messages: c.messages.length };
-}
-
-/** Milliseconds a poller stays present after an answer at least, whatever `--presence-grace`: its time to poll again. */
-export const POLLER_GRACE_MS = 2000;
-
-/** A poller's members, one per presence channel it polls. */
-type PollMembers = ReadonlyArray<readonly [channel: string, member: Member]>;
-
-/** Who polls: the client id it gave, its user and session; a poll that names its client is a member of its presence channels. */
-export interface Poller {
-  readonly client: string | undefined;
-  readonly user: string | undefined;
-  readonly session: Session | undefined;
-}
-
-/** The members a poller holds on the presence channels among `channels`; undefined when none. */
-function pollMembers(ctx: ServerContext, channels: readonly string[], who: Poller | undefined): PollMembers | undefined {
-  if (who?.client === undefined || !ctx.hub.presence.enabled) return undefined;
-  let out: Array<readonly [string, Member]> | undefined;
-  for (const ch of channels) {
-    if (!ctx.hub.presence.tracks(ch)) continue;
-    (out ??= []).push([ch, memberOf(who.client, who.user, who.session?.channelInfo?.get(ch) ?? who.session?.info)]);
-  }
-  return out;
-}
-
-/** What a poller has not been told about its presence channels, as the answer's `presence` array. */
-async function presenceNews(ctx: ServerContext, members: PollMembers): Promise<string[]> {
-  const out: string[] = [];
-  for (const [ch, m] of members) {
-    const news = await ctx.hub.presence.news(ch, m.key);
-    if (news.snapshot) out.push(presenceSnapshotJson(ch, news.snapshot.members));
-    for (const c of news.changes) out.push(presenceChangeJson(c.kind, ch, c.member));
-  }
-  return out;
 }
 
 /**
