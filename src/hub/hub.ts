@@ -177,6 +177,44 @@ export class Hub {
     return this.subs.keys();
   }
 
+  /** A channel's position and, from `since`, up to `limit` messages of its history (`GET /api/history`). Rejects when the broker cannot be read. */
+  history(channel: string, since?: Position, limit?: number): Promise<ReadResult> {
+    return this.broker.read(channel, since, limit);
+  }
+
+  /**
+   * Whether signals may reach other nodes, so that answers from them are
+   * worth waiting for: the broker has signals of its own and is not one
+   * that answers in this process (`readSync`, the memory broker: one node).
+   */
+  get clustered(): boolean {
+    return this.broker.signal !== undefined && !this.broker.readSync;
+  }
+
+  /**
+   * After `channel`'s history was removed (on any node): every subscription
+   * of this node still in an older epoch is reset to where the channel now
+   * stands, and its waiting polls re-read (their answer carries the reset).
+   * Rejects when the broker cannot be read.
+   */
+  async resetChannel(channel: string): Promise<void> {
+    if (!this.subs.has(channel) && !this.waiters.has(channel)) return;
+    const r = await this.broker.read(channel);
+    const resetIfOld = (sub: Subscription): void => {
+      if (sub.state !== LIVE || sub.epoch === r.epoch) return;
+      sub.epoch = r.epoch;
+      sub.offset = r.offset;
+      sub.subscriber.reset(sub, r.epoch, r.offset);
+    };
+    for (const sub of this.subs.get(channel) ?? []) {
+      // One still reading its history may have read the old epoch: it is looked at once live.
+      if (sub.state === RECOVERING) sub.ready.then(() => resetIfOld(sub), () => {});
+      else resetIfOld(sub);
+    }
+    const waiting = this.waiters.get(channel);
+    if (waiting) for (const w of waiting) w.wake();
+  }
+
   /** A channel's current position (`GET /api/channels/{name}`). Rejects when the broker cannot be read. */
   async position(channel: string): Promise<Position> {
     const r = await this.broker.read(channel);

@@ -10,6 +10,7 @@ import type { Duplex } from "node:stream";
 import { httpError } from "../errors.js";
 import { socketIdle } from "../http/socket-limits.js";
 import { keepsAlive, watchBareSocket } from "../transports/bare.js";
+import { userOf } from "../transports/connection.js";
 import { openSseResponse, openSseSocket, serveSse } from "../transports/sse.js";
 import type { Door } from "./door.js";
 
@@ -38,7 +39,7 @@ async function openSse(d: Door, req: IncomingMessage, socket: Socket, cors: Reco
 export async function pollRequest(d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<void> {
   const s = await d.admission.admit("poll", req, res);
   if (s === undefined) return;
-  return d.poll.serve(res, s.ip, s.channels, s.shared, s.hold, cors, s.claims);
+  return d.poll.serve(res, s.ip, s.channels, s.shared, s.hold, cors, s.claims, false, undefined, userOf(s.claims, s.session));
 }
 
 /**
@@ -55,7 +56,7 @@ export function pollSocket(d: Door, req: IncomingMessage, socket: Socket, head: 
 async function openPoll(d: Door, req: IncomingMessage, socket: Socket, head: Buffer, cors: Record<string, string>): Promise<void> {
   const s = await d.admission.admit("poll", req, socket);
   if (s === undefined) return;
-  return d.poll.serve(socket, s.ip, s.channels, s.shared, s.hold, cors, s.claims, keepsAlive(req), head);
+  return d.poll.serve(socket, s.ip, s.channels, s.shared, s.hold, cors, s.claims, keepsAlive(req), head, userOf(s.claims, s.session));
 }
 
 /** `/ws` as a WebSocket upgrade: admitted before `ws` completes the handshake; a throw is answered as HTTP. */

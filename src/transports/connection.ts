@@ -109,6 +109,18 @@ export abstract class Connection implements Subscriber, TokenHolder {
     return true;
   }
 
+  /** The server removes the subscription to `channel` (POST /api/unsubscribe) and tells the client; false when there was none. */
+  removeSubscription(channel: string): boolean {
+    if (this.closed || !this.unsubscribe(channel)) return false;
+    this.sendUnsubscribed(channel);
+    return true;
+  }
+
+  /** The client id the server API's `client` names: the one the session was given (see HookRunner.session); undefined without one. */
+  get clientId(): string | undefined {
+    return this.session?.client;
+  }
+
   /** The subscription to `channel`, if any. */
   subscription(channel: string): Subscription | undefined {
     const subs = this.subs;
@@ -154,6 +166,8 @@ export abstract class Connection implements Subscriber, TokenHolder {
   abstract sendPing(): void;
   /** Transport: cut the socket at once (after a close that the peer did not finish). */
   abstract terminate(): void;
+  /** Transport: tell the client the server removed its subscription to `channel`. */
+  protected abstract sendUnsubscribed(channel: string): void;
   /** Transport: ask the client for a fresh token before `tokenExp`. Only a WebSocket can be asked. */
   requestRefresh(): void {}
 
@@ -175,6 +189,8 @@ export class ConnectionRegistry {
   private readonly perUser = new Map<string, number>();
   /** Persistent connections, swept by the heartbeat ticker. */
   readonly live = new Set<Connection>();
+  /** Persistent connections of each named user (the server API finds a user's connections without a scan). */
+  private readonly users = new Map<string, Set<Connection>>();
   /** Connections closed politely whose socket must be cut if the peer lingers. */
   readonly closing = new Set<Connection>();
   /** End-of-turn write batching for the connections of this server (see batch.ts). */
@@ -234,11 +250,27 @@ export class ConnectionRegistry {
   /** Registers a persistent connection that was admitted. */
   track(conn: Connection): void {
     this.live.add(conn);
+    const user = conn.user;
+    if (user !== undefined) {
+      const set = this.users.get(user);
+      if (set === undefined) this.users.set(user, new Set([conn]));
+      else set.add(conn);
+    }
+  }
+
+  /** The persistent connections of `user`, as a copy (closing them changes the registry). */
+  connectionsOf(user: string): Connection[] {
+    const set = this.users.get(user);
+    return set === undefined ? [] : [...set];
   }
 
   /** Gives back the slot taken by {@link admit} (with the same `user`); for connections, exactly once from `close`. */
   release(kind: TransportName, ip: string, conn?: Connection, user?: string): void {
-    if (conn) this.live.delete(conn);
+    if (conn) {
+      this.live.delete(conn);
+      const set = user === undefined ? undefined : this.users.get(user);
+      if (set !== undefined && set.delete(conn) && set.size === 0) this.users.delete(user!);
+    }
     if (this.config.maxConnectionsPerUser > 0 && user) {
       const u = (this.perUser.get(user) ?? 1) - 1;
       if (u <= 0) this.perUser.delete(user);

@@ -132,6 +132,10 @@ class PendingPoll implements Waiter, Held {
   private dirty = false;
   /** On the bare socket: the bytes the client sent after the poll's request, for node:http once answered. */
   rest: Buffer | undefined;
+  /** The poll's user (for the server API: disconnect, revoke); undefined when anonymous. */
+  user: string | undefined;
+  /** The poll's verified token, if any (a revocation refuses a held poll too). */
+  claims: TokenClaims | undefined;
 
   constructor(
     readonly transport: PollTransport,
@@ -240,7 +244,8 @@ class PendingPoll implements Waiter, Held {
     if (!this.done) this.transport.release(this);
   }
 
-  private fail(err: unknown): void {
+  /** Answers with an error (a broker failure, or the server API's disconnect or revocation): frees the slot first. */
+  fail(err: unknown): void {
     if (this.done) return;
     this.transport.release(this);
     this.transport.onError(this.out, err);
@@ -253,6 +258,8 @@ export class PollTransport {
   readonly waiting = new Set<PendingPoll>();
   /** Polls woken in this turn, answered at its end. */
   readonly wakes: WakeQueue;
+  /** Held polls of each named user (the server API finds them without a scan). */
+  private readonly users = new Map<string, Set<PendingPoll>>();
   private readonly http = new BareHttp();
 
   constructor(
@@ -287,6 +294,7 @@ export class PollTransport {
     claims?: TokenClaims,
     keepAlive = false,
     head?: Buffer,
+    user?: string,
   ): Promise<void> {
     // A poll never waits past its token's expiry.
     if (claims) holdSeconds = Math.min(holdSeconds, this.ctx.auth.holdLimit(claims));
@@ -306,7 +314,14 @@ export class PollTransport {
     socketAdmitted(socketOf(out));
     const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive);
     p.rest = rest;
+    p.claims = claims;
     this.waiting.add(p);
+    if (user !== undefined) {
+      p.user = user;
+      const set = this.users.get(user);
+      if (set === undefined) this.users.set(user, new Set([p]));
+      else set.add(p);
+    }
     this.ctx.hub.addWaiter(channels, p);
     const bare = !(out instanceof ServerResponse);
     if (!bare) {
@@ -345,9 +360,19 @@ export class PollTransport {
   private turnAnswers: Map<string, PollAnswer | null> | undefined;
   private turnPublished = 0;
 
+  /** The held polls of `user`, as a copy (answering them changes the index). */
+  heldBy(user: string): PendingPoll[] {
+    const set = this.users.get(user);
+    return set === undefined ? [] : [...set];
+  }
+
   release(p: PendingPoll): void {
     p.done = true;
     this.waiting.delete(p);
+    if (p.user !== undefined) {
+      const set = this.users.get(p.user);
+      if (set !== undefined && set.delete(p) && set.size === 0) this.users.delete(p.user);
+    }
     this.ctx.hub.removeWaiter(p.channels, p);
     this.ctx.registry.release("poll", p.ip);
   }
