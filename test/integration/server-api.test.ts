@@ -284,3 +284,36 @@ describe("server API: revoke", () => {
     assert.equal((await getJson(`${s.url}/poll?channel=room:r3&token=${await token("liz", 10)}`)).status, 200);
   });
 });
+
+describe("server API: actions arriving from other nodes as signals", () => {
+  const s = withServer({ apiKey: API_KEY, jwtSecret: SECRET });
+  const signal = (payload: unknown) => s.hl.hub.signal(typeof payload === "string" ? payload : JSON.stringify(payload));
+
+  it("applies an action another node sent, and drops malformed signals without harm", async () => {
+    const ws = await WsClient.connect(`${s.wsUrl}/ws?channel=room:s1&token=${await token("mia")}`);
+    await ws.next((f) => f.type === "subscribed");
+    const garbage = [
+      "not json",
+      "[1,2]",
+      "null",
+      { hl: "act", id: "", from: "node-b", a: { t: "disconnect", user: 5, reconnect: false } },
+      { hl: "act", id: "", from: "node-b", a: { t: "disconnect", user: "mia" } },
+      { hl: "act", id: "", from: "node-b", a: { t: "unsubscribe", user: "mia", channel: "bad channel" } },
+      { hl: "act", id: "", from: "node-b", a: { t: "revoke", user: "mia", before: "soon" } },
+      { hl: "act", id: "", from: "node-b", a: { t: "explode" } },
+      { hl: "act", id: 7, from: "node-b", a: { t: "count", channel: "room:s1" } },
+      { hl: "re", id: "unknown", to: "someone-else", n: 5 },
+      { hl: "re", id: "unknown", n: -1 },
+    ];
+    for (const g of garbage) await signal(g);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(s.hl.connections, 1, "nothing was closed by a malformed signal");
+    assert.equal((await s.hl.channel("room:s1")).subscribers, 1, "and counts are not polluted by stray answers");
+
+    await signal({ hl: "act", id: "", from: "node-b", a: { t: "unsubscribe", user: "mia", channel: "room:s1" } });
+    await ws.next((f) => f.type === "unsubscribed" && f.channel === "room:s1");
+    await signal({ hl: "act", id: "req-1", from: "node-b", a: { t: "disconnect", user: "mia", reconnect: false } });
+    await ws.closed;
+    assert.equal(ws.closeCode, 4403);
+  });
+});
