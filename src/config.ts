@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { CHANNEL_PATTERN_RE } from "./channel-rules.js";
+import { CHANNEL_NAME_RE, CHANNEL_PATTERN_RE } from "./channel-rules.js";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 const TRANSPORTS = ["ws", "sse", "poll"] as const;
@@ -136,6 +136,25 @@ export const OPTION_DEFS = {
     expected: "a number of seconds greater than 0",
     help: "seconds a publish's idempotencyKey is remembered (a repeat within it answers the first result)",
   },
+  // Presence and the backend event feed (SPEC §9).
+  presence: {
+    schema: z.preprocess(toList, z.array(z.string().regex(CHANNEL_PATTERN_RE))),
+    default: [],
+    expected: "a comma-separated list of channel patterns such as game:*,chat:*",
+    help: "channel patterns that track presence (join/leave, snapshots, GET /api/presence)",
+  },
+  presenceGrace: {
+    schema: z.preprocess(toNumber, z.number().finite().min(0).max(3600)),
+    default: 5,
+    expected: "a number of seconds from 0 to 3600",
+    help: "seconds a member whose connection ended stays present (a reconnect within it causes no leave/join)",
+  },
+  eventsChannel: {
+    schema: z.string().regex(CHANNEL_NAME_RE).optional(),
+    default: undefined,
+    expected: "a channel name such as system:events",
+    help: "channel the backend event feed (connect, disconnect, join, leave, occupied, vacated) is published on",
+  },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -180,6 +199,9 @@ export interface HeartlineConfig {
   clientPublishRate: number;
   clientRpcRate: number;
   idempotencyTtl: number;
+  presence: string[];
+  presenceGrace: number;
+  eventsChannel: string | undefined;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */

@@ -106,7 +106,7 @@ export class Heartline {
       (redis
         ? new RedisBroker({ url: redis, historySize, historyTtl, readTtl, maxChannels, idempotencyTtl, clock: this.clock, logger: this.log })
         : new MemoryBroker({ historySize, historyTtl, readTtl, maxChannels, maxHistoryBytes, idempotencyTtl, clock: this.clock }));
-    this.hub = new Hub(broker);
+    this.hub = new Hub(broker, { presence: this.config.presence, presenceGraceMs: this.config.presenceGrace * 1000, now: () => this.clock.now() });
     const logs = new LogLimiter(this.log, this.clock);
     const hooks = new HookRunner({ config: this.config, auth: this.auth, log: this.log, logs, stats: this.stats, now: () => this.ctx.now }, runtime.hooks);
     this.ctx = {
@@ -376,6 +376,7 @@ export class Heartline {
       // Token expiry, and a connect hook's expireAt.
       if (this.auth.enabled || ctx.hooks.enabled) sweepTokens(ctx.registry.live, this.auth.now(), this.auth.marginMs);
       ctx.hooks.sweep(now);
+      this.hub.presence.tick(now);
       this.poll.sweep(now);
       ctx.logs.sweep(now);
       if (now - this.lastBrokerSweep >= 1000) {

@@ -134,13 +134,40 @@ export interface PollReset {
 }
 
 /**
- * `{"messages":[…],"cursor":"…","resets":[…]}`. The messages are already
- * JSON; the cursor is URL-unreserved, so it needs no escaping in a JSON string.
+ * `{"messages":[…],"cursor":"…","resets":[…],"presence":[…]}`. The messages
+ * and presence events are already JSON; the cursor is URL-unreserved, so it
+ * needs no escaping in a JSON string.
  */
-export function pollAnswerJson(messages: readonly { readonly json: string }[], cursor: string, resets: readonly PollReset[]): string {
+export function pollAnswerJson(
+  messages: readonly { readonly json: string }[],
+  cursor: string,
+  resets: readonly PollReset[],
+  presence: readonly string[] = NONE,
+): string {
   let body = '{"messages":[';
   for (let i = 0; i < messages.length; i++) body += (i ? "," : "") + messages[i]!.json;
-  return body + '],"cursor":"' + cursor + '","resets":' + (resets.length === 0 ? "[]" : JSON.stringify(resets)) + "}";
+  body += '],"cursor":"' + cursor + '","resets":' + (resets.length === 0 ? "[]" : JSON.stringify(resets)) + ',"presence":[';
+  for (let i = 0; i < presence.length; i++) body += (i ? "," : "") + presence[i];
+  return body + "]}";
+}
+
+const NONE: readonly string[] = [];
+
+// ── Presence (the same objects on every transport) ───────────────────────
+
+/** `{"type":"join"|"leave","channel":…,"client":…,"user":…,"info":…}` from the member's JSON `{"client":…,…}`. */
+export function presenceChangeJson(kind: "join" | "leave", channel: string, memberJson: string): string {
+  return '{"type":"' + kind + '","channel":' + JSON.stringify(channel) + "," + memberJson.slice(1);
+}
+
+/** `{"type":"presence","channel":…,"members":[…]}` from the members' JSON. */
+export function presenceSnapshotJson(channel: string, members: readonly string[]): string {
+  return '{"type":"presence","channel":' + JSON.stringify(channel) + ',"members":[' + members.join(",") + "]}";
+}
+
+/** A presence object as an SSE event named by its type (`join`, `leave`, `presence`); no `id:`, the position does not move. */
+export function ssePresenceEvent(type: string, json: string): string {
+  return "event: " + type + "\n" + sseDataLines(json) + "\n";
 }
 
 // ── HTTP/1.1 response head on a bare socket ──────────────────────────────

@@ -15,6 +15,14 @@
  *   channel has none, so a subscriber's epoch is the one the first publish uses.
  * - Gap healing and continuity: see redis-fanout.ts; publishes waiting for
  *   their own notification: redis-waiters.ts.
+ * - Holds (presence, occupancy, the event feed): redis-holds.ts. Signals:
+ *   PUBLISH on `<prefix>signal`. Both arrive through the subscriber
+ *   connection, which subscribes to `<prefix>fanout`, `<prefix>signal` and
+ *   `<prefix>holds` at once and routes by channel; they are at most once (a
+ *   node cut off at that moment misses them).
+ * - `removeHistory` deletes the channel's meta hash and stream (idempotency
+ *   keys stay): the next read or publish starts a new epoch, which the
+ *   fan-out follows like any other epoch change.
  * - Outages: the command connection has no offline queue and a short command
  *   timeout, so a publish fails fast with `BrokerUnavailableError` (503) and
  *   never succeeds without storing. Both connections reconnect by themselves
@@ -27,6 +35,7 @@ import { BrokerUnavailableError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { encodeMessage, type Broker, type BrokerUsage, type Position, type ReadResult, type StoredMessage } from "./broker.js";
 import { FanoutTracks } from "./redis-fanout.js";
+import { RedisHolds } from "./redis-holds.js";
 import { PUBLISH_LUA, READ_LUA } from "./redis-scripts.js";
 
 export interface RedisBrokerOptions {
@@ -42,9 +51,9 @@ export interface RedisBrokerOptions {
   readTtl?: number;
   /** Most channels whose fan-out position this node remembers (beyond those it serves). Default 100000. */
   maxChannels?: number;
-  /** Prefix of every key and of the fan-out channel. Default `heartline:`. */
+  /** Prefix of every key and pub/sub channel (fan-out, signals, holds). Default `heartline:`. */
   prefix?: string;
-  /** Time source for forgetting silent channels. Default: the system clock. */
+  /** Time source for forgetting silent channels and for hold expiries (see redis-holds.ts). Default: the system clock. */
   clock?: Clock;
   logger?: Logger;
   /** Seconds an idempotency key is remembered after its first publish. Default 300. */
@@ -65,6 +74,10 @@ export class RedisBroker implements Broker {
   private readonly sub: Redis;
   private readonly prefix: string;
   private readonly fanoutChannel: string;
+  private readonly signalChannel: string;
+  /** The cluster-wide holds (see redis-holds.ts). */
+  readonly holds: RedisHolds;
+  private signalListener: (payload: string) => void = () => {};
   private readonly ttlMs: number;
   private readonly readTtlMs: number;
   private readonly idempotencyTtlMs: number;
@@ -89,6 +102,7 @@ export class RedisBroker implements Broker {
     if (!(options.historyTtl > 0)) throw new TypeError(`invalid historyTtl ${options.historyTtl}: expected seconds > 0`);
     this.prefix = prefix;
     this.fanoutChannel = prefix + "fanout";
+    this.signalChannel = prefix + "signal";
     this.ttlMs = Math.max(1, Math.ceil(options.historyTtl * 1000));
     this.readTtlMs = Math.max(1, Math.ceil((options.readTtl ?? Math.min(options.historyTtl, 60)) * 1000));
     this.idempotencyTtlMs = Math.max(1, Math.ceil((options.idempotencyTtl ?? 300) * 1000));
@@ -130,7 +144,16 @@ export class RedisBroker implements Broker {
     this.cmd.on("close", () => this.wentDown("command"));
     this.cmd.on("error", (err: Error) => this.onError("command", err));
     this.sub.on("error", (err: Error) => this.onError("fan-out", err));
-    this.sub.on("message", (_channel: string, payload: string) => this.fanout.onNotification(payload));
+    this.sub.on("message", (channel: string, payload: string) => this.onPubSub(channel, payload));
+    this.holds = new RedisHolds({
+      client: this.cmd,
+      prefix,
+      clock: this.clock,
+      log: this.log,
+      available: () => !this.closed && this.cmd.status === "ready",
+      // The system clock is the process's own monotonic time: hold expiries go to Redis as wall-clock ms.
+      origin: this.clock === systemClock ? Date.now() - systemClock.now() : 0,
+    });
   }
 
   /** Whether both connections are up and the fan-out subscription is active. */
@@ -183,6 +206,35 @@ export class RedisBroker implements Broker {
     const message: StoredMessage = { channel, epoch, offset, json };
     await this.fanout.handedOver(message);
     return message;
+  }
+
+  /** PUBLISH on `<prefix>signal`: every node subscribed at that moment, this one included, hands it to its listener once. */
+  async signal(payload: string): Promise<void> {
+    const message = "The broker is unavailable; the signal was not sent.";
+    if (this.closed || this.cmd.status !== "ready") throw new BrokerUnavailableError(message);
+    try {
+      await this.cmd.publish(this.signalChannel, payload);
+    } catch (err) {
+      throw new BrokerUnavailableError(message, err);
+    }
+  }
+
+  onSignal(listener: (payload: string) => void): void {
+    this.signalListener = listener;
+  }
+
+  /**
+   * Deletes the channel's meta hash and stream (one DEL: both keys are in the
+   * channel's slot). Idempotency keys stay, as on the memory broker.
+   */
+  async removeHistory(channel: string): Promise<void> {
+    const message = "The broker is unavailable; the history was not removed.";
+    if (this.closed || this.cmd.status !== "ready") throw new BrokerUnavailableError(message);
+    try {
+      await this.cmd.del(this.metaKey(channel), this.streamKey(channel));
+    } catch (err) {
+      throw new BrokerUnavailableError(message, err);
+    }
   }
 
   async read(channel: string, since?: Position, limit = Infinity): Promise<ReadResult> {
@@ -273,8 +325,21 @@ export class RedisBroker implements Broker {
     if (this.fanout.subscribed) this.fanout.healAll(true);
   }
 
+  /** A message on the subscriber connection, routed by its pub/sub channel. */
+  private onPubSub(channel: string, payload: string): void {
+    if (channel === this.fanoutChannel) this.fanout.onNotification(payload);
+    else if (channel === this.holds.channel) this.holds.onNotification(payload);
+    else if (channel === this.signalChannel) {
+      try {
+        this.signalListener(payload);
+      } catch (err) {
+        this.log.error({ err }, "signal listener failed");
+      }
+    }
+  }
+
   private onSubscriberReady(): void {
-    this.sub.subscribe(this.fanoutChannel).then(
+    this.sub.subscribe(this.fanoutChannel, this.signalChannel, this.holds.channel).then(
       () => {
         if (this.closed) return;
         this.fanout.subscribed = true;
@@ -283,7 +348,7 @@ export class RedisBroker implements Broker {
         this.fanout.healAll(false);
       },
       (err: unknown) => {
-        this.log.warn({ err }, "could not subscribe to the Redis fan-out channel; reconnecting");
+        this.log.warn({ err }, "could not subscribe to the Redis fan-out, signal and holds channels; reconnecting");
         this.sub.disconnect(true);
       },
     );

@@ -45,6 +45,8 @@ export interface Session {
   readonly client: string | undefined;
   user: string | undefined;
   info: unknown;
+  /** What `subscribe` answered as `info`, by channel (the member's info in presence); undefined until one does. */
+  channelInfo: Map<string, unknown> | undefined;
   /** Channels `connect` subscribed the client to: allowed without asking `subscribe`. */
   granted: readonly string[] | undefined;
   /** `connect`'s `expireAt` in wall-clock ms; 0 = none. */
@@ -104,8 +106,8 @@ export class HookRunner {
     return this.hooks[name] !== undefined;
   }
 
-  /** A client's session, before any hook is called; a WebSocket or SSE connection gets a client id. */
-  session(transport: HookTransport, req: IncomingMessage, url: URL, ip: string, claims: TokenClaims | undefined): Session {
+  /** A client's session, before any hook is called, with the client id it gave (a WebSocket or SSE connection gets one if not). */
+  session(transport: HookTransport, req: IncomingMessage, url: URL, ip: string, claims: TokenClaims | undefined, client?: string): Session {
     const headers: Record<string, string> = {};
     for (const name of this.deps.config.proxyHeaders) {
       const v = req.headers[name];
@@ -120,9 +122,10 @@ export class HookRunner {
       headers,
       cookies: cookiesOf(headers.cookie),
       query,
-      client: persistent ? randomUUID() : undefined,
+      client: client ?? (persistent ? randomUUID() : undefined),
       user: claims?.sub,
       info: undefined,
+      channelInfo: undefined,
       granted: undefined,
       expireAt: 0,
       reuseKey: persistent ? undefined : reuseKey(transport, ip, headers, query, claims?.sub),
@@ -160,7 +163,10 @@ export class HookRunner {
     if (s.granted?.includes(channel)) return undefined;
     if (this.has("subscribe")) {
       const key = s.reuseKey === undefined ? undefined : s.reuseKey + "\n" + channel;
-      return this.reused("subscribe", key, () => this.call("subscribe", { ...context(s), channel }, checkSubscribe)).then(noop);
+      return this.reused("subscribe", key, () => this.call("subscribe", { ...context(s), channel }, checkSubscribe)).then((r) => {
+        const info = (r as { info?: unknown }).info;
+        if (info !== undefined) (s.channelInfo ??= new Map()).set(channel, info);
+      });
     }
     const denied = auth.subscribeDenied(claims, channel);
     if (denied) {

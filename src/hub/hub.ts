@@ -13,9 +13,10 @@
  *   announced with `reset` before anything else of that channel.
  */
 import type { Broker, BrokerUsage, ReadResult, StoredMessage } from "../broker/broker.js";
-import { MemoryHolds, type Holds } from "../broker/holds.js";
-import { sseMessageEvent, wsMessagePayload, wsTextFrame, type PollReset } from "../wire.js";
+import { MemoryHolds, type HoldChange, type Holds } from "../broker/holds.js";
+import { presenceChangeJson, presenceSnapshotJson, sseMessageEvent, wsMessagePayload, wsTextFrame, type PollReset } from "../wire.js";
 import { channelKey, positionIn, type Position } from "./cursor.js";
+import { Presence, type Member } from "./presence.js";
 
 export type { Position, StoredMessage };
 
@@ -92,6 +93,23 @@ export interface Subscriber {
   reset(sub: Subscription, epoch: string, offset: number): void;
   /** The subscription is established (sent before its replay). */
   subscribed(sub: Subscription, epoch: string, latest: number, recovered: boolean): void;
+  /**
+   * On a presence channel: the snapshot (`type` "presence", after the
+   * subscription is established and the subscriber's own member is held),
+   * then each join and leave; `json` is the SPEC §9 object.
+   */
+  presence(sub: Subscription, type: "presence" | "join" | "leave", json: string): void;
+}
+
+/** A subscription's part in presence: its member, and the changes held back until its snapshot is sent. */
+interface SubPresence {
+  readonly member: Member;
+  /** Changes that arrived before the snapshot was sent; null once it is. */
+  pending: HoldChange[] | null;
+  /** The set's version the subscriber stands at. */
+  version: number;
+  /** The member was counted in (Presence.enter called and not failed): unsubscribing lets it go. */
+  entered: boolean;
 }
 
 const RECOVERING = 0;
@@ -109,6 +127,8 @@ export class Subscription {
   readonly key: string;
   /** Settles once history is delivered and the subscription is live. */
   ready: Promise<void> = Promise.resolve();
+  /** On a presence channel, with a member: its presence state; else null. */
+  presence: SubPresence | null = null;
   constructor(
     readonly subscriber: Subscriber,
     readonly channel: string,
@@ -135,6 +155,15 @@ export interface Waiter {
   wake(): void;
 }
 
+export interface HubOptions {
+  /** Channel patterns that track presence (`--presence`). */
+  presence?: readonly string[];
+  /** Milliseconds a member is kept after its connection ended (`--presence-grace`). */
+  presenceGraceMs?: number;
+  /** The clock, in ms. */
+  now?: () => number;
+}
+
 export class Hub {
   private readonly subs = new Map<string, Set<Subscription>>();
   private readonly waiters = new Map<string, Set<Waiter>>();
@@ -145,10 +174,18 @@ export class Hub {
   readonly holds: Holds;
   private signalListener: (payload: string) => void = () => {};
 
-  constructor(private readonly broker: Broker) {
+  /** Presence on this node (SPEC §9); tracks no channel unless given patterns. */
+  readonly presence: Presence;
+
+  constructor(
+    private readonly broker: Broker,
+    options: HubOptions = {},
+  ) {
     broker.onMessage((m) => this.fanout(m));
     this.holds = broker.holds ?? new MemoryHolds();
+    this.holds.onChange((c) => this.presenceChanged(c));
     broker.onSignal?.((payload) => this.signalListener(payload));
+    this.presence = new Presence(this.holds, options.presence ?? [], options.presenceGraceMs ?? 0, options.now ?? Date.now);
   }
 
   /**
@@ -257,7 +294,7 @@ export class Hub {
    * subscription is returned at once; `sub.ready` settles when its history is
    * delivered, and rejects (leaving nothing behind) when the broker cannot be read.
    */
-  subscribe(subscriber: Subscriber, channel: string, since?: Position): Subscription {
+  subscribe(subscriber: Subscriber, channel: string, since?: Position, member?: Member): Subscription {
     let set = this.subs.get(channel);
     let sub: Subscription | undefined;
     if (!set) this.subs.set(channel, (set = new Set()));
@@ -275,8 +312,63 @@ export class Hub {
       sub.offset = since.offset;
     }
     set.add(sub);
-    sub.ready = this.recover(sub, since);
+    if (member !== undefined && this.presence.tracks(channel)) {
+      sub.presence = { member, pending: [], version: -1, entered: false };
+      sub.ready = this.recover(sub, since).then(() => this.joinPresence(sub));
+    } else sub.ready = this.recover(sub, since);
     return sub;
+  }
+
+  /** Holds the subscriber's member, then sends the snapshot and the changes that came meanwhile. */
+  private async joinPresence(sub: Subscription): Promise<void> {
+    const p = sub.presence!;
+    if (sub.state === CLOSED) return;
+    const entering = this.presence.enter(sub.channel, p.member);
+    p.entered = true;
+    try {
+      await entering;
+    } catch (err) {
+      p.entered = false;
+      this.unsubscribe(sub);
+      throw err;
+    }
+    let snap;
+    try {
+      snap = await this.presence.members(sub.channel);
+    } catch (err) {
+      this.unsubscribe(sub, false);
+      throw err;
+    }
+    if (sub.state === CLOSED) return;
+    const pending = p.pending ?? [];
+    p.pending = null;
+    p.version = snap.version;
+    sub.subscriber.presence(sub, "presence", presenceSnapshotJson(sub.channel, snap.members));
+    for (const c of pending) this.tellPresence(sub, c, presenceChangeJson(c.kind, c.set, c.member));
+  }
+
+  /** A join or leave from any node: to this node's subscribers of the channel, and a wake-up for its polls. */
+  private presenceChanged(c: HoldChange): void {
+    this.presence.changed(c);
+    const set = this.subs.get(c.set);
+    if (set) {
+      let json: string | undefined;
+      for (const sub of set) {
+        const p = sub.presence;
+        if (p === null) continue;
+        if (p.pending !== null) p.pending.push(c);
+        else this.tellPresence(sub, c, (json ??= presenceChangeJson(c.kind, c.set, c.member)));
+      }
+    }
+    const waiting = this.waiters.get(c.set);
+    if (waiting) for (const w of waiting) w.wake();
+  }
+
+  private tellPresence(sub: Subscription, c: HoldChange, json: string): void {
+    const p = sub.presence!;
+    if (sub.state === CLOSED || c.version <= p.version) return;
+    p.version = c.version;
+    sub.subscriber.presence(sub, c.kind, json);
   }
 
   private async recover(sub: Subscription, since: Position | undefined): Promise<void> {
@@ -346,11 +438,16 @@ export class Hub {
     return out;
   }
 
-  /** Ends a subscription; safe to call twice. */
-  unsubscribe(sub: Subscription): void {
+  /**
+   * Ends a subscription; safe to call twice. On a presence channel its member
+   * leaves (once no other connection of it remains here): after the grace
+   * when `graceful` (the connection ended), at once when not (unsubscribed).
+   */
+  unsubscribe(sub: Subscription, graceful = false): void {
     if (sub.state === CLOSED) return;
     sub.state = CLOSED;
     sub.pending = null;
+    if (sub.presence?.entered) this.presence.exit(sub.channel, sub.presence.member.key, graceful);
     const set = this.subs.get(sub.channel);
     if (set && set.delete(sub) && set.size === 0) this.subs.delete(sub.channel);
   }

@@ -153,16 +153,14 @@ export class ServerActions {
   private disconnect(user: string, client: string | undefined, reconnect: boolean): number {
     let n = 0;
     for (const c of this.ctx.registry.connectionsOf(user)) {
-      if (client !== undefined && c.clientId !== client) continue;
+      if (client !== undefined && c.client !== client) continue;
       c.close(reconnect ? "disconnected_reconnect" : "disconnected");
       n++;
     }
-    // A poll has no client id: only a disconnect of the whole user reaches it.
-    if (client === undefined) {
-      for (const p of this.poll.heldBy(user)) {
-        p.fail(httpError("disconnected", "the server disconnected this user"));
-        n++;
-      }
+    for (const p of this.poll.heldBy(user)) {
+      if (client !== undefined && p.client !== client) continue;
+      p.fail(httpError("disconnected", "the server disconnected this user"));
+      n++;
     }
     return n;
   }

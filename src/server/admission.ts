@@ -6,6 +6,7 @@
  * the protocol answers them; the transports take the result and check
  * nothing more about the request.
  */
+import { randomUUID } from "node:crypto";
 import { ServerResponse, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { TokenClaims } from "../auth/tokens.js";
@@ -36,6 +37,11 @@ export interface SubscribeRequest {
   readonly hold: number;
   /** What the application's hooks know of the client; undefined when no hook is configured. */
   readonly session: Session | undefined;
+  /**
+   * The client id: `client=` when given, else (WebSocket and SSE) one the
+   * server makes when hooks, presence or the event feed need it.
+   */
+  readonly client: string | undefined;
 }
 
 export class Admission {
@@ -80,6 +86,7 @@ export class Admission {
     const raw = (kind === "sse" ? headerCursor(req) : undefined) ?? params.get("lastEventId") ?? params.get("cursor") ?? undefined;
     const shared = raw === undefined || raw === "" ? undefined : this.cursors.decode(raw);
     const hold = kind === "poll" ? pollHold(params.get("timeout"), config.pollTimeout) : 0;
+    const given = clientParam(params.get("client"));
     const auth = ctx.auth;
     const ip = clientAddress(req, config.trustProxy);
     const hooks = ctx.hooks;
@@ -93,7 +100,7 @@ export class Admission {
       claims = await auth.authorizeSubscribe(req, url, []);
       // A client over its limits is refused before it costs the application a call (the slot is taken below).
       if (kind !== "poll") ctx.registry.assertRoom(ip);
-      session = hooks.session(kind, req, url, ip, claims);
+      session = hooks.session(kind, req, url, ip, claims, given);
       await hooks.connect(session);
       for (const c of session.granted ?? []) if (!channels.includes(c)) channels.push(c);
       if (channels.length > max) throw httpError("too_many_channels", `at most ${max} channels per connection (--max-channels-per-connection)`);
@@ -108,7 +115,8 @@ export class Admission {
       // The socket the subscriber holds: the upgraded (or taken out) one, else the request's.
       socketAdmitted(out instanceof ServerResponse ? req.socket : out);
     }
-    return { kind, channels, cursor: shared?.positions, shared, claims, ip, hold, session };
+    const client = given ?? session?.client ?? (kind !== "poll" && ctx.hub.presence.enabled ? randomUUID() : undefined);
+    return { kind, channels, cursor: shared?.positions, shared, claims, ip, hold, session, client };
   }
 
   /** CORS answer headers for the request (see OriginPolicy). */
@@ -136,6 +144,16 @@ export class Admission {
   private notDraining(): void {
     if (this.ctx.draining) throw httpError("shutting_down", "the server is draining; reconnect to another node", { "Retry-After": "1" });
   }
+}
+
+/** A client id: 1–64 URL-unreserved characters. */
+export const CLIENT_ID_RE = /^[A-Za-z0-9._~-]{1,64}$/;
+
+/** The `client=` parameter, checked; undefined when absent. */
+function clientParam(c: string | null): string | undefined {
+  if (c === null) return undefined;
+  if (!CLIENT_ID_RE.test(c)) throw httpError("bad_request", "client must be 1–64 characters of A-Z a-z 0-9 . _ ~ -");
+  return c;
 }
 
 /** A poll's `timeout=` in seconds, capped by `--poll-timeout` (`max`, also the default). */

@@ -17,6 +17,7 @@ import { sendJson } from "../http/respond.js";
 import { handleBroadcast } from "../http/broadcast.js";
 import { handleRpc } from "../http/rpc.js";
 import type { Door } from "./door.js";
+import { presenceRoute } from "./presence-api.js";
 import { pollRequest, pollSocket, sseRequest, sseSocket, upgradeWs, wsWithoutUpgrade } from "./subscribe.js";
 
 /** Serves a request through node:http's response; a throw is answered as a SPEC error. */
@@ -55,6 +56,7 @@ export const ROUTES: readonly Route[] = [
   { path: "/api/channels/", prefix: true, method: "GET", serve: (d, req, res, cors, path) => d.api.handleChannel(req, res, cors, path) },
   // GET reads, DELETE removes: the handler answers 405 for other methods.
   { path: "/api/history/", prefix: true, serve: (d, req, res, cors, path) => d.api.handleHistory(req, res, cors, path) },
+  { path: "/api/presence/", prefix: true, method: "GET", serve: presenceRoute },
   { path: "/healthz", method: "GET", serve: health },
   { path: "/readyz", method: "GET", serve: ready },
   { path: "/metrics", method: "GET", serve: metrics },

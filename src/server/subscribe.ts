@@ -11,7 +11,9 @@ import { httpError } from "../errors.js";
 import { socketIdle } from "../http/socket-limits.js";
 import { keepsAlive, watchBareSocket } from "../transports/bare.js";
 import { userOf } from "../transports/connection.js";
+import type { Poller } from "../transports/poll.js";
 import { openSseResponse, openSseSocket, serveSse } from "../transports/sse.js";
+import type { SubscribeRequest } from "./admission.js";
 import type { Door } from "./door.js";
 
 /** `GET /sse` through node:http's response. */
@@ -20,7 +22,7 @@ export async function sseRequest(d: Door, req: IncomingMessage, res: ServerRespo
   const out = openSseResponse(res, cors) as ServerResponse;
   // Through the response, a stream that ends leaves the connection open: idle again.
   out.once("finish", streamEnded);
-  return serveSse(d.ctx, out, s.ip, s.channels, s.cursor, s.claims, s.session);
+  return serveSse(d.ctx, out, s.ip, s.channels, s.cursor, s.claims, s.session, s.client);
 }
 
 /** `GET /sse` taken out of node:http: the same admission, errors answered on the socket. */
@@ -32,14 +34,14 @@ export function sseSocket(d: Door, req: IncomingMessage, socket: Socket): void {
 
 async function openSse(d: Door, req: IncomingMessage, socket: Socket, cors: Record<string, string>): Promise<void> {
   const s = (await d.admission.admit("sse", req, socket))!;
-  return serveSse(d.ctx, openSseSocket(socket, cors), s.ip, s.channels, s.cursor, s.claims, s.session);
+  return serveSse(d.ctx, openSseSocket(socket, cors), s.ip, s.channels, s.cursor, s.claims, s.session, s.client);
 }
 
 /** `GET /poll` through node:http's response. */
 export async function pollRequest(d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<void> {
   const s = await d.admission.admit("poll", req, res);
   if (s === undefined) return;
-  return d.poll.serve(res, s.ip, s.channels, s.shared, s.hold, cors, s.claims, false, undefined, userOf(s.claims, s.session));
+  return d.poll.serve(res, s.ip, s.channels, s.shared, s.hold, cors, s.claims, false, undefined, poller(s));
 }
 
 /**
@@ -56,7 +58,7 @@ export function pollSocket(d: Door, req: IncomingMessage, socket: Socket, head: 
 async function openPoll(d: Door, req: IncomingMessage, socket: Socket, head: Buffer, cors: Record<string, string>): Promise<void> {
   const s = await d.admission.admit("poll", req, socket);
   if (s === undefined) return;
-  return d.poll.serve(socket, s.ip, s.channels, s.shared, s.hold, cors, s.claims, keepsAlive(req), head, userOf(s.claims, s.session));
+  return d.poll.serve(socket, s.ip, s.channels, s.shared, s.hold, cors, s.claims, keepsAlive(req), head, poller(s));
 }
 
 /** `/ws` as a WebSocket upgrade: admitted before `ws` completes the handshake; a throw is answered as HTTP. */
@@ -70,6 +72,12 @@ export async function upgradeWs(d: Door, req: IncomingMessage, socket: Duplex, h
 export function wsWithoutUpgrade(d: Door): void {
   d.admission.offered("ws");
   throw httpError("bad_request", "/ws expects a WebSocket upgrade");
+}
+
+/** Who polls, for presence: only a poll that names its client (`client=`) is a member. */
+/** Who polls: its client id (presence), user and session (the server API finds a user's held polls). */
+function poller(s: SubscribeRequest): Poller {
+  return { client: s.client, user: userOf(s.claims, s.session), session: s.session };
 }
 
 function noop(): void {}

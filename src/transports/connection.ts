@@ -13,6 +13,7 @@ import type { CoreContext } from "../context.js";
 import type { Position } from "../cursor-layout.js";
 import { HeartlineError, httpError } from "../errors.js";
 import type { Outgoing, Subscriber, Subscription } from "../hub/hub.js";
+import { memberOf, type Member } from "../hub/presence.js";
 import type { Session } from "../hooks/runner.js";
 import type { Stats } from "../stats.js";
 import { WriteBatch } from "./batch.js";
@@ -52,6 +53,8 @@ export abstract class Connection implements Subscriber, TokenHolder {
   session: Session | undefined = undefined;
   /** The connection's user (named by connect, or the token's `sub`), as admitted; undefined when anonymous. */
   user: string | undefined = undefined;
+  /** The client id (`client=`, else one given by the server when presence or hooks need it). */
+  client: string | undefined = undefined;
 
   constructor(
     readonly ctx: ServerContext,
@@ -67,11 +70,12 @@ export abstract class Connection implements Subscriber, TokenHolder {
    */
   async subscribe(channel: string, since?: Position): Promise<void> {
     const old = this.subscription(channel);
-    if (old) this.ctx.hub.unsubscribe(old);
+    // Subscribing again keeps the member: its new subscription takes over within the grace.
+    if (old) this.ctx.hub.unsubscribe(old, true);
     else if (this.subs.length >= this.ctx.config.maxChannelsPerConnection) {
       throw httpError("too_many_channels", `a connection may subscribe to at most ${this.ctx.config.maxChannelsPerConnection} channels`);
     }
-    const sub = this.ctx.hub.subscribe(this, channel, since);
+    const sub = this.ctx.hub.subscribe(this, channel, since, this.member(channel));
     this.subs = old ? this.subs.map((s) => (s === old ? sub : s)) : this.subs.concat(sub);
     try {
       await sub.ready;
@@ -83,13 +87,21 @@ export abstract class Connection implements Subscriber, TokenHolder {
     sub.ready = SETTLED;
   }
 
+  /** The connection's presence member on `channel`, when the channel tracks presence. */
+  private member(channel: string): Member | undefined {
+    if (this.client === undefined || !this.ctx.hub.presence.tracks(channel)) return undefined;
+    return memberOf(this.client, this.user, this.session?.channelInfo?.get(channel) ?? this.session?.info);
+  }
+
   /**
-   * Takes the admitted client's token and session: a connect hook's
-   * `expireAt` closes the connection like a token's `exp`, whichever is first.
+   * Takes the admitted client's token, session and client id: a connect
+   * hook's `expireAt` closes the connection like a token's `exp`, whichever
+   * is first.
    */
-  admitted(claims: TokenClaims | undefined, session: Session | undefined): void {
+  admitted(claims: TokenClaims | undefined, session: Session | undefined, client: string | undefined): void {
     this.ctx.auth.bind(this, claims);
     this.user = userOf(claims, session);
+    this.client = client;
     if (session === undefined) return;
     this.session = session;
     this.sessionDeadline();
@@ -116,10 +128,6 @@ export abstract class Connection implements Subscriber, TokenHolder {
     return true;
   }
 
-  /** The client id the server API's `client` names: the one the session was given (see HookRunner.session); undefined without one. */
-  get clientId(): string | undefined {
-    return this.session?.client;
-  }
 
   /** The subscription to `channel`, if any. */
   subscription(channel: string): Subscription | undefined {
@@ -141,7 +149,9 @@ export abstract class Connection implements Subscriber, TokenHolder {
     this.closed = true;
     const subs = this.subs;
     this.subs = NO_SUBS;
-    for (let i = 0; i < subs.length; i++) this.ctx.hub.unsubscribe(subs[i]!);
+    // A connection that ended keeps its presence for the grace (a reconnect changes nothing); one removed by the server does not.
+    const graceful = reason !== "forbidden";
+    for (let i = 0; i < subs.length; i++) this.ctx.hub.unsubscribe(subs[i]!, graceful);
     this.ctx.registry.release(this.kind, this.ip, this, this.user);
     if (this.session !== undefined) this.ctx.hooks.disconnected(this.session, reason);
     if (reason === "slow_consumer") this.ctx.stats.slowConsumerDrops[this.kind]++;
@@ -174,6 +184,7 @@ export abstract class Connection implements Subscriber, TokenHolder {
   abstract deliver(sub: Subscription, out: Outgoing): void;
   abstract reset(sub: Subscription, epoch: string, offset: number): void;
   abstract subscribed(sub: Subscription, epoch: string, latest: number, recovered: boolean): void;
+  abstract presence(sub: Subscription, type: "presence" | "join" | "leave", json: string): void;
 }
 
 /**

@@ -23,7 +23,9 @@ import type { TokenClaims } from "../auth/tokens.js";
 import { socketAdmitted, socketIdle } from "../http/socket-limits.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
 import type { ChannelsRead, CursorPositions, Waiter } from "../hub/hub.js";
-import { pollAnswerJson } from "../wire.js";
+import { memberOf, type Member } from "../hub/presence.js";
+import type { Session } from "../hooks/runner.js";
+import { pollAnswerJson, presenceChangeJson, presenceSnapshotJson } from "../wire.js";
 import { BareHttp, holdOn, socketOf, type Held, type HttpOutput } from "./bare.js";
 import type { ServerContext } from "./connection.js";
 
@@ -37,10 +39,45 @@ export interface PollAnswer {
   readonly messages: number;
 }
 
-/** `{"messages":[…],"cursor":"…","resets":[…]}`; the messages are already JSON. */
-export function encodeAnswer(c: ChannelsRead): PollAnswer {
-  const body = pollAnswerJson(c.messages, encodeCursor(c.positions), c.resets);
+/** `{"messages":[…],"cursor":"…","resets":[…],"presence":[…]}`; the messages and presence events are already JSON. */
+export function encodeAnswer(c: ChannelsRead, presence?: readonly string[]): PollAnswer {
+  const body = pollAnswerJson(c.messages, encodeCursor(c.positions), c.resets, presence);
   return { body, bytes: Buffer.byteLength(body), messages: c.messages.length };
+}
+
+/** Milliseconds a poller stays present after an answer at least, whatever `--presence-grace`: its time to poll again. */
+export const POLLER_GRACE_MS = 2000;
+
+/** A poller's members, one per presence channel it polls. */
+type PollMembers = ReadonlyArray<readonly [channel: string, member: Member]>;
+
+/** Who polls: the client id it gave, its user and session; a poll that names its client is a member of its presence channels. */
+export interface Poller {
+  readonly client: string | undefined;
+  readonly user: string | undefined;
+  readonly session: Session | undefined;
+}
+
+/** The members a poller holds on the presence channels among `channels`; undefined when none. */
+function pollMembers(ctx: ServerContext, channels: readonly string[], who: Poller | undefined): PollMembers | undefined {
+  if (who?.client === undefined || !ctx.hub.presence.enabled) return undefined;
+  let out: Array<readonly [string, Member]> | undefined;
+  for (const ch of channels) {
+    if (!ctx.hub.presence.tracks(ch)) continue;
+    (out ??= []).push([ch, memberOf(who.client, who.user, who.session?.channelInfo?.get(ch) ?? who.session?.info)]);
+  }
+  return out;
+}
+
+/** What a poller has not been told about its presence channels, as the answer's `presence` array. */
+async function presenceNews(ctx: ServerContext, members: PollMembers): Promise<string[]> {
+  const out: string[] = [];
+  for (const [ch, m] of members) {
+    const news = await ctx.hub.presence.news(ch, m.key);
+    if (news.snapshot) out.push(presenceSnapshotJson(ch, news.snapshot.members));
+    for (const c of news.changes) out.push(presenceChangeJson(c.kind, ch, c.member));
+  }
+  return out;
 }
 
 /**
@@ -118,7 +155,7 @@ class WakeQueue {
       const p = list[i]!;
       p.queued = false;
       if (p.done) continue;
-      if (this.hub.readsNow) p.checkNow((shared ??= new Map()));
+      if (this.hub.readsNow && p.members === undefined) p.checkNow((shared ??= new Map()));
       else void p.check();
     }
   };
@@ -132,8 +169,9 @@ class PendingPoll implements Waiter, Held {
   private dirty = false;
   /** On the bare socket: the bytes the client sent after the poll's request, for node:http once answered. */
   rest: Buffer | undefined;
-  /** The poll's user (for the server API: disconnect, revoke); undefined when anonymous. */
+  /** The poll's user and client id (for the server API: disconnect, revoke); undefined when anonymous / not given. */
   user: string | undefined;
+  client: string | undefined;
   /** The poll's verified token, if any (a revocation refuses a held poll too). */
   claims: TokenClaims | undefined;
 
@@ -150,6 +188,8 @@ class PendingPoll implements Waiter, Held {
     readonly tokenExp: number,
     /** On the bare socket: whether the connection stays open after the answer. */
     readonly keepAlive: boolean,
+    /** The poller's members on its presence channels: such a poll also answers presence news. */
+    readonly members: PollMembers | undefined,
   ) {}
 
   wake(): void {
@@ -206,8 +246,10 @@ class PendingPoll implements Waiter, Held {
           this.finish();
           return;
         }
-        if (hasNews(c, this.channels, cursor)) {
-          this.answer(encodeAnswer(c));
+        const presence = this.members ? await presenceNews(this.transport.ctx, this.members) : undefined;
+        if (this.done) return;
+        if (hasNews(c, this.channels, cursor) || (presence !== undefined && presence.length > 0)) {
+          this.answer(encodeAnswer(c, presence));
           return;
         }
       } while (this.dirty);
@@ -294,13 +336,15 @@ export class PollTransport {
     claims?: TokenClaims,
     keepAlive = false,
     head?: Buffer,
-    user?: string,
+    who?: Poller,
   ): Promise<void> {
     // A poll never waits past its token's expiry.
     if (claims) holdSeconds = Math.min(holdSeconds, this.ctx.auth.holdLimit(claims));
     const hub = this.ctx.hub;
     const cursor = shared?.positions;
     const rest = head !== undefined && head.length > 0 ? head : undefined;
+    const members = pollMembers(this.ctx, channels, who);
+    if (members) return this.servePresence(out, ip, channels, shared, holdSeconds, headers, members, claims, keepAlive, rest, who);
     if (!shared || holdSeconds <= 0) {
       const c = hub.readsNow ? hub.readAfterNow(channels, cursor, POLL_BATCH_LIMIT) : await hub.readAfter(channels, cursor, POLL_BATCH_LIMIT);
       const a = encodeAnswer(c);
@@ -312,16 +356,10 @@ export class PollTransport {
     // between the read and the wait still wakes this poll.
     this.ctx.registry.admit("poll", ip);
     socketAdmitted(socketOf(out));
-    const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive);
+    const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive, undefined);
     p.rest = rest;
-    p.claims = claims;
     this.waiting.add(p);
-    if (user !== undefined) {
-      p.user = user;
-      const set = this.users.get(user);
-      if (set === undefined) this.users.set(user, new Set([p]));
-      else set.add(p);
-    }
+    this.byUser(p, who, claims);
     this.ctx.hub.addWaiter(channels, p);
     const bare = !(out instanceof ServerResponse);
     if (!bare) {
@@ -343,6 +381,73 @@ export class PollTransport {
   }
 
   /**
+   * A poll that holds members on presence channels: the member is held (or
+   * kept) while the poll is, and for the grace after its answer, so a client
+   * that polls again in time stays present without leave/join. Its answers
+   * carry what it was not told yet: a snapshot on its first poll to this
+   * node, then joins and leaves. Always read through the broker's async path.
+   */
+  private async servePresence(
+    out: HttpOutput,
+    ip: string,
+    channels: readonly string[],
+    shared: SharedCursor | undefined,
+    holdSeconds: number,
+    headers: Record<string, string>,
+    members: PollMembers,
+    claims: TokenClaims | undefined,
+    keepAlive: boolean,
+    rest: Buffer | undefined,
+    who: Poller | undefined,
+  ): Promise<void> {
+    const presence = this.ctx.hub.presence;
+    let entered = 0;
+    try {
+      for (const [ch, m] of members) {
+        await presence.enter(ch, m);
+        entered++;
+      }
+    } catch (err) {
+      for (let i = 0; i < entered; i++) presence.exit(members[i]![0], members[i]![1].key, true);
+      throw err;
+    }
+    if (!shared || holdSeconds <= 0) {
+      try {
+        const c = await this.ctx.hub.readAfter(channels, shared?.positions, POLL_BATCH_LIMIT);
+        const a = encodeAnswer(c, await presenceNews(this.ctx, members));
+        this.ctx.stats.delivered.poll += a.messages;
+        this.write(out, a, headers, keepAlive, rest);
+      } finally {
+        this.exitMembers(members);
+      }
+      return;
+    }
+    this.ctx.registry.admit("poll", ip);
+    socketAdmitted(socketOf(out));
+    const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive, members);
+    p.rest = rest;
+    this.waiting.add(p);
+    this.byUser(p, who, claims);
+    this.ctx.hub.addWaiter(channels, p);
+    const bare = !(out instanceof ServerResponse);
+    if (!bare) {
+      (out as PollResponse)[POLL] = p;
+      out.on("close", onPollClose);
+    } else holdOn(out, p);
+    if (this.ctx.draining) {
+      p.finish();
+      return;
+    }
+    await p.check();
+    if (!p.done) this.ctx.stats.pollWaits++;
+  }
+
+  /** A poll of these members was answered (or its client left): each stays for the grace, for the next poll. */
+  private exitMembers(members: PollMembers): void {
+    for (const [ch, m] of members) this.ctx.hub.presence.exit(ch, m.key, true, POLLER_GRACE_MS);
+  }
+
+  /**
    * Answers worked out in this turn, shared by the polls that arrive in it at
    * the same cursor (after a burst, every client polls again with the same
    * one). Forgotten at the end of the turn and whenever a message is stored.
@@ -360,6 +465,18 @@ export class PollTransport {
   private turnAnswers: Map<string, PollAnswer | null> | undefined;
   private turnPublished = 0;
 
+  /** Keeps a held poll's user, client id and token, indexed by user (the server API finds them without a scan). */
+  private byUser(p: PendingPoll, who: Poller | undefined, claims: TokenClaims | undefined): void {
+    p.claims = claims;
+    p.client = who?.client;
+    const user = who?.user;
+    if (user === undefined) return;
+    p.user = user;
+    const set = this.users.get(user);
+    if (set === undefined) this.users.set(user, new Set([p]));
+    else set.add(p);
+  }
+
   /** The held polls of `user`, as a copy (answering them changes the index). */
   heldBy(user: string): PendingPoll[] {
     const set = this.users.get(user);
@@ -375,6 +492,7 @@ export class PollTransport {
     }
     this.ctx.hub.removeWaiter(p.channels, p);
     this.ctx.registry.release("poll", p.ip);
+    if (p.members) this.exitMembers(p.members);
   }
 
   /** Answers every poll whose hold has run out. */

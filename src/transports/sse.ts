@@ -18,7 +18,7 @@ import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
-import { headerLines, sseDisconnectEvent, sseErrorEvent, sseEvent, sseIdLine, sseRetry, sseUnsubscribedEvent, statusLine } from "../wire.js";
+import { headerLines, sseDisconnectEvent, sseErrorEvent, sseEvent, sseIdLine, ssePresenceEvent, sseRetry, sseUnsubscribedEvent, statusLine } from "../wire.js";
 import { bareHead, type HttpOutput } from "./bare.js";
 import { Connection, type ServerContext } from "./connection.js";
 
@@ -101,6 +101,10 @@ export class SseConnection extends Connection {
 
   reset(sub: Subscription, epoch: string, offset: number): void {
     this.writeText(sseEvent("reset", this.cursor(), JSON.stringify({ channel: sub.channel, epoch, offset })));
+  }
+
+  presence(_sub: Subscription, type: "presence" | "join" | "leave", json: string): void {
+    this.writeText(ssePresenceEvent(type, json));
   }
 
   subscribed(): void {
@@ -201,9 +205,10 @@ export async function serveSse(
   cursor: ReadonlyMap<string, Position> | undefined,
   claims?: TokenClaims,
   session?: Session,
+  client?: string,
 ): Promise<void> {
   const conn = new SseConnection(ctx, ip, out);
-  conn.admitted(claims, session);
+  conn.admitted(claims, session, client);
   ctx.registry.track(conn);
   // The client may have gone while its token was checked: its close event is past.
   if (out.destroyed) {

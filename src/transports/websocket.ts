@@ -113,6 +113,10 @@ export class WsConnection extends Connection {
     this.sendJson({ type: "reset", channel: sub.channel, epoch, offset });
   }
 
+  presence(_sub: Subscription, _type: "presence" | "join" | "leave", json: string): void {
+    this.write(Buffer.from(json));
+  }
+
   subscribed(sub: Subscription, epoch: string, latest: number, recovered: boolean): void {
     this.sendJson({ type: "subscribed", channel: sub.channel, epoch, offset: latest, recovered });
   }
@@ -340,6 +344,8 @@ export interface WsRequest {
   claims?: TokenClaims | undefined;
   /** What the application's hooks know of the client, when hooks are configured. */
   session?: Session | undefined;
+  /** The client id, when given or needed (presence, hooks, the event feed). */
+  client?: string | undefined;
 }
 
 /**
@@ -382,7 +388,7 @@ export class WebSocketTransport {
         this.ctx.log.warn("ws does not hold the upgraded socket where the pre-framed fast path expects it; WebSocket messages go through ws.send");
       }
       const conn = new WsConnection(this.ctx, ip, ws, this.publisher, raw);
-      conn.admitted(params.claims, params.session);
+      conn.admitted(params.claims, params.session, params.client);
       this.ctx.registry.track(conn);
       if (this.ctx.draining) {
         conn.close("service_restart");

@@ -1,10 +1,12 @@
 /**
  * The Broker contract as one suite, run against every implementation through
- * a factory: offsets, epochs, history bounds, read consistency, fan-out order.
+ * a factory: offsets, epochs, history bounds, read consistency, fan-out order,
+ * history removal and signals.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Broker, StoredMessage } from "../../src/broker/broker.js";
+import { waitFor } from "../helpers/recorded.js";
 
 export interface BrokerFactory {
   /** A fresh broker keeping `historySize` messages per channel. */
@@ -145,6 +147,50 @@ export function brokerSuite(name: string, factory: BrokerFactory): void {
         const later = await b.publish("ttl", "1", "once");
         assert.equal(later.repeated, undefined);
         assert.deepEqual([later.epoch, later.offset], [first.epoch, 2]);
+      }));
+
+    it("removes a channel's history: the next read is a new epoch at 0, the next publish gets offset 1, idempotency keys stay", () =>
+      withBroker({}, async (b) => {
+        assert.ok(b.removeHistory, "the broker can remove history");
+        const seen: StoredMessage[] = [];
+        b.onMessage((m) => seen.push(m));
+        const keyed = await b.publish("rm", "1", "kept");
+        await b.publish("rm", "2");
+        await b.publish("rm", "3");
+        await b.removeHistory!("rm");
+        const r = await b.read("rm", { epoch: keyed.epoch, offset: 1 });
+        assert.notEqual(r.epoch, keyed.epoch);
+        assert.deepEqual([r.offset, r.recovered, r.messages], [0, false, []]);
+        const next = await b.publish("rm", "4");
+        assert.deepEqual([next.epoch, next.offset], [r.epoch, 1]);
+        assert.equal((await b.publish("rm", "1", "kept")).repeated, true, "the key still answers its first result");
+        await b.removeHistory!("rm");
+        await b.removeHistory!("never-published");
+        const unread = await b.publish("rm", "5");
+        assert.equal(unread.offset, 1, "a publish right after the removal starts the new epoch");
+        assert.notEqual(unread.epoch, next.epoch);
+        await waitFor(() => seen.length >= 5, 5000, "5 messages");
+        assert.deepEqual(seen.map((m) => [m.epoch, m.offset]), [
+          [keyed.epoch, 1],
+          [keyed.epoch, 2],
+          [keyed.epoch, 3],
+          [next.epoch, 1],
+          [unread.epoch, 1],
+        ]);
+      }));
+
+    it("hands a signal to this node's listener once, as sent", () =>
+      withBroker({}, async (b) => {
+        assert.ok(b.signal && b.onSignal, "the broker has signals");
+        const got: string[] = [];
+        b.onSignal!((p) => got.push(p));
+        const odd = '{"action":"disconnect","user":"ü\\n"}\n\u0000';
+        await b.signal!("one");
+        await b.signal!(odd);
+        await b.signal!("");
+        await waitFor(() => got.length >= 3, 5000, "3 signals");
+        await new Promise((r) => setTimeout(r, 20));
+        assert.deepEqual(got, ["one", odd, ""]);
       }));
   });
 }

@@ -9,7 +9,8 @@ import type { Position } from "../../src/hub/cursor.js";
 type Event =
   | { kind: "subscribed"; epoch: string; latest: number; recovered: boolean }
   | { kind: "message"; offset: number; json: string }
-  | { kind: "reset"; epoch: string; offset: number };
+  | { kind: "reset"; epoch: string; offset: number }
+  | { kind: "presence" | "join" | "leave"; json: string };
 
 class Recorder implements Subscriber {
   events: Event[] = [];
@@ -21,6 +22,9 @@ class Recorder implements Subscriber {
   }
   subscribed(_sub: Subscription, epoch: string, latest: number, recovered: boolean): void {
     this.events.push({ kind: "subscribed", epoch, latest, recovered });
+  }
+  presence(_sub: Subscription, kind: "presence" | "join" | "leave", json: string): void {
+    this.events.push({ kind, json });
   }
   offsets(): number[] {
     return this.events.flatMap((e) => (e.kind === "message" ? [e.offset] : []));
@@ -49,7 +53,7 @@ describe("Hub", () => {
     it("encodes each message once, whatever the number of subscribers", async () => {
       const { hub } = setup();
       const outs = new Set<Outgoing>();
-      const grab: Subscriber = { deliver: (_s, o) => void outs.add(o), reset() {}, subscribed() {} };
+      const grab: Subscriber = { deliver: (_s, o) => void outs.add(o), reset() {}, subscribed() {}, presence() {} };
       for (let i = 0; i < 10; i++) await hub.subscribe(grab, "c").ready;
       await hub.publish("c", "1");
       assert.equal(outs.size, 1);

@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import { MemoryBroker, MESSAGE_OVERHEAD_BYTES } from "../../src/broker/memory.js";
 import type { Broker } from "../../src/broker/broker.js";
 import { brokerSuite } from "../shared/broker-suite.js";
+import { holdsSuite } from "../shared/holds-suite.js";
 
 const clocks = new WeakMap<Broker, ManualClock>();
 
@@ -18,6 +19,14 @@ brokerSuite("memory", {
     const clock = clocks.get(b)!;
     clock.advance(seconds * 1000);
     b.sweep(clock.now());
+  },
+});
+
+holdsSuite("memory", {
+  async make() {
+    const clock = new ManualClock();
+    const b = new MemoryBroker({ historySize: 10, historyTtl: 300, clock });
+    return { holds: b.holds, now: () => clock.now(), close: () => b.close() };
   },
 });
 

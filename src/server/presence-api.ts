@@ -1,0 +1,65 @@
+/**
+ * `GET /api/presence/<channel>` (SPEC §9): the channel's members
+ * cluster-wide, for the API key (or, without one, this machine) and for a
+ * client whose credentials allow it to subscribe to the channel.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { httpError } from "../errors.js";
+import { assertChannelName } from "../hub/channel-name.js";
+import { clientAddress } from "../http/client-address.js";
+import { sendJson } from "../http/respond.js";
+import type { Door } from "./door.js";
+
+const PREFIX = "/api/presence/";
+
+/** The channel named by the rest of the path, percent-decoded and checked. */
+function channelOf(path: string): string {
+  let name: string;
+  try {
+    name = decodeURIComponent(path.slice(PREFIX.length));
+  } catch {
+    throw httpError("bad_channel", "the channel name is not valid percent-encoding");
+  }
+  return assertChannelName(name);
+}
+
+/** `{"channel","members":[{client,user,info}],"users":U,"clients":C}`. */
+export async function presenceRoute(d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, path: string): Promise<void> {
+  const channel = channelOf(path);
+  await allowed(d, req, channel);
+  const hub = d.ctx.hub;
+  if (!hub.presence.tracks(channel)) throw httpError("not_found", `${channel} does not track presence (see --presence)`);
+  const snapshot = await hub.presence.members(channel);
+  const members = snapshot.members.map((m) => JSON.parse(m) as { client: string; user: string | null; info: unknown });
+  const users = new Set<string>();
+  const clients = new Set<string>();
+  for (const m of members) {
+    clients.add(m.client);
+    if (m.user !== null) users.add(m.user);
+  }
+  sendJson(res, 200, { channel, members, users: users.size, clients: clients.size }, cors);
+}
+
+/** The API key (or this machine without one); else a client allowed to subscribe to `channel`, as admission would decide. */
+async function allowed(d: Door, req: IncomingMessage, channel: string): Promise<void> {
+  try {
+    d.publisher.assertServer(req);
+    return;
+  } catch (refusal) {
+    const ctx = d.ctx;
+    const url = new URL(req.url ?? "/", "http://heartline.invalid");
+    if (ctx.hooks.enabled) {
+      const claims = await ctx.auth.authorizeSubscribe(req, url, []);
+      const session = ctx.hooks.session("poll", req, url, clientAddress(req, ctx.config.trustProxy), claims);
+      await ctx.hooks.connect(session);
+      await ctx.hooks.checkChannel(session, claims, channel);
+      return;
+    }
+    if (ctx.auth.enabled) {
+      if (ctx.auth.tokenOf(req, url) === undefined) throw refusal;
+      await ctx.auth.authorizeSubscribe(req, url, [channel]);
+      return;
+    }
+    // Neither tokens nor hooks: every channel is public to subscribers, and so is who is on it.
+  }
+}
