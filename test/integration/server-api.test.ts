@@ -102,6 +102,24 @@ describe("server API: disconnect", () => {
     await ws.closed;
   });
 
+  it("with `client`, closes only that client's connections and held polls (its client= id)", async () => {
+    const t = await token("olga");
+    const ws = await WsClient.connect(`${s.wsUrl}/ws?channel=room:d5&client=tab-1&token=${t}`);
+    await ws.next((f) => f.type === "subscribed");
+    const sse = await SseStream.open(`${s.url}/sse?channel=room:d5&client=tab-2&token=${t}`);
+    await sse.next((e) => e.event === "position");
+    const start = await getJson(`${s.url}/poll?channel=room:d5&client=tab-1&token=${t}`);
+    const held = getJson(`${s.url}/poll?channel=room:d5&cursor=${start.body.cursor}&timeout=20&client=tab-1&token=${t}`);
+    await waitFor(() => s.hl.connectionsByTransport.poll === 1, 5000, "the poll to be held");
+    assert.deepEqual((await post(s, "/api/disconnect", { user: "olga", client: "tab-1" })).body, { disconnected: 2 });
+    await ws.closed;
+    assert.equal(ws.closeCode, 4002);
+    assertError(await held, 403, "disconnected");
+    assert.equal(sse.finished, false, "the other client's stream stays");
+    assert.deepEqual(await s.hl.disconnect("olga", { client: "tab-2" }), { disconnected: 1 });
+    assert.equal(await sse.ended, true);
+  });
+
   it("refuses without the API key (401) and refuses hostile bodies with 400/415, closing nothing", async () => {
     const ws = await WsClient.connect(`${s.wsUrl}/ws?channel=room:d4&token=${await token("erin")}`);
     await ws.next((f) => f.type === "subscribed");
