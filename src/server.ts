@@ -17,6 +17,7 @@ import { sleepOn, systemClock, type Clock } from "./clock.js";
 import { configFromOptions, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
 import { httpError } from "./errors.js";
 import { broadcast, type BroadcastResult } from "./http/broadcast.js";
+import { EventFeed } from "./hub/event-feed.js";
 import { Hub } from "./hub/hub.js";
 import { HookRunner } from "./hooks/runner.js";
 import type { Hooks } from "./hooks/types.js";
@@ -107,6 +108,11 @@ export class Heartline {
         ? new RedisBroker({ url: redis, historySize, historyTtl, readTtl, maxChannels, idempotencyTtl, clock: this.clock, logger: this.log })
         : new MemoryBroker({ historySize, historyTtl, readTtl, maxChannels, maxHistoryBytes, idempotencyTtl, clock: this.clock }));
     this.hub = new Hub(broker, { presence: this.config.presence, presenceGraceMs: this.config.presenceGrace * 1000, now: () => this.clock.now() });
+    if (this.config.eventsChannel !== undefined) {
+      const feed = new EventFeed(this.config.eventsChannel, (channel, json) => this.hub.publish(channel, json), () => this.auth.now());
+      this.hub.presence.feed = feed.changed;
+      this.hub.occupancy = feed.channel;
+    }
     const logs = new LogLimiter(this.log, this.clock);
     const hooks = new HookRunner({ config: this.config, auth: this.auth, log: this.log, logs, stats: this.stats, now: () => this.ctx.now }, runtime.hooks);
     this.ctx = {

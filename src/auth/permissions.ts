@@ -47,3 +47,15 @@ export function publishDenied(claims: TokenClaims | undefined, channel: string, 
 function expired(): HeartlineError {
   return new HeartlineError("token_expired", "the token has expired; get a new one");
 }
+
+/**
+ * Why `claims` may not read the event feed `channel` (SPEC §9), or undefined:
+ * only a token whose `channels` claim names it (the server's credential is
+ * checked before, by the caller) — never because the channel is public.
+ */
+export function feedDenied(claims: TokenClaims | undefined, channel: string, nowMs: number): HeartlineError | undefined {
+  if (!claims) return new HeartlineError("unauthorized", `the event feed ${channel} needs the API key (Authorization: Bearer <key>) or a token naming it`);
+  if (nowMs >= claims.expMs) return expired();
+  if (!claims.channels.matches(channel)) return new HeartlineError("forbidden", `the token does not name the event feed ${channel}`);
+  return undefined;
+}

@@ -56,8 +56,12 @@ export interface Holds {
   release(set: string, key: string): Promise<boolean>;
   /** Pushes the expiry of this node's holds forward, in as few round trips as the store allows. */
   refresh(holds: ReadonlyArray<readonly [set: string, key: string]>, expiresAt: number): Promise<void>;
-  /** Removes every hold of `set` that expired at or before `now` (any node's), reporting the leaves. */
-  expire(set: string, now: number): Promise<void>;
+  /**
+   * Removes every hold of `set` that expired at or before `now` (any node's),
+   * reporting the leaves; resolves with the JSON of each member that left
+   * (each leave is reported to exactly one caller, whichever nodes expire at once).
+   */
+  expire(set: string, now: number): Promise<string[]>;
   /** The members of `set` held now, with the version they stand at. */
   members(set: string): Promise<HoldSnapshot>;
   /** Sets the single listener of joins and leaves (of every set, from every node). */
@@ -121,15 +125,18 @@ export class MemoryHolds implements Holds {
     }
   }
 
-  async expire(set: string, now: number): Promise<void> {
+  async expire(set: string, now: number): Promise<string[]> {
     const s = this.sets.get(set);
-    if (!s) return;
+    const left: string[] = [];
+    if (!s) return left;
     for (const [key, m] of s.members) {
       if (m.expiresAt > now) continue;
       s.members.delete(key);
+      left.push(m.member);
       this.changed(set, s, "leave", key, m.member);
     }
     if (s.members.size === 0) this.sets.delete(set);
+    return left;
   }
 
   async members(set: string): Promise<HoldSnapshot> {

@@ -109,12 +109,14 @@ return left
  * expire. ARGV: [1] set, [2] node id length, [3] changes channel, [4] margin ms,
  * [5] now, [6] most holds removed by this call.
  * Removes the holds with expiry ≤ now (any node's), oldest first; returns how
- * many it removed (the caller calls again when it hit the limit).
+ * many it removed (the caller calls again when it hit the limit), then the
+ * JSON of each member that left.
  */
 export const EXPIRE_LUA =
   PRELUDE +
   `
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[5], 'LIMIT', 0, tonumber(ARGV[6]))
+local out = {#gone}
 for i = 1, #gone do
   local key = keyOf(gone[i])
   redis.call('ZREM', KEYS[1], gone[i])
@@ -123,10 +125,11 @@ for i = 1, #gone do
     redis.call('HDEL', KEYS[2], key)
     redis.call('HDEL', KEYS[3], key)
     bump(ARGV[3], 'l', key, member)
+    out[#out + 1] = member
   end
 end
 if #gone > 0 then settle(0, ARGV[4]) end
-return #gone
+return out
 `;
 
 /**

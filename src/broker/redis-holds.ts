@@ -148,13 +148,15 @@ export class RedisHolds implements Holds {
     });
   }
 
-  async expire(set: string, now: number): Promise<void> {
+  async expire(set: string, now: number): Promise<string[]> {
     finite(now, "now");
     const head = this.head(set);
     const at = this.shared(now);
+    const left: string[] = [];
     for (;;) {
-      const removed = await this.call(() => this.client.hlExpire(...this.keys(set), ...head, at, EXPIRE_BATCH));
-      if (Number(removed) < EXPIRE_BATCH) return;
+      const reply = (await this.call(() => this.client.hlExpire(...this.keys(set), ...head, at, EXPIRE_BATCH))) as Array<string | number>;
+      for (let i = 1; i < reply.length; i++) left.push(String(reply[i]));
+      if (Number(reply[0]) < EXPIRE_BATCH) return left;
     }
   }
 

@@ -139,7 +139,7 @@ export class Publisher {
    * no proxy, unless it carries a client's credentials (a cookie, or a token)
    * for the hooks to decide (SPEC §8).
    */
-  private actsAsServer(req: IncomingMessage): boolean {
+  actsAsServer(req: IncomingMessage): boolean {
     if (this.hasApiKey(req)) return true;
     if (this.apiKeyDigest || !isLoopbackRequest(req)) return false;
     return !(this.clientHooks() && carriesClientCredentials(req));

@@ -16,7 +16,10 @@ import type { Broker, BrokerUsage, ReadResult, StoredMessage } from "../broker/b
 import { MemoryHolds, type HoldChange, type Holds } from "../broker/holds.js";
 import { presenceChangeJson, presenceSnapshotJson, sseMessageEvent, wsMessagePayload, wsTextFrame, type PollReset } from "../wire.js";
 import { channelKey, positionIn, type Position } from "./cursor.js";
+import { OCCUPANCY_MEMBER, OCCUPANCY_PREFIX } from "./event-feed.js";
 import { Presence, type Member } from "./presence.js";
+
+function noop(): void {}
 
 export type { Position, StoredMessage };
 
@@ -176,6 +179,11 @@ export class Hub {
 
   /** Presence on this node (SPEC §9); tracks no channel unless given patterns. */
   readonly presence: Presence;
+  /**
+   * With the event feed on: its channel, and every other channel's
+   * occupancy is held while this node has subscribers on it (see event-feed.ts).
+   */
+  occupancy: string | undefined = undefined;
 
   constructor(
     private readonly broker: Broker,
@@ -297,8 +305,10 @@ export class Hub {
   subscribe(subscriber: Subscriber, channel: string, since?: Position, member?: Member): Subscription {
     let set = this.subs.get(channel);
     let sub: Subscription | undefined;
-    if (!set) this.subs.set(channel, (set = new Set()));
-    else {
+    if (!set) {
+      this.subs.set(channel, (set = new Set()));
+      if (this.occupancy !== undefined && channel !== this.occupancy) this.presence.enter(OCCUPANCY_PREFIX + channel, OCCUPANCY_MEMBER).catch(noop);
+    } else {
       // Share the channel's name and key with the subscriptions before: the
       // name given may be a slice of a whole request URL, kept alive by it.
       for (const first of set) {
@@ -449,7 +459,10 @@ export class Hub {
     sub.pending = null;
     if (sub.presence?.entered) this.presence.exit(sub.channel, sub.presence.member.key, graceful);
     const set = this.subs.get(sub.channel);
-    if (set && set.delete(sub) && set.size === 0) this.subs.delete(sub.channel);
+    if (set && set.delete(sub) && set.size === 0) {
+      this.subs.delete(sub.channel);
+      if (this.occupancy !== undefined && sub.channel !== this.occupancy) this.presence.exit(OCCUPANCY_PREFIX + sub.channel, OCCUPANCY_MEMBER.key, true);
+    }
   }
 
   /** Registers a long poll to be woken by the next message on any of `channels`. */

@@ -51,10 +51,15 @@ interface LocalHold {
   told: number;
   /** The hold being stored; later arrivals wait for it. */
   holding: Promise<boolean> | undefined;
+  /** Why its last connection ended (the event feed's `reason`). */
+  reason: string | undefined;
 }
 
-/** Who is told of joins and leaves this node caused: the backend event feed. */
-export type JoinLeaveListener = (kind: "join" | "leave", set: string, member: string) => void;
+/** Who is told of joins and leaves this node caused (its holds, releases and expiries): the backend event feed. */
+export type JoinLeaveListener = (kind: "join" | "leave", set: string, member: string, reason?: string) => void;
+
+/** The set of connected clients (the event feed's connect and disconnect); let go after a client's channels. */
+export const CLIENTS_SET = "#clients";
 
 /** What a poller gets about one presence channel: a snapshot (`members`) and/or changes after it. */
 export interface PresenceNews {
@@ -105,7 +110,7 @@ export class Presence {
       }
       return;
     }
-    const fresh: LocalHold = { json: m.json, count: 1, departAt: 0, told: -1, holding: undefined };
+    const fresh: LocalHold = { json: m.json, count: 1, departAt: 0, told: -1, holding: undefined, reason: undefined };
     byKey.set(m.key, fresh);
     const holding = (fresh.holding = this.holds.hold(set, m.key, m.json, this.now() + HOLD_TTL_MS));
     try {
@@ -124,9 +129,10 @@ export class Presence {
    * last one lets the hold go: after the grace when `graceful` (its
    * connection ended), at once when not (it unsubscribed, or was removed).
    */
-  exit(set: string, key: string, graceful: boolean, atLeastMs = 0): void {
+  exit(set: string, key: string, graceful: boolean, atLeastMs = 0, reason?: string): void {
     const h = this.local.get(set)?.get(key);
     if (!h || --h.count > 0) return;
+    h.reason = reason;
     const grace = Math.max(this.graceMs, atLeastMs);
     if (graceful && grace > 0) h.departAt = this.now() + grace;
     else this.release(set, key);
@@ -137,24 +143,41 @@ export class Presence {
     if (this.local.size === 0) return;
     const keep: Array<readonly [string, string]> = [];
     const refresh = now - this.lastRefresh >= HOLD_REFRESH_MS;
-    for (const [set, byKey] of this.local) {
-      for (const [key, h] of byKey) {
-        if (h.count <= 0 && h.departAt !== 0 && h.departAt <= now) this.release(set, key);
-        else if (refresh) keep.push([set, key]);
-      }
-    }
+    // Clients go after their channels: a client's leaves come before its disconnect.
+    for (const [set, byKey] of this.local) if (set !== CLIENTS_SET) this.departures(set, byKey, now, refresh ? keep : undefined);
+    const clients = this.local.get(CLIENTS_SET);
+    if (clients) this.departures(CLIENTS_SET, clients, now, refresh ? keep : undefined);
     if (!refresh) return;
     this.lastRefresh = now;
     const fail = (): void => {
       // The broker is away: the holds lapse unless a later refresh reaches it; nothing to undo here.
     };
     if (keep.length > 0) this.holds.refresh(keep, now + HOLD_TTL_MS).catch(fail);
-    for (const set of this.local.keys()) this.holds.expire(set, now).catch(fail);
+    for (const set of this.local.keys()) {
+      this.holds.expire(set, now).then((left) => {
+        for (const m of left) this.feed?.("leave", set, m, "expired");
+      }, fail);
+    }
+  }
+
+  /** Releases the holds of `set` whose grace is over; adds the others to `keep` when given. */
+  private departures(set: string, byKey: Map<string, LocalHold>, now: number, keep: Array<readonly [string, string]> | undefined): void {
+    for (const [key, h] of byKey) {
+      if (h.count <= 0 && h.departAt !== 0 && h.departAt <= now) this.release(set, key);
+      else keep?.push([set, key]);
+    }
   }
 
   /** A join or leave from any node: remembered for the pollers of a set this node holds. */
   changed(c: HoldChange): void {
-    if (!this.local.has(c.set)) return;
+    const byKey = this.local.get(c.set);
+    if (!byKey) return;
+    const mine = c.kind === "leave" ? byKey.get(c.key) : undefined;
+    if (mine && !mine.holding) {
+      // A hold of ours lapsed (a refresh came too late and another node expired it) while still in use: hold it again.
+      mine.holding = this.holds.hold(c.set, c.key, mine.json, this.now() + HOLD_TTL_MS).finally(() => (mine.holding = undefined));
+      mine.holding.catch(() => {});
+    }
     let list = this.recent.get(c.set);
     if (!list) this.recent.set(c.set, (list = []));
     list.push(c);
@@ -213,7 +236,7 @@ export class Presence {
     this.forget(set, key);
     this.holds.release(set, key).then(
       (left) => {
-        if (left) this.feed?.("leave", set, h.json);
+        if (left) this.feed?.("leave", set, h.json, h.reason);
       },
       () => {
         // The broker is away: the hold lapses by itself (HOLD_TTL_MS) and an expiry pass reports the leave.

@@ -17,7 +17,9 @@ import { assertChannelName } from "../hub/channel-name.js";
 import { CursorCache, type Position, type SharedCursor } from "../hub/cursor.js";
 import { clientAddress } from "../http/client-address.js";
 import type { OriginPolicy } from "../http/origin.js";
+import type { Publisher } from "../http/publish.js";
 import { socketAdmitted } from "../http/socket-limits.js";
+import { feedDenied } from "../auth/permissions.js";
 import { userOf, type ServerContext } from "../transports/connection.js";
 
 /** An admitted subscriber: what its transport needs, checked. One object per connection or poll. */
@@ -42,6 +44,8 @@ export interface SubscribeRequest {
    * server makes when hooks, presence or the event feed need it.
    */
   readonly client: string | undefined;
+  /** Admitted with the server's credential (the event feed's reader): may subscribe to the feed later too. */
+  readonly asServer: boolean;
 }
 
 export class Admission {
@@ -50,6 +54,7 @@ export class Admission {
   constructor(
     private readonly ctx: ServerContext,
     private readonly origins: OriginPolicy,
+    private readonly publisher: Publisher,
   ) {}
 
   /**
@@ -92,7 +97,12 @@ export class Admission {
     const hooks = ctx.hooks;
     let claims: TokenClaims | undefined;
     let session: Session | undefined;
-    if (!hooks.enabled) {
+    const feed = config.eventsChannel;
+    // The event feed is the server's: the API key (or this machine without one), or a token naming it.
+    const asServer = feed !== undefined && channels.includes(feed) && this.publisher.actsAsServer(req);
+    if (asServer) {
+      // The backend: no token to verify, no hook to ask; every channel is its to read.
+    } else if (!hooks.enabled) {
       // A poll without tokens goes on without waiting.
       claims = kind === "poll" && !auth.enabled ? undefined : await auth.authorizeSubscribe(req, url, channels);
     } else {
@@ -107,6 +117,10 @@ export class Admission {
       const asked = channels.map((c) => hooks.checkChannel(session!, claims, c)).filter((p) => p !== undefined);
       if (asked.length > 0) await Promise.all(asked);
     }
+    if (feed !== undefined && !asServer && channels.includes(feed)) {
+      const denied = feedDenied(claims, feed, auth.now());
+      if (denied) throw denied;
+    }
     // The client may have gone while its token was checked (an SSE stream notices when it opens).
     if (kind !== "sse" && out.destroyed) return undefined;
     this.notDraining();
@@ -115,8 +129,8 @@ export class Admission {
       // The socket the subscriber holds: the upgraded (or taken out) one, else the request's.
       socketAdmitted(out instanceof ServerResponse ? req.socket : out);
     }
-    const client = given ?? session?.client ?? (kind !== "poll" && ctx.hub.presence.enabled ? randomUUID() : undefined);
-    return { kind, channels, cursor: shared?.positions, shared, claims, ip, hold, session, client };
+    const client = given ?? session?.client ?? (kind !== "poll" && (ctx.hub.presence.enabled || ctx.hub.occupancy !== undefined) ? randomUUID() : undefined);
+    return { kind, channels, cursor: shared?.positions, shared, claims, ip, hold, session, client, asServer };
   }
 
   /** CORS answer headers for the request (see OriginPolicy). */

@@ -40,7 +40,7 @@ export class FrontDoor implements Door {
     readonly ws: WebSocketTransport,
     readonly api: ServerApi,
   ) {
-    this.admission = new Admission(ctx, origins);
+    this.admission = new Admission(ctx, origins, publisher);
   }
 
   /** The route of a request's target, or undefined (also for a target that is not a plain path). */

@@ -13,7 +13,7 @@ import type { CoreContext } from "../context.js";
 import type { Position } from "../cursor-layout.js";
 import { HeartlineError, httpError } from "../errors.js";
 import type { Outgoing, Subscriber, Subscription } from "../hub/hub.js";
-import { memberOf, type Member } from "../hub/presence.js";
+import { CLIENTS_SET, memberOf, type Member } from "../hub/presence.js";
 import type { Session } from "../hooks/runner.js";
 import type { Stats } from "../stats.js";
 import { WriteBatch } from "./batch.js";
@@ -87,6 +87,12 @@ export abstract class Connection implements Subscriber, TokenHolder {
     sub.ready = SETTLED;
   }
 
+  /** The client as the event feed's connect and disconnect count it; undefined without the feed. */
+  private feedMember(): Member | undefined {
+    if (this.client === undefined || this.ctx.hub.occupancy === undefined) return undefined;
+    return memberOf(this.client, this.user, undefined);
+  }
+
   /** The connection's presence member on `channel`, when the channel tracks presence. */
   private member(channel: string): Member | undefined {
     if (this.client === undefined || !this.ctx.hub.presence.tracks(channel)) return undefined;
@@ -102,6 +108,9 @@ export abstract class Connection implements Subscriber, TokenHolder {
     this.ctx.auth.bind(this, claims);
     this.user = userOf(claims, session);
     this.client = client;
+    // The event feed's connect: held before any subscription starts, so it comes before the client's joins.
+    const m = this.feedMember();
+    if (m) this.ctx.hub.presence.enter(CLIENTS_SET, m).catch(() => {});
     if (session === undefined) return;
     this.session = session;
     this.sessionDeadline();
@@ -152,6 +161,8 @@ export abstract class Connection implements Subscriber, TokenHolder {
     // A connection that ended keeps its presence for the grace (a reconnect changes nothing); one removed by the server does not.
     const graceful = reason !== "forbidden";
     for (let i = 0; i < subs.length; i++) this.ctx.hub.unsubscribe(subs[i]!, graceful);
+    const m = this.feedMember();
+    if (m) this.ctx.hub.presence.exit(CLIENTS_SET, m.key, graceful, 0, reason);
     this.ctx.registry.release(this.kind, this.ip, this, this.user);
     if (this.session !== undefined) this.ctx.hooks.disconnected(this.session, reason);
     if (reason === "slow_consumer") this.ctx.stats.slowConsumerDrops[this.kind]++;

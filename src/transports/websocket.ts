@@ -7,6 +7,7 @@ import type { IncomingMessage } from "node:http";
 import type { Socket as NetSocket } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import { feedDenied } from "../auth/permissions.js";
 import type { TokenClaims } from "../auth/tokens.js";
 import { CLOSE_CODES, type CloseReason } from "../close-codes.js";
 import { HeartlineError, httpError } from "../errors.js";
@@ -73,6 +74,8 @@ export class WsConnection extends Connection {
 
   /** True while the TCP socket is corked for this turn (see batch.ts). */
   corked = false;
+  /** Admitted with the server's credential (the event feed's reader): subscribes to any channel. */
+  asServer = false;
   /** RPCs sent to the rpc hook and not yet answered (at most {@link MAX_RPC_IN_FLIGHT}). */
   rpcInFlight = 0;
   /** The publish and RPC rate limits' buckets (see rate.ts). */
@@ -229,6 +232,17 @@ export class WsConnection extends Connection {
         case "subscribe": {
           const channel = assertChannelName(f.channel);
           const since = parseSince(f.since);
+          if (this.asServer) {
+            // Admitted with the server's credential (the event feed's reader): any channel.
+            this.subscribe(channel, since).catch((err) => this.failed(err, { channel, ...id }));
+            return;
+          }
+          const feed = this.ctx.config.eventsChannel;
+          const feedRefusal = channel === feed ? feedDenied(this.claims, feed, this.ctx.auth.now()) : undefined;
+          if (feedRefusal) {
+            this.failed(feedRefusal, { channel, ...id });
+            return;
+          }
           if (this.session !== undefined) {
             this.subscribeAsked(this.session, channel, since, id);
             return;
@@ -346,6 +360,8 @@ export interface WsRequest {
   session?: Session | undefined;
   /** The client id, when given or needed (presence, hooks, the event feed). */
   client?: string | undefined;
+  /** Admitted with the server's credential (the event feed's reader). */
+  asServer?: boolean;
 }
 
 /**
@@ -389,6 +405,7 @@ export class WebSocketTransport {
       }
       const conn = new WsConnection(this.ctx, ip, ws, this.publisher, raw);
       conn.admitted(params.claims, params.session, params.client);
+      conn.asServer = params.asServer === true;
       this.ctx.registry.track(conn);
       if (this.ctx.draining) {
         conn.close("service_restart");

@@ -219,7 +219,7 @@ describe("heartline CLI", { concurrency: true }, () => {
       const held = await getJson(`${s.url}/poll?channel=cfg:poll&cursor=${first.body.cursor}`);
       const elapsed = Date.now() - t0;
       assert.equal(held.status, 200);
-      assert.deepEqual(held.body, { messages: [], cursor: first.body.cursor, resets: [] });
+      assert.deepEqual(held.body, { messages: [], cursor: first.body.cursor, resets: [], presence: [] });
       assert.ok(elapsed >= 700, `held ${elapsed} ms`);
       assert.ok(elapsed < 4000, `held ${elapsed} ms; the file's 20 s would have applied`);
     });
@@ -409,7 +409,7 @@ describe("heartline CLI", { concurrency: true }, () => {
 
       const polled = await waitingPoll;
       assert.equal(polled.status, 200);
-      assert.deepEqual(polled.body, { messages: [], cursor: first.body.cursor, resets: [] });
+      assert.deepEqual(polled.body, { messages: [], cursor: first.body.cursor, resets: [], presence: [] });
 
       // The silent WebSocket keeps the process draining; meanwhile nothing new is accepted.
       assert.equal(term.child.exitCode, null, "still draining");

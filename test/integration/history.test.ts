@@ -124,7 +124,7 @@ describe("history", () => {
       assert.ok(!sse7.events.some((e) => e.event === "reset"));
 
       const p7 = (await getJson(`${s.url}/poll?channel=${ch}&cursor=${cursorAt(ch, epoch, 7)}`)).body;
-      assert.deepEqual(p7, { messages: kept, cursor: cursorAt(ch, epoch, 10), resets: [] });
+      assert.deepEqual(p7, { messages: kept, cursor: cursorAt(ch, epoch, 10), resets: [], presence: [] });
       const p6 = (await getJson(`${s.url}/poll?channel=${ch}&cursor=${cursorAt(ch, epoch, 6)}`)).body;
       assert.deepEqual(p6, { messages: [], cursor: cursorAt(ch, epoch, 10), resets: [{ channel: ch, epoch, offset: 10 }] });
       await assertIdle(s.hl);
@@ -227,7 +227,7 @@ describe("history", () => {
         }
         assert.deepEqual((await nextData(sse)).data, expected);
         const next = (await getJson(`${s.url}/poll?channel=${ch}&cursor=${polled.cursor}`)).body;
-        assert.deepEqual(next, { messages: [expected], cursor: cursorAt(ch, fresh.epoch, 2), resets: [] });
+        assert.deepEqual(next, { messages: [expected], cursor: cursorAt(ch, fresh.epoch, 2), resets: [], presence: [] });
       } finally {
         ws.close();
         wsFrame.close();

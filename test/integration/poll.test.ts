@@ -19,7 +19,7 @@ async function poll(url: string, init?: RequestInit): Promise<PollAnswer> {
   const r = await getJson(url, init);
   assert.equal(r.status, 200, `${url} answered ${r.status} ${JSON.stringify(r.body)}`);
   assert.match(r.headers.get("content-type") ?? "", /^application\/json/);
-  assert.deepEqual(Object.keys(r.body).sort(), ["cursor", "messages", "resets"]);
+  assert.deepEqual(Object.keys(r.body).sort(), ["cursor", "messages", "presence", "resets"]);
   assert.ok(Array.isArray(r.body.messages));
   assert.ok(Array.isArray(r.body.resets), "resets is always present");
   assert.match(r.body.cursor, /^[A-Za-z0-9\-._~]+$/);
@@ -72,7 +72,7 @@ describe("long polling", () => {
       await s.hl.publish("now:1", "old-2");
       const r = await getJson(`${s.url}/poll?channel=now:1`);
       assert.equal(r.status, 200);
-      assert.deepEqual(r.body, { messages: [], cursor: r.body.cursor, resets: [] });
+      assert.deepEqual(r.body, { messages: [], cursor: r.body.cursor, resets: [], presence: [] });
       assert.equal(decodeCursor(r.body.cursor).get(channelKey("now:1"))?.offset, 2);
       // The position is "now": nothing older follows it, the next message does.
       assert.deepEqual((await poll(`${s.url}/poll?channel=now:1&cursor=${r.body.cursor}&timeout=0`)).messages, []);
@@ -100,7 +100,7 @@ describe("long polling", () => {
       const p = pending(`${s.url}/poll?channel=zero:1&cursor=${cursor}&timeout=0`);
       const r = await within(p.answer, 2000);
       assert.ok(r, "timeout=0 answered without time passing");
-      assert.deepEqual(r, { messages: [], cursor, resets: [] });
+      assert.deepEqual(r, { messages: [], cursor, resets: [], presence: [] });
       await assertIdle(s.hl);
     });
 
@@ -179,7 +179,7 @@ describe("long polling", () => {
         assert.equal(s.hl.connectionsByTransport.poll, 1);
         clock.advance(250);
         const r = await p.answer;
-        assert.deepEqual(r, { messages: [], cursor, resets: [] });
+        assert.deepEqual(r, { messages: [], cursor, resets: [], presence: [] });
         await assertIdle(s.hl);
       }
     });
@@ -691,7 +691,7 @@ describe("long polling on a server made by listen(): polls are served on the bar
     const c = new RawConnection(s.port);
     c.send(pollRequest(`channel=bare:late&cursor=${cursor}&timeout=0.3`));
     const a = await c.next();
-    assert.deepEqual(JSON.parse(a.body), { messages: [], cursor, resets: [] });
+    assert.deepEqual(JSON.parse(a.body), { messages: [], cursor, resets: [], presence: [] });
     c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert.equal((await c.next()).status, 200);
     c.socket.destroy();

@@ -237,7 +237,7 @@ describe("token expiry and refresh", () => {
     advance(1);
     const r = await held;
     assert.equal(r.status, 200);
-    assert.deepEqual(r.body, { messages: [], cursor, resets: [] });
+    assert.deepEqual(r.body, { messages: [], cursor, resets: [], presence: [] });
     await s.hl.publish("chat:poll", "m1");
     const refused = await getJson(`${s.url}/poll?channel=chat:poll&cursor=${cursor}&token=${tok}`);
     assert.equal(refused.status, 401);
@@ -253,7 +253,7 @@ describe("token expiry and refresh", () => {
       await s.hl.publish("chat:poll", "m2");
       const r2 = await held2;
       assert.equal(r2.status, 200);
-      assert.deepEqual(r2.body, { messages: [], cursor: c2, resets: [] });
+      assert.deepEqual(r2.body, { messages: [], cursor: c2, resets: [], presence: [] });
     } finally {
       skew = 0;
     }

@@ -104,16 +104,16 @@ export function holdsSuite(name: string, factory: HoldsFactory): void {
         await h.hold("e", "early", '"early"', now + 1000);
         await h.hold("e", "edge", '"edge"', now + 2000);
         await h.hold("e", "late", '"late"', now + 3000);
-        await h.expire("e", now + 500);
-        await h.expire("e", now + 2000);
+        assert.deepEqual(await h.expire("e", now + 500), []);
+        assert.deepEqual((await h.expire("e", now + 2000)).sort(), ['"early"', '"edge"'], "expire answers the members that left");
         await settle(changes, 5);
         assert.deepEqual(changes.slice(3).map(plain).sort(), [
           ["e", "leave", "early", '"early"'],
           ["e", "leave", "edge", '"edge"'],
         ]);
         assert.equal(await h.release("e", "early"), false, "an expired hold is gone");
-        await h.expire("empty-set", now + 10_000);
-        await h.expire("e", now + 3000);
+        assert.deepEqual(await h.expire("empty-set", now + 10_000), []);
+        assert.deepEqual(await h.expire("e", now + 3000), ['"late"']);
         await settle(changes, 6);
         assert.deepEqual((await h.members("e")).members, []);
       }));

@@ -117,7 +117,7 @@ describe("config defaults", () => {
   });
 
   it("define the options of SPEC §1, in its order, then the additions", () => {
-    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS), ...Object.keys(HOOK_DEFAULTS), ...Object.keys(FAIRNESS_DEFAULTS), ...Object.keys(PUBLISH_DEFAULTS)]);
+    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS), ...Object.keys(HOOK_DEFAULTS), ...Object.keys(FAIRNESS_DEFAULTS), ...Object.keys(PUBLISH_DEFAULTS), ...Object.keys(PRESENCE_DEFAULTS)]);
     assert.deepEqual(
       Object.keys(OPTION_DEFS)
         .slice(0, Object.keys(SPEC_DEFAULTS).length)
@@ -295,6 +295,14 @@ describe("value parsing", () => {
 });
 
 describe("refused values", () => {
+  it("refuses bad presence patterns, graces and event channels, naming the option", () => {
+    assert.match(configError(() => loadConfig({ presence: "room:*,bad pattern" }, {})), /--presence\b/);
+    assert.match(configError(() => loadConfig({ presenceGrace: "-1" }, {})), /--presence-grace/);
+    assert.match(configError(() => loadConfig({ presenceGrace: "99999" }, {})), /from 0 to 3600/);
+    assert.match(configError(() => loadConfig({ eventsChannel: "has space" }, {})), /--events-channel/);
+    assert.deepEqual(loadConfig({ presence: "game:*, chat:*" }, {}).presence, ["game:*", "chat:*"]);
+  });
+
   it("names the flag, the value received and what is allowed", () => {
     const msg = configError(() => loadConfig({ heartbeatInterval: "abc" }, {}));
     assert.match(msg, /--heartbeat-interval/);
