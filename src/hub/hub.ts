@@ -14,10 +14,13 @@
  */
 import type { Broker, BrokerUsage, ReadResult, StoredMessage } from "../broker/broker.js";
 import { MemoryHolds, type HoldChange, type Holds } from "../broker/holds.js";
-import { presenceChangeJson, presenceSnapshotJson, sseMessageEvent, wsMessagePayload, wsTextFrame, type PollReset } from "../wire.js";
-import { channelKey, positionIn, type Position } from "./cursor.js";
+import { presenceChangeJson, presenceSnapshotJson, type PollReset } from "../wire.js";
+import { positionIn, type Position } from "./cursor.js";
 import { OCCUPANCY_MEMBER, OCCUPANCY_PREFIX } from "./event-feed.js";
 import { Presence, type Member } from "./presence.js";
+import { CLOSED, LIVE, Outgoing, Subscription, type Subscriber } from "./subscription.js";
+
+export { Outgoing, Subscription, type Subscriber };
 
 function noop(): void {}
 
@@ -59,97 +62,6 @@ function addRead(out: ChannelsRead, channel: string, since: Position | undefined
     out.positions.push([channel, { epoch: r.epoch, offset: last }]);
   } else {
     out.positions.push([channel, { epoch: r.epoch, offset: r.offset }]);
-  }
-}
-
-/**
- * A message on its way out, encoded at most once per wire format and shared
- * by every subscriber; the formats themselves are in wire.ts.
- */
-export class Outgoing {
-  private wsPayload: Buffer | undefined;
-  private wsWire: Buffer | undefined;
-  private sseEvent: Buffer | undefined;
-  constructor(readonly message: StoredMessage) {}
-
-  /** WebSocket text payload `{"type":"message",…}`. */
-  get ws(): Buffer {
-    return (this.wsPayload ??= wsMessagePayload(this.message.json));
-  }
-
-  /** The whole WebSocket frame (server frames are unmasked), ready for the socket. */
-  get wsFrame(): Buffer {
-    return (this.wsWire ??= wsTextFrame(this.ws));
-  }
-
-  /** SSE event body `data: {…}\n\n` (the per-connection `id:` line goes before it). */
-  get sse(): Buffer {
-    return (this.sseEvent ??= sseMessageEvent(this.message.json));
-  }
-}
-
-/** What a connection implements to receive from the hub. */
-export interface Subscriber {
-  /** A message of `sub`'s channel, in order, exactly once. */
-  deliver(sub: Subscription, out: Outgoing): void;
-  /** Loss announced: `sub` now stands at `offset` of `epoch`. */
-  reset(sub: Subscription, epoch: string, offset: number): void;
-  /** The subscription is established (sent before its replay). */
-  subscribed(sub: Subscription, epoch: string, latest: number, recovered: boolean): void;
-  /**
-   * On a presence channel: the snapshot (`type` "presence", after the
-   * subscription is established and the subscriber's own member is held),
-   * then each join and leave; `json` is the SPEC §9 object.
-   */
-  presence(sub: Subscription, type: "presence" | "join" | "leave", json: string): void;
-}
-
-/** A subscription's part in presence: its member, and the changes held back until its snapshot is sent. */
-interface SubPresence {
-  readonly member: Member;
-  /** Changes that arrived before the snapshot was sent; null once it is. */
-  pending: HoldChange[] | null;
-  /** The set's version the subscriber stands at. */
-  version: number;
-  /** The member was counted in (Presence.enter called and not failed): unsubscribing lets it go. */
-  entered: boolean;
-}
-
-const RECOVERING = 0;
-const LIVE = 1;
-const CLOSED = 2;
-
-export class Subscription {
-  state = RECOVERING;
-  /** Epoch and last offset handed to the subscriber. */
-  epoch = "";
-  offset = 0;
-  /** Live messages that arrived while history was being read. */
-  pending: StoredMessage[] | null = [];
-  /** The channel's key inside cursors. */
-  readonly key: string;
-  /** Settles once history is delivered and the subscription is live. */
-  ready: Promise<void> = Promise.resolve();
-  /** On a presence channel, with a member: its presence state; else null. */
-  presence: SubPresence | null = null;
-  constructor(
-    readonly subscriber: Subscriber,
-    readonly channel: string,
-    key?: string,
-  ) {
-    this.key = key ?? channelKey(channel);
-  }
-
-  get live(): boolean {
-    return this.state === LIVE;
-  }
-
-  get closed(): boolean {
-    return this.state === CLOSED;
-  }
-
-  get position(): Position {
-    return { epoch: this.epoch, offset: this.offset };
   }
 }
 
@@ -222,26 +134,17 @@ export class Hub {
     return this.subs.keys();
   }
 
-  /** A channel's position and, from `since`, up to `limit` messages of its history (`GET /api/history`). Rejects when the broker cannot be read. */
+  /** A channel's position and, from `since`, up to `limit` messages of its history (`GET /api/history`). */
   history(channel: string, since?: Position, limit?: number): Promise<ReadResult> {
     return this.broker.read(channel, since, limit);
   }
 
-  /**
-   * Whether signals may reach other nodes, so that answers from them are
-   * worth waiting for: the broker has signals of its own and is not one
-   * that answers in this process (`readSync`, the memory broker: one node).
-   */
+  /** Whether signals may reach other nodes: the broker has its own and does not answer in-process (`readSync`: one node). */
   get clustered(): boolean {
     return this.broker.signal !== undefined && !this.broker.readSync;
   }
 
-  /**
-   * After `channel`'s history was removed (on any node): every subscription
-   * of this node still in an older epoch is reset to where the channel now
-   * stands, and its waiting polls re-read (their answer carries the reset).
-   * Rejects when the broker cannot be read.
-   */
+  /** After `channel`'s history was removed: resets this node's subscriptions still in an older epoch, wakes its polls. */
   async resetChannel(channel: string): Promise<void> {
     if (!this.subs.has(channel) && !this.waiters.has(channel)) return;
     const r = await this.broker.read(channel);
@@ -253,7 +156,7 @@ export class Hub {
     };
     for (const sub of this.subs.get(channel) ?? []) {
       // One still reading its history may have read the old epoch: it is looked at once live.
-      if (sub.state === RECOVERING) sub.ready.then(() => resetIfOld(sub), () => {});
+      if (!sub.live && !sub.closed) sub.ready.then(() => resetIfOld(sub), () => {});
       else resetIfOld(sub);
     }
     const waiting = this.waiters.get(channel);

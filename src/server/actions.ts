@@ -25,7 +25,7 @@ import { randomUUID } from "node:crypto";
 import { sleepOn } from "../clock.js";
 import { httpError } from "../errors.js";
 import { isChannelName } from "../hub/channel-name.js";
-import type { Connection, ServerContext } from "../transports/connection.js";
+import type { Connection, HeldPoll, ServerContext } from "../transports/connection.js";
 import type { PollTransport } from "../transports/poll.js";
 
 /** How long the asking node of a cluster waits for the other nodes' answers, in ms. */
@@ -157,7 +157,7 @@ export class ServerActions {
       c.close(reconnect ? "disconnected_reconnect" : "disconnected");
       n++;
     }
-    for (const p of this.poll.heldBy(user)) {
+    for (const p of this.ctx.registry.polls.of(user)) {
       if (client !== undefined && p.client !== client) continue;
       p.fail(httpError("disconnected", "the server disconnected this user"));
       n++;
@@ -178,7 +178,7 @@ export class ServerActions {
         n++;
       }
     }
-    const polls = this.ctx.hooks.enabled ? [...this.poll.waiting] : this.poll.heldBy(user);
+    const polls: Iterable<HeldPoll> = this.ctx.hooks.enabled ? [...this.poll.waiting] : this.ctx.registry.polls.of(user);
     for (const p of polls) {
       if (p.claims !== undefined && p.claims.sub === user && auth.isRevoked(p.claims)) {
         p.fail(httpError("token_revoked", "this token was revoked; get a new one"));

@@ -17,6 +17,7 @@ import { CLIENTS_SET, memberOf, type Member } from "../hub/presence.js";
 import type { Session } from "../hooks/runner.js";
 import type { Stats } from "../stats.js";
 import { WriteBatch } from "./batch.js";
+import { ByUser } from "./by-user.js";
 
 /** Everything a transport needs from the server, passed as one object: the shared services and the connection registry. */
 export interface ServerContext extends CoreContext {
@@ -211,8 +212,9 @@ export class ConnectionRegistry {
   private readonly perUser = new Map<string, number>();
   /** Persistent connections, swept by the heartbeat ticker. */
   readonly live = new Set<Connection>();
-  /** Persistent connections of each named user (the server API finds a user's connections without a scan). */
-  private readonly users = new Map<string, Set<Connection>>();
+  /** Persistent connections, and held polls, of each named user (the server API finds a user's without a scan). */
+  private readonly users = new ByUser<Connection>();
+  readonly polls = new ByUser<HeldPoll>();
   /** Connections closed politely whose socket must be cut if the peer lingers. */
   readonly closing = new Set<Connection>();
   /** End-of-turn write batching for the connections of this server (see batch.ts). */
@@ -272,26 +274,19 @@ export class ConnectionRegistry {
   /** Registers a persistent connection that was admitted. */
   track(conn: Connection): void {
     this.live.add(conn);
-    const user = conn.user;
-    if (user !== undefined) {
-      const set = this.users.get(user);
-      if (set === undefined) this.users.set(user, new Set([conn]));
-      else set.add(conn);
-    }
+    this.users.add(conn.user, conn);
   }
 
   /** The persistent connections of `user`, as a copy (closing them changes the registry). */
   connectionsOf(user: string): Connection[] {
-    const set = this.users.get(user);
-    return set === undefined ? [] : [...set];
+    return this.users.of(user);
   }
 
   /** Gives back the slot taken by {@link admit} (with the same `user`); for connections, exactly once from `close`. */
   release(kind: TransportName, ip: string, conn?: Connection, user?: string): void {
     if (conn) {
       this.live.delete(conn);
-      const set = user === undefined ? undefined : this.users.get(user);
-      if (set !== undefined && set.delete(conn) && set.size === 0) this.users.delete(user!);
+      this.users.delete(user, conn);
     }
     if (this.config.maxConnectionsPerUser > 0 && user) {
       const u = (this.perUser.get(user) ?? 1) - 1;
@@ -309,6 +304,15 @@ export class ConnectionRegistry {
   get addresses(): number {
     return this.perIp.size;
   }
+}
+
+/** A held long poll as the server API sees it (its disconnect and revoke answer it with an error). */
+export interface HeldPoll {
+  readonly user: string | undefined;
+  readonly client: string | undefined;
+  readonly claims: TokenClaims | undefined;
+  /** Answers with an error and frees the poll's slot. */
+  fail(err: unknown): void;
 }
 
 /** The user a client is admitted as: the one connect named, else its token's `sub`; undefined when anonymous. */

@@ -23,11 +23,12 @@ import type { TokenClaims } from "../auth/tokens.js";
 import { socketAdmitted, socketIdle } from "../http/socket-limits.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
 import type { ChannelsRead, CursorPositions, Waiter } from "../hub/hub.js";
-import { memberOf, type Member } from "../hub/presence.js";
-import type { Session } from "../hooks/runner.js";
-import { pollAnswerJson, presenceChangeJson, presenceSnapshotJson } from "../wire.js";
+import { pollAnswerJson } from "../wire.js";
 import { BareHttp, holdOn, socketOf, type Held, type HttpOutput } from "./bare.js";
-import type { ServerContext } from "./connection.js";
+import type { HeldPoll, ServerContext } from "./connection.js";
+import { pollMembers, POLLER_GRACE_MS, presenceNews, type Poller, type PollMembers } from "./poll-presence.js";
+
+export type { Poller };
 
 /** Most messages in one answer; the client polls again at once for the rest. */
 export const POLL_BATCH_LIMIT = 1000;
@@ -43,41 +44,6 @@ export interface PollAnswer {
 export function encodeAnswer(c: ChannelsRead, presence?: readonly string[]): PollAnswer {
   const body = pollAnswerJson(c.messages, encodeCursor(c.positions), c.resets, presence);
   return { body, bytes: Buffer.byteLength(body), messages: c.messages.length };
-}
-
-/** Milliseconds a poller stays present after an answer at least, whatever `--presence-grace`: its time to poll again. */
-export const POLLER_GRACE_MS = 2000;
-
-/** A poller's members, one per presence channel it polls. */
-type PollMembers = ReadonlyArray<readonly [channel: string, member: Member]>;
-
-/** Who polls: the client id it gave, its user and session; a poll that names its client is a member of its presence channels. */
-export interface Poller {
-  readonly client: string | undefined;
-  readonly user: string | undefined;
-  readonly session: Session | undefined;
-}
-
-/** The members a poller holds on the presence channels among `channels`; undefined when none. */
-function pollMembers(ctx: ServerContext, channels: readonly string[], who: Poller | undefined): PollMembers | undefined {
-  if (who?.client === undefined || !ctx.hub.presence.enabled) return undefined;
-  let out: Array<readonly [string, Member]> | undefined;
-  for (const ch of channels) {
-    if (!ctx.hub.presence.tracks(ch)) continue;
-    (out ??= []).push([ch, memberOf(who.client, who.user, who.session?.channelInfo?.get(ch) ?? who.session?.info)]);
-  }
-  return out;
-}
-
-/** What a poller has not been told about its presence channels, as the answer's `presence` array. */
-async function presenceNews(ctx: ServerContext, members: PollMembers): Promise<string[]> {
-  const out: string[] = [];
-  for (const [ch, m] of members) {
-    const news = await ctx.hub.presence.news(ch, m.key);
-    if (news.snapshot) out.push(presenceSnapshotJson(ch, news.snapshot.members));
-    for (const c of news.changes) out.push(presenceChangeJson(c.kind, ch, c.member));
-  }
-  return out;
 }
 
 /**
@@ -161,7 +127,7 @@ class WakeQueue {
   };
 }
 
-class PendingPoll implements Waiter, Held {
+class PendingPoll implements Waiter, Held, HeldPoll {
   done = false;
   /** Waiting in the end-of-turn wake queue. */
   queued = false;
@@ -169,10 +135,8 @@ class PendingPoll implements Waiter, Held {
   private dirty = false;
   /** On the bare socket: the bytes the client sent after the poll's request, for node:http once answered. */
   rest: Buffer | undefined;
-  /** The poll's user and client id (for the server API: disconnect, revoke); undefined when anonymous / not given. */
   user: string | undefined;
   client: string | undefined;
-  /** The poll's verified token, if any (a revocation refuses a held poll too). */
   claims: TokenClaims | undefined;
 
   constructor(
@@ -286,7 +250,6 @@ class PendingPoll implements Waiter, Held {
     if (!this.done) this.transport.release(this);
   }
 
-  /** Answers with an error (a broker failure, or the server API's disconnect or revocation): frees the slot first. */
   fail(err: unknown): void {
     if (this.done) return;
     this.transport.release(this);
@@ -300,8 +263,6 @@ export class PollTransport {
   readonly waiting = new Set<PendingPoll>();
   /** Polls woken in this turn, answered at its end. */
   readonly wakes: WakeQueue;
-  /** Held polls of each named user (the server API finds them without a scan). */
-  private readonly users = new Map<string, Set<PendingPoll>>();
   private readonly http = new BareHttp();
 
   constructor(
@@ -359,7 +320,8 @@ export class PollTransport {
     const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive, undefined);
     p.rest = rest;
     this.waiting.add(p);
-    this.byUser(p, who, claims);
+    [p.claims, p.client, p.user] = [claims, who?.client, who?.user];
+    this.ctx.registry.polls.add(p.user, p);
     this.ctx.hub.addWaiter(channels, p);
     const bare = !(out instanceof ServerResponse);
     if (!bare) {
@@ -427,7 +389,8 @@ export class PollTransport {
     const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive, members);
     p.rest = rest;
     this.waiting.add(p);
-    this.byUser(p, who, claims);
+    [p.claims, p.client, p.user] = [claims, who?.client, who?.user];
+    this.ctx.registry.polls.add(p.user, p);
     this.ctx.hub.addWaiter(channels, p);
     const bare = !(out instanceof ServerResponse);
     if (!bare) {
@@ -465,31 +428,10 @@ export class PollTransport {
   private turnAnswers: Map<string, PollAnswer | null> | undefined;
   private turnPublished = 0;
 
-  /** Keeps a held poll's user, client id and token, indexed by user (the server API finds them without a scan). */
-  private byUser(p: PendingPoll, who: Poller | undefined, claims: TokenClaims | undefined): void {
-    p.claims = claims;
-    p.client = who?.client;
-    const user = who?.user;
-    if (user === undefined) return;
-    p.user = user;
-    const set = this.users.get(user);
-    if (set === undefined) this.users.set(user, new Set([p]));
-    else set.add(p);
-  }
-
-  /** The held polls of `user`, as a copy (answering them changes the index). */
-  heldBy(user: string): PendingPoll[] {
-    const set = this.users.get(user);
-    return set === undefined ? [] : [...set];
-  }
-
   release(p: PendingPoll): void {
     p.done = true;
     this.waiting.delete(p);
-    if (p.user !== undefined) {
-      const set = this.users.get(p.user);
-      if (set !== undefined && set.delete(p) && set.size === 0) this.users.delete(p.user);
-    }
+    this.ctx.registry.polls.delete(p.user, p);
     this.ctx.hub.removeWaiter(p.channels, p);
     this.ctx.registry.release("poll", p.ip);
     if (p.members) this.exitMembers(p.members);

@@ -1,0 +1,101 @@
+/**
+ * What the hub hands to subscribers: the {@link Subscriber} interface a
+ * connection implements, a {@link Subscription} (its position and state), and
+ * {@link Outgoing}, a message encoded at most once per wire format.
+ */
+import type { StoredMessage } from "../broker/broker.js";
+import type { HoldChange } from "../broker/holds.js";
+import { sseMessageEvent, wsMessagePayload, wsTextFrame } from "../wire.js";
+import { channelKey, type Position } from "./cursor.js";
+import type { Member } from "./presence.js";
+
+/**
+ * A message on its way out, encoded at most once per wire format and shared
+ * by every subscriber; the formats themselves are in wire.ts.
+ */
+export class Outgoing {
+  private wsPayload: Buffer | undefined;
+  private wsWire: Buffer | undefined;
+  private sseEvent: Buffer | undefined;
+  constructor(readonly message: StoredMessage) {}
+
+  /** WebSocket text payload `{"type":"message",…}`. */
+  get ws(): Buffer {
+    return (this.wsPayload ??= wsMessagePayload(this.message.json));
+  }
+
+  /** The whole WebSocket frame (server frames are unmasked), ready for the socket. */
+  get wsFrame(): Buffer {
+    return (this.wsWire ??= wsTextFrame(this.ws));
+  }
+
+  /** SSE event body `data: {…}\n\n` (the per-connection `id:` line goes before it). */
+  get sse(): Buffer {
+    return (this.sseEvent ??= sseMessageEvent(this.message.json));
+  }
+}
+
+/** What a connection implements to receive from the hub. */
+export interface Subscriber {
+  /** A message of `sub`'s channel, in order, exactly once. */
+  deliver(sub: Subscription, out: Outgoing): void;
+  /** Loss announced: `sub` now stands at `offset` of `epoch`. */
+  reset(sub: Subscription, epoch: string, offset: number): void;
+  /** The subscription is established (sent before its replay). */
+  subscribed(sub: Subscription, epoch: string, latest: number, recovered: boolean): void;
+  /**
+   * On a presence channel: the snapshot (`type` "presence", after the
+   * subscription is established and the subscriber's own member is held),
+   * then each join and leave; `json` is the SPEC §9 object.
+   */
+  presence(sub: Subscription, type: "presence" | "join" | "leave", json: string): void;
+}
+
+/** A subscription's part in presence: its member, and the changes held back until its snapshot is sent. */
+export interface SubPresence {
+  readonly member: Member;
+  /** Changes that arrived before the snapshot was sent; null once it is. */
+  pending: HoldChange[] | null;
+  /** The set's version the subscriber stands at. */
+  version: number;
+  /** The member was counted in (Presence.enter called and not failed): unsubscribing lets it go. */
+  entered: boolean;
+}
+
+export const RECOVERING = 0;
+export const LIVE = 1;
+export const CLOSED = 2;
+
+export class Subscription {
+  state = RECOVERING;
+  /** Epoch and last offset handed to the subscriber. */
+  epoch = "";
+  offset = 0;
+  /** Live messages that arrived while history was being read. */
+  pending: StoredMessage[] | null = [];
+  /** The channel's key inside cursors. */
+  readonly key: string;
+  /** Settles once history is delivered and the subscription is live. */
+  ready: Promise<void> = Promise.resolve();
+  /** On a presence channel, with a member: its presence state; else null. */
+  presence: SubPresence | null = null;
+  constructor(
+    readonly subscriber: Subscriber,
+    readonly channel: string,
+    key?: string,
+  ) {
+    this.key = key ?? channelKey(channel);
+  }
+
+  get live(): boolean {
+    return this.state === LIVE;
+  }
+
+  get closed(): boolean {
+    return this.state === CLOSED;
+  }
+
+  get position(): Position {
+    return { epoch: this.epoch, offset: this.offset };
+  }
+}
