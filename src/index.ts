@@ -36,6 +36,7 @@ export { RedisBroker, type RedisBrokerOptions } from "./broker/redis.js";
 export type { Broker, ReadResult, StoredMessage } from "./broker/broker.js";
 export type { BroadcastEntry, BroadcastResult } from "./http/broadcast.js";
 export type { PublishOptions, PublishResult } from "./http/publish.js";
+export type { ChannelCount, ChannelInfo, ChannelList, DisconnectOptions, History, HistoryMessage, HistoryOptions } from "./server/server-api.js";
 
 /**
  * Creates a Heartline server. Options are the `serve` options in camelCase
