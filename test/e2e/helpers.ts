@@ -308,6 +308,9 @@ export interface DemoHook {
 
 /** `window.heartlineDashboard`, the dashboard's test hook. */
 export interface DashboardHook {
+  /** The channels table as last read (null counts: the channel tracks no presence). */
+  channels(): Array<{ channel: string; subscribers: number; clients: number | null; users: number | null }>;
+  channelReads(): number;
   samples(): number;
   /** chart id → series label → the latest value. */
   latest(): Record<string, Record<string, number | null>>;
