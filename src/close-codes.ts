@@ -12,10 +12,13 @@ export const CLOSE_CODES = {
   service_restart: { code: 1012, reconnect: true, reason: "server restarting" },
   heartbeat_timeout: { code: 4000, reconnect: true, reason: "heartbeat timeout" },
   token_expired: { code: 4001, reconnect: true, reason: "token expired" },
+  token_revoked: { code: 4001, reconnect: true, reason: "token revoked" },
+  disconnected_reconnect: { code: 4002, reconnect: true, reason: "disconnected by the server; reconnect" },
   slow_consumer: { code: 4008, reconnect: true, reason: "slow consumer" },
   bad_request: { code: 4400, reconnect: false, reason: "bad request" },
   unauthorized: { code: 4401, reconnect: true, reason: "unauthorized" },
   forbidden: { code: 4403, reconnect: false, reason: "forbidden" },
+  disconnected: { code: 4403, reconnect: false, reason: "disconnected by the server" },
 } as const;
 
 export type CloseReason = keyof typeof CLOSE_CODES;
@@ -23,7 +26,8 @@ export type CloseReason = keyof typeof CLOSE_CODES;
 /**
  * The codes after which a client gives up, by code, with their names: the
  * entries of {@link CLOSE_CODES} whose `reconnect` is false (a test keeps the
- * two in step). Kept apart so the browser client carries these few bytes
+ * two in step; a code two reasons share is named by the first, e.g. 4403
+ * `forbidden` for `disconnected` too). Kept apart so the browser client carries these few bytes
  * rather than the whole table.
  */
 export const FINAL_CLOSE_CODES: Readonly<Record<number, CloseReason>> = {

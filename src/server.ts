@@ -35,6 +35,16 @@ import { clearKeepAliveLimit, StreamRequest } from "./transports/bare.js";
 import { PollTransport } from "./transports/poll.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 import { FrontDoor } from "./server/front-door.js";
+import { ServerActions } from "./server/actions.js";
+import {
+  ServerApi,
+  type ChannelInfo,
+  type ChannelList,
+  type DisconnectOptions,
+  type History,
+  type HistoryMessage,
+  type HistoryOptions,
+} from "./server/server-api.js";
 
 /** Knobs for embedding and tests; not part of the CLI. */
 export interface RuntimeOptions {
@@ -72,6 +82,7 @@ export class Heartline {
   private readonly clock: Clock;
   private readonly auth: Auth;
   private readonly door: FrontDoor;
+  private readonly api: ServerApi;
   /** Sockets of servers made by `listen()` that are not subscriber connections. */
   private readonly sockets: SocketLimits;
   private readonly stopTicker: () => void;
@@ -128,7 +139,8 @@ export class Heartline {
     this.ws = new WebSocketTransport(this.ctx, this.publisher);
     this.poll = new PollTransport(this.ctx, (out, err) => this.door.fail(out, err));
     this.metrics = createMetrics(this.ctx);
-    this.door = new FrontDoor(this.ctx, new OriginPolicy(this.config.allowedOrigins), this.publisher, this.metrics, this.poll, this.ws);
+    this.api = new ServerApi(this.ctx, new ServerActions(this.ctx, this.poll), this.publisher);
+    this.door = new FrontDoor(this.ctx, new OriginPolicy(this.config.allowedOrigins), this.publisher, this.metrics, this.poll, this.ws, this.api);
     this.stopTicker = this.clock.every(tickMs, () => this.tick());
     if (!this.config.apiKey) {
       this.log.warn("no --api-key: publishing over HTTP is accepted only from loopback addresses");
@@ -177,6 +189,51 @@ export class Heartline {
   /** The members of a presence channel, cluster-wide (SPEC §9): what `GET /api/presence/<channel>` answers. */
   presence(channel: string): Promise<PresenceSnapshot> {
     return presenceOf(this.hub, channel);
+  }
+
+  /**
+   * Closes `user`'s connections on every node (SPEC §10), or only those of
+   * `options.client`: WebSocket close 4002 (reconnect) or, with
+   * `reconnect: false`, 4403; SSE `event: disconnect`; held polls 403
+   * `disconnected`. Resolves with how many were closed on the nodes that
+   * answered within 250 ms.
+   */
+  disconnect(user: string, options: DisconnectOptions = {}): Promise<{ disconnected: number }> {
+    return this.api.disconnect(user, options);
+  }
+
+  /** Removes `user`'s subscription to `channel` on every node; the clients are told (`unsubscribed`). */
+  unsubscribe(user: string, channel: string): Promise<{ unsubscribed: number }> {
+    return this.api.unsubscribe(user, channel);
+  }
+
+  /**
+   * Refuses, on every live node, `user`'s tokens issued (`iat`) before
+   * `before` (unix seconds, not in the future), and closes the connections
+   * holding one (WebSocket 4001, SSE `event: error` token_revoked, held polls 401).
+   */
+  revoke(user: string, before: number): Promise<{ closed: number }> {
+    return this.api.revoke(user, before);
+  }
+
+  /** Channels with WebSocket or SSE subscribers on any node, names starting with `prefix`, with their counts (at most 1,000). */
+  channels(prefix = ""): Promise<ChannelList> {
+    return this.api.channels(prefix);
+  }
+
+  /** A channel's position and its subscribers on every node (`GET /api/channels/<name>`). */
+  channel(name: string): Promise<ChannelInfo> {
+    return this.api.channel(name);
+  }
+
+  /** A channel's history: after `since` in its current epoch, or the latest `limit` (default 100, at most 1000) messages. */
+  history(channel: string, options: HistoryOptions = {}): Promise<History<HistoryMessage>> {
+    return this.api.history(channel, options);
+  }
+
+  /** Drops a channel's history (a new epoch begins); subscribers on every node get a reset at once. */
+  removeHistory(channel: string): Promise<{ channel: string; epoch: string; offset: number }> {
+    return this.api.removeHistory(channel);
   }
 
   /**

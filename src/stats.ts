@@ -7,7 +7,7 @@ export class Stats {
   readonly heartbeats = { ws: 0, sse: 0 };
   readonly slowConsumerDrops = { ws: 0, sse: 0 };
   heartbeatTimeouts = 0;
-  readonly rejected = { too_many_connections: 0, too_many_connections_per_ip: 0, origin_not_allowed: 0, unauthorized: 0, token_expired: 0, forbidden: 0 };
+  readonly rejected = { too_many_connections: 0, too_many_connections_per_ip: 0, origin_not_allowed: 0, unauthorized: 0, token_expired: 0, token_revoked: 0, forbidden: 0 };
   /** Counts a refusal of a subscriber by its error code, when it is one of {@link rejected}'s. */
   countRejected(code: string): void {
     if (Object.hasOwn(this.rejected, code)) this.rejected[code as keyof Stats["rejected"]]++;

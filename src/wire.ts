@@ -44,6 +44,11 @@ export function wsMessagePayload(messageJson: string): Buffer {
   return Buffer.from('{"type":"message",' + messageJson.slice(1));
 }
 
+/** `{"type":"unsubscribed","channel":…}`: the answer to an unsubscribe frame, and the server's own removal of a subscription (SPEC §10). */
+export function wsUnsubscribedFrame(channel: string, extra?: Record<string, unknown>): string {
+  return JSON.stringify({ type: "unsubscribed", channel, ...extra });
+}
+
 // ── Server-Sent Events ───────────────────────────────────────────────────
 
 const LINE_BREAK = /\r\n|\r|\n/;
@@ -93,6 +98,24 @@ export function sseIdLine(cursor: string): string {
 /** The body of a message event, `data: {…}\n\n`, shared by every stream (its `id:` line goes before it). */
 export function sseMessageEvent(messageJson: string): Buffer {
   return Buffer.from(sseDataLines(messageJson) + "\n");
+}
+
+/**
+ * `event: disconnect` with `{"reconnect":bool}`: the server ends the stream
+ * (POST /api/disconnect); with `reconnect: false` the client should not come back.
+ */
+export function sseDisconnectEvent(reconnect: boolean): string {
+  return sseEvent("disconnect", undefined, reconnect ? '{"reconnect":true}' : '{"reconnect":false}');
+}
+
+/** `event: unsubscribed` with `{"channel":…}` and the stream's cursor without that channel as its id (SPEC §10). */
+export function sseUnsubscribedEvent(channel: string, cursor: string): string {
+  return sseEvent("unsubscribed", cursor, JSON.stringify({ channel }));
+}
+
+/** `event: error` with `{"code","message"}`: why the server ends a stream (token expired or revoked) or refused a subscription. */
+export function sseErrorEvent(code: string, message: string): string {
+  return sseEvent("error", undefined, JSON.stringify({ code, message }));
 }
 
 /** `retry: <ms>` and the blank line: the reconnection delay a stream announces first. */

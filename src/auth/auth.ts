@@ -12,6 +12,7 @@ import { HeartlineError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Stats } from "../stats.js";
 import { publishDenied, subscribeDenied } from "./permissions.js";
+import { Revocations } from "./revocations.js";
 import { createTokenVerifier, MIN_SECRET_BYTES, tokenOf, type TokenClaims, type TokenVerifier } from "./tokens.js";
 
 /** The longest lead of a `refresh` request before `exp`; shorter tokens get a third of their lifetime. */
@@ -54,6 +55,9 @@ export class Auth {
   readonly marginMs: number;
   private readonly verifier: TokenVerifier | undefined;
   private readonly stats: Stats;
+  private readonly log: Logger;
+  /** Users whose tokens issued before a moment are refused (POST /api/revoke). */
+  private readonly revocations = new Revocations();
 
   /** Reads and checks the keys; throws `ConfigError` for a bad `--jwt-public-key` file. */
   constructor(config: Pick<HeartlineConfig, "jwtSecret" | "jwtPublicKey">, options: AuthOptions) {
@@ -62,15 +66,32 @@ export class Auth {
     this.now = wallClockFor(options.clock, options.wallClock);
     this.marginMs = options.tickMs;
     this.stats = options.stats;
+    this.log = options.log;
     if (this.verifier?.weakSecret) {
       options.log.warn(`--jwt-secret is shorter than ${MIN_SECRET_BYTES} bytes; use a long random secret`);
     }
   }
 
-  /** Verifies a token now. Throws 401 `unauthorized` / `token_expired`. */
-  verify(token: string): Promise<TokenClaims> {
-    if (!this.verifier) return Promise.reject(new HeartlineError("bad_request", "this server does not use tokens (no --jwt-secret or --jwt-public-key)"));
-    return this.verifier.verify(token, this.now());
+  /** Verifies a token now, revocations included. Throws 401 `unauthorized` / `token_expired` / `token_revoked`. */
+  async verify(token: string): Promise<TokenClaims> {
+    if (!this.verifier) throw new HeartlineError("bad_request", "this server does not use tokens (no --jwt-secret or --jwt-public-key)");
+    const claims = await this.verifier.verify(token, this.now());
+    if (this.isRevoked(claims)) throw new HeartlineError("token_revoked", "this token was revoked (issued before a revocation of its user); get a new one");
+    return claims;
+  }
+
+  /**
+   * Refuses `user`'s tokens issued (`iat`, unix seconds) before `before` from
+   * now on, on this node (see revocations.ts for how long it is kept).
+   */
+  revoke(user: string, before: number): void {
+    const forgotten = this.revocations.add(user, before, this.now());
+    if (forgotten !== undefined) this.log.warn({ user: forgotten }, "too many token revocations kept; the oldest was forgotten");
+  }
+
+  /** Whether `claims` (a verified token) was revoked since it was verified. */
+  isRevoked(claims: TokenClaims): boolean {
+    return this.revocations.revoked(claims.sub, claims.iat, this.now());
   }
 
   /**
@@ -91,7 +112,7 @@ export class Auth {
       }
       return claims;
     } catch (err) {
-      if (err instanceof HeartlineError && (err.code === "unauthorized" || err.code === "token_expired" || err.code === "forbidden")) {
+      if (err instanceof HeartlineError && (err.code === "unauthorized" || err.code === "token_expired" || err.code === "token_revoked" || err.code === "forbidden")) {
         this.stats.countRejected(err.code);
       }
       throw err;

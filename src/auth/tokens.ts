@@ -26,6 +26,8 @@ export interface TokenClaims {
   readonly sub: string;
   /** Expiry, in wall-clock milliseconds since the epoch (`exp` × 1000). */
   readonly expMs: number;
+  /** When the token was issued (`iat`, unix seconds), when it says; revocations compare it. */
+  readonly iat?: number | undefined;
   /** Patterns of the channels the token may subscribe to (`channels`). */
   readonly channels: ChannelPatterns;
   /** Patterns of the channels the token may publish to (`publish`), within `--client-publish`. */
@@ -86,12 +88,14 @@ export class TokenVerifier {
       const reason = err instanceof joseErrors.JOSEError ? err.message : "it could not be verified";
       throw invalid(`the token is not valid: ${reason}`, err);
     }
-    const { sub, exp } = payload;
+    const { sub, exp, iat } = payload;
     if (typeof sub !== "string" || sub.length === 0 || sub.length > 1024) throw invalid('the token needs a "sub" claim: a non-empty string');
     if (typeof exp !== "number" || !Number.isFinite(exp)) throw invalid('the token needs an "exp" claim: a number of seconds');
+    if (iat !== undefined && (typeof iat !== "number" || !Number.isFinite(iat))) throw invalid('the token\'s "iat" claim must be a number of seconds');
     return {
       sub,
       expMs: exp * 1000,
+      iat: iat as number | undefined,
       channels: patternsClaim(payload, "channels"),
       publish: patternsClaim(payload, "publish"),
     };

@@ -58,6 +58,15 @@ export function sseTransport(ctx: TransportContext, sink: TransportSink): Client
       if (e.lastEventId) sink.cursor(e.lastEventId);
     });
     on("ping", () => {});
+    // The server disconnected this client for good (POST /api/disconnect with reconnect: false): stop, as after WebSocket close 4403.
+    on("disconnect", (e) => {
+      if (parse<{ reconnect?: boolean }>(e)?.reconnect === false) {
+        es.close();
+        source = undefined;
+        done = true;
+        sink.closed({ code: 4403 });
+      }
+    });
     on("error", (e) => {
       // The server's own `event: error` has JSON data; a connection error has none.
       const err = parse<{ code?: string; message?: string }>(e);

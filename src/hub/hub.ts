@@ -134,6 +134,35 @@ export class Hub {
     return this.subs.keys();
   }
 
+  /** A channel's position and, from `since`, up to `limit` messages of its history (`GET /api/history`). */
+  history(channel: string, since?: Position, limit?: number): Promise<ReadResult> {
+    return this.broker.read(channel, since, limit);
+  }
+
+  /** Whether signals may reach other nodes: the broker has its own and does not answer in-process (`readSync`: one node). */
+  get clustered(): boolean {
+    return this.broker.signal !== undefined && !this.broker.readSync;
+  }
+
+  /** After `channel`'s history was removed: resets this node's subscriptions still in an older epoch, wakes its polls. */
+  async resetChannel(channel: string): Promise<void> {
+    if (!this.subs.has(channel) && !this.waiters.has(channel)) return;
+    const r = await this.broker.read(channel);
+    const resetIfOld = (sub: Subscription): void => {
+      if (sub.state !== LIVE || sub.epoch === r.epoch) return;
+      sub.epoch = r.epoch;
+      sub.offset = r.offset;
+      sub.subscriber.reset(sub, r.epoch, r.offset);
+    };
+    for (const sub of this.subs.get(channel) ?? []) {
+      // One still reading its history may have read the old epoch: it is looked at once live.
+      if (!sub.live && !sub.closed) sub.ready.then(() => resetIfOld(sub), () => {});
+      else resetIfOld(sub);
+    }
+    const waiting = this.waiters.get(channel);
+    if (waiting) for (const w of waiting) w.wake();
+  }
+
   /** A channel's current position (`GET /api/channels/{name}`). Rejects when the broker cannot be read. */
   async position(channel: string): Promise<Position> {
     const r = await this.broker.read(channel);

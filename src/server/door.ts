@@ -12,6 +12,7 @@ import type { ServerContext } from "../transports/connection.js";
 import type { PollTransport } from "../transports/poll.js";
 import type { WebSocketTransport } from "../transports/websocket.js";
 import type { Admission } from "./admission.js";
+import type { ServerApi } from "./server-api.js";
 
 export interface Door {
   readonly ctx: ServerContext;
@@ -20,6 +21,8 @@ export interface Door {
   readonly metrics: Registry;
   readonly poll: PollTransport;
   readonly ws: WebSocketTransport;
+  /** The server API of SPEC §10 beyond publish and broadcast. */
+  readonly api: ServerApi;
   /** `POST /api/publish` requests not answered yet: their bodies being read, their messages being stored (drain waits for them). */
   readonly publishRequests: Set<IncomingMessage>;
   /** Answers an error through the response or, for a request taken out of node:http, on its socket. */

@@ -18,10 +18,11 @@ import type { PollTransport } from "../transports/poll.js";
 import type { WebSocketTransport } from "../transports/websocket.js";
 import { Admission } from "./admission.js";
 import type { Door } from "./door.js";
+import type { ServerApi } from "./server-api.js";
 import { assertMethod, findRoute, noRoute, type Route } from "./routes.js";
 
 const PREFLIGHT = {
-  "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+  "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
   "Access-Control-Allow-Headers": "Authorization, Content-Type, Last-Event-ID",
   "Access-Control-Max-Age": "600",
 };
@@ -37,6 +38,7 @@ export class FrontDoor implements Door {
     readonly metrics: Registry,
     readonly poll: PollTransport,
     readonly ws: WebSocketTransport,
+    readonly api: ServerApi,
   ) {
     this.admission = new Admission(ctx, origins, publisher);
   }

@@ -13,7 +13,6 @@ import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import type { TransportName } from "../config.js";
 import { httpError, type HeartlineError } from "../errors.js";
-import { assertChannelName } from "../hub/channel-name.js";
 import { sendJson } from "../http/respond.js";
 import { handleBroadcast } from "../http/broadcast.js";
 import { handleRpc } from "../http/rpc.js";
@@ -50,7 +49,13 @@ export const ROUTES: readonly Route[] = [
   { path: "/api/publish", method: "POST", serve: publish },
   { path: "/api/rpc", method: "POST", serve: rpc },
   { path: "/api/broadcast", method: "POST", serve: broadcastRoute },
-  { path: "/api/channels/", prefix: true, method: "GET", serve: channelInfo },
+  { path: "/api/disconnect", method: "POST", serve: (d, req, res, cors) => d.api.handleDisconnect(req, res, cors) },
+  { path: "/api/unsubscribe", method: "POST", serve: (d, req, res, cors) => d.api.handleUnsubscribe(req, res, cors) },
+  { path: "/api/revoke", method: "POST", serve: (d, req, res, cors) => d.api.handleRevoke(req, res, cors) },
+  { path: "/api/channels", method: "GET", serve: (d, req, res, cors) => d.api.handleChannels(req, res, cors) },
+  { path: "/api/channels/", prefix: true, method: "GET", serve: (d, req, res, cors, path) => d.api.handleChannel(req, res, cors, path) },
+  // GET reads, DELETE removes: the handler answers 405 for other methods.
+  { path: "/api/history/", prefix: true, serve: (d, req, res, cors, path) => d.api.handleHistory(req, res, cors, path) },
   { path: "/api/presence/", prefix: true, method: "GET", serve: presenceRoute },
   { path: "/healthz", method: "GET", serve: health },
   { path: "/readyz", method: "GET", serve: ready },
@@ -131,20 +136,6 @@ async function rpc(d: Door, req: IncomingMessage, res: ServerResponse, cors: Rec
   const body = `{"result":${json}}`;
   res.writeHead(200, { ...cors, "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
   res.end(body);
-}
-
-/** `GET /api/channels/{name}`: the channel's position and this node's subscriber count. */
-async function channelInfo(d: Door, _req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, path: string): Promise<void> {
-  let name: string;
-  try {
-    name = decodeURIComponent(path.slice("/api/channels/".length));
-  } catch {
-    throw httpError("bad_channel", "the channel name is not valid percent-encoding");
-  }
-  const channel = assertChannelName(name);
-  const hub = d.ctx.hub;
-  const { epoch, offset } = await hub.position(channel);
-  sendJson(res, 200, { channel, epoch, offset, subscribers: hub.subscriberCount(channel) }, cors);
 }
 
 const WEB_DIR = fileURLToPath(new URL("../../web/", import.meta.url));

@@ -74,9 +74,9 @@ export function wsWithoutUpgrade(d: Door): void {
   throw httpError("bad_request", "/ws expects a WebSocket upgrade");
 }
 
-/** Who polls, for presence: only a poll that names its client (`client=`) is a member. */
-function poller(s: SubscribeRequest): Poller | undefined {
-  return s.client === undefined ? undefined : { client: s.client, user: userOf(s.claims, s.session), session: s.session };
+/** Who polls: its client id (only a poll that names one, `client=`, is a presence member), user and session (the server API finds a user's held polls by them). */
+function poller(s: SubscribeRequest): Poller {
+  return { client: s.client, user: userOf(s.claims, s.session), session: s.session };
 }
 
 function noop(): void {}

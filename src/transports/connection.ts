@@ -17,6 +17,7 @@ import { CLIENTS_SET, memberOf, type Member } from "../hub/presence.js";
 import type { Session } from "../hooks/runner.js";
 import type { Stats } from "../stats.js";
 import { WriteBatch } from "./batch.js";
+import { ByUser } from "./by-user.js";
 
 /** Everything a transport needs from the server, passed as one object: the shared services and the connection registry. */
 export interface ServerContext extends CoreContext {
@@ -130,6 +131,14 @@ export abstract class Connection implements Subscriber, TokenHolder {
     return true;
   }
 
+  /** The server removes the subscription to `channel` (POST /api/unsubscribe) and tells the client; false when there was none. */
+  removeSubscription(channel: string): boolean {
+    if (this.closed || !this.unsubscribe(channel)) return false;
+    this.sendUnsubscribed(channel);
+    return true;
+  }
+
+
   /** The subscription to `channel`, if any. */
   subscription(channel: string): Subscription | undefined {
     const subs = this.subs;
@@ -179,6 +188,8 @@ export abstract class Connection implements Subscriber, TokenHolder {
   abstract sendPing(): void;
   /** Transport: cut the socket at once (after a close that the peer did not finish). */
   abstract terminate(): void;
+  /** Transport: tell the client the server removed its subscription to `channel`. */
+  protected abstract sendUnsubscribed(channel: string): void;
   /** Transport: ask the client for a fresh token before `tokenExp`. Only a WebSocket can be asked. */
   requestRefresh(): void {}
 
@@ -201,6 +212,9 @@ export class ConnectionRegistry {
   private readonly perUser = new Map<string, number>();
   /** Persistent connections, swept by the heartbeat ticker. */
   readonly live = new Set<Connection>();
+  /** Persistent connections, and held polls, of each named user (the server API finds a user's without a scan). */
+  private readonly users = new ByUser<Connection>();
+  readonly polls = new ByUser<HeldPoll>();
   /** Connections closed politely whose socket must be cut if the peer lingers. */
   readonly closing = new Set<Connection>();
   /** End-of-turn write batching for the connections of this server (see batch.ts). */
@@ -260,11 +274,20 @@ export class ConnectionRegistry {
   /** Registers a persistent connection that was admitted. */
   track(conn: Connection): void {
     this.live.add(conn);
+    this.users.add(conn.user, conn);
+  }
+
+  /** The persistent connections of `user`, as a copy (closing them changes the registry). */
+  connectionsOf(user: string): Connection[] {
+    return this.users.of(user);
   }
 
   /** Gives back the slot taken by {@link admit} (with the same `user`); for connections, exactly once from `close`. */
   release(kind: TransportName, ip: string, conn?: Connection, user?: string): void {
-    if (conn) this.live.delete(conn);
+    if (conn) {
+      this.live.delete(conn);
+      this.users.delete(user, conn);
+    }
     if (this.config.maxConnectionsPerUser > 0 && user) {
       const u = (this.perUser.get(user) ?? 1) - 1;
       if (u <= 0) this.perUser.delete(user);
@@ -281,6 +304,15 @@ export class ConnectionRegistry {
   get addresses(): number {
     return this.perIp.size;
   }
+}
+
+/** A held long poll as the server API sees it (its disconnect and revoke answer it with an error). */
+export interface HeldPoll {
+  readonly user: string | undefined;
+  readonly client: string | undefined;
+  readonly claims: TokenClaims | undefined;
+  /** Answers with an error and frees the poll's slot. */
+  fail(err: unknown): void;
 }
 
 /** The user a client is admitted as: the one connect named, else its token's `sub`; undefined when anonymous. */

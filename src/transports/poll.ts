@@ -25,7 +25,7 @@ import { encodeCursor, positionIn, type Position, type SharedCursor } from "../h
 import type { ChannelsRead, CursorPositions, Waiter } from "../hub/hub.js";
 import { pollAnswerJson } from "../wire.js";
 import { BareHttp, holdOn, socketOf, type Held, type HttpOutput } from "./bare.js";
-import type { ServerContext } from "./connection.js";
+import type { HeldPoll, ServerContext } from "./connection.js";
 import { pollMembers, POLLER_GRACE_MS, presenceNews, type Poller, type PollMembers } from "./poll-presence.js";
 
 export type { Poller };
@@ -127,7 +127,7 @@ class WakeQueue {
   };
 }
 
-class PendingPoll implements Waiter, Held {
+class PendingPoll implements Waiter, Held, HeldPoll {
   done = false;
   /** Waiting in the end-of-turn wake queue. */
   queued = false;
@@ -135,6 +135,9 @@ class PendingPoll implements Waiter, Held {
   private dirty = false;
   /** On the bare socket: the bytes the client sent after the poll's request, for node:http once answered. */
   rest: Buffer | undefined;
+  user: string | undefined;
+  client: string | undefined;
+  claims: TokenClaims | undefined;
 
   constructor(
     readonly transport: PollTransport,
@@ -247,7 +250,7 @@ class PendingPoll implements Waiter, Held {
     if (!this.done) this.transport.release(this);
   }
 
-  private fail(err: unknown): void {
+  fail(err: unknown): void {
     if (this.done) return;
     this.transport.release(this);
     this.transport.onError(this.out, err);
@@ -302,7 +305,7 @@ export class PollTransport {
     const cursor = shared?.positions;
     const rest = head !== undefined && head.length > 0 ? head : undefined;
     const members = pollMembers(this.ctx, channels, who);
-    if (members) return this.servePresence(out, ip, channels, shared, holdSeconds, headers, members, claims, keepAlive, rest);
+    if (members) return this.servePresence(out, ip, channels, shared, holdSeconds, headers, members, claims, keepAlive, rest, who);
     if (!shared || holdSeconds <= 0) {
       const c = hub.readsNow ? hub.readAfterNow(channels, cursor, POLL_BATCH_LIMIT) : await hub.readAfter(channels, cursor, POLL_BATCH_LIMIT);
       const a = encodeAnswer(c);
@@ -317,6 +320,8 @@ export class PollTransport {
     const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive, undefined);
     p.rest = rest;
     this.waiting.add(p);
+    [p.claims, p.client, p.user] = [claims, who?.client, who?.user];
+    this.ctx.registry.polls.add(p.user, p);
     this.ctx.hub.addWaiter(channels, p);
     const bare = !(out instanceof ServerResponse);
     if (!bare) {
@@ -355,6 +360,7 @@ export class PollTransport {
     claims: TokenClaims | undefined,
     keepAlive: boolean,
     rest: Buffer | undefined,
+    who: Poller | undefined,
   ): Promise<void> {
     const presence = this.ctx.hub.presence;
     let entered = 0;
@@ -383,6 +389,8 @@ export class PollTransport {
     const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive, members);
     p.rest = rest;
     this.waiting.add(p);
+    [p.claims, p.client, p.user] = [claims, who?.client, who?.user];
+    this.ctx.registry.polls.add(p.user, p);
     this.ctx.hub.addWaiter(channels, p);
     const bare = !(out instanceof ServerResponse);
     if (!bare) {
@@ -423,6 +431,7 @@ export class PollTransport {
   release(p: PendingPoll): void {
     p.done = true;
     this.waiting.delete(p);
+    this.ctx.registry.polls.delete(p.user, p);
     this.ctx.hub.removeWaiter(p.channels, p);
     this.ctx.registry.release("poll", p.ip);
     if (p.members) this.exitMembers(p.members);

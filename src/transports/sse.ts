@@ -18,7 +18,7 @@ import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
-import { headerLines, sseEvent, sseIdLine, ssePresenceEvent, sseRetry, statusLine } from "../wire.js";
+import { headerLines, sseDisconnectEvent, sseErrorEvent, sseEvent, sseIdLine, ssePresenceEvent, sseRetry, sseUnsubscribedEvent, statusLine } from "../wire.js";
 import { bareHead, type HttpOutput } from "./bare.js";
 import { Connection, type ServerContext } from "./connection.js";
 
@@ -29,7 +29,13 @@ export type SseOutput = HttpOutput & { [CONN]?: SseConnection };
 /** Reconnection delay the stream announces first (SPEC: 1000–5000 ms). */
 export const SSE_RETRY_MS = 2000;
 const PING_EVENT = Buffer.from(sseEvent("ping", undefined, "{}"));
-const TOKEN_EXPIRED_EVENT = sseEvent("error", undefined, JSON.stringify({ code: "token_expired", message: "the token has expired; reconnect with a new one" }));
+/** The last event of a stream the server ends on purpose, by close reason. */
+const FINAL_EVENTS: Partial<Record<CloseReason, string>> = {
+  token_expired: sseErrorEvent("token_expired", "the token has expired; reconnect with a new one"),
+  token_revoked: sseErrorEvent("token_revoked", "the token was revoked; reconnect with a new one"),
+  disconnected: sseDisconnectEvent(false),
+  disconnected_reconnect: sseDisconnectEvent(true),
+};
 const RETRY_LINE = sseRetry(SSE_RETRY_MS);
 const SSE_HEADERS = {
   "Content-Type": "text/event-stream; charset=utf-8",
@@ -105,6 +111,10 @@ export class SseConnection extends Connection {
     // SSE has no per-channel acknowledgement; the first `id:` line follows the setup.
   }
 
+  protected sendUnsubscribed(channel: string): void {
+    this.writeText(sseUnsubscribedEvent(channel, this.cursor()));
+  }
+
   sendPing(): void {
     if (!this.writable(PING_EVENT.length)) return;
     this.out.write(PING_EVENT);
@@ -137,7 +147,8 @@ export class SseConnection extends Connection {
     // cleanly so EventSource reconnects after `retry`.
     if (reason === "slow_consumer") this.out.destroy();
     else if (!this.out.writableEnded) {
-      if (reason === "token_expired") this.out.end(TOKEN_EXPIRED_EVENT);
+      const last = FINAL_EVENTS[reason];
+      if (last !== undefined) this.out.end(last);
       else this.out.end();
       // A bare socket stays half-open until the peer closes its side: cut it if that never comes.
       this.terminateAt = this.ctx.now + 5000;

@@ -14,6 +14,7 @@ import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
 import { parseSince, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, Subscription } from "../hub/hub.js";
+import { wsUnsubscribedFrame } from "../wire.js";
 import { Connection, userOf, type ServerContext } from "./connection.js";
 import { takeToken } from "./rate.js";
 import { rateLimited, rpcFrame } from "./ws-rpc.js";
@@ -132,6 +133,10 @@ export class WsConnection extends Connection {
 
   bufferedBytes(): number {
     return this.socket.bufferedAmount;
+  }
+
+  protected sendUnsubscribed(channel: string): void {
+    this.write(Buffer.from(wsUnsubscribedFrame(channel)));
   }
 
   override requestRefresh(): void {

@@ -62,7 +62,7 @@ export class HookedServer {
 
   /** A channel's latest offset on the server. */
   async offsetOf(channel: string): Promise<number> {
-    const res = await getJson(`${this.hl.url}/api/channels/${encodeURIComponent(channel)}`);
+    const res = await getJson(`${this.hl.url}/api/channels/${encodeURIComponent(channel)}`, { headers: { authorization: `Bearer ${HOOKS_API_KEY}` } });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     return res.body.offset as number;
   }

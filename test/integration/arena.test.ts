@@ -109,7 +109,7 @@ describe("demo arena in a Heartline server", () => {
     const [a, b] = [await player(), await player()];
     const alice = (await rpcWs(a, 1, "arena.join", { name: "Alice" })).result as JoinResult;
     const [first] = await tick(b);
-    const offset = (await getJson(`${s.url}/api/channels/${ARENA_CHANNEL}`)).body.offset as number;
+    const offset = (await getJson(`${s.url}/api/channels/${ARENA_CHANNEL}`, { headers: { authorization: `Bearer ${API_KEY}` } })).body.offset as number;
     const forged: Snapshot = { type: "snapshot", tick: 999, t: 0, players: [[alice.id, "Alice", 900, 500]], pickups: [], scores: [[alice.id, 1000]] };
     a.send({ type: "publish", channel: ARENA_CHANNEL, data: forged });
     const refusal = await a.next((f) => f.type === "error");
@@ -119,14 +119,14 @@ describe("demo arena in a Heartline server", () => {
     const http = await publishHttp(s, ARENA_CHANNEL, forged);
     assert.equal(http.status, 403);
     assert.equal(http.body.error.code, "server_owned");
-    assert.equal((await getJson(`${s.url}/api/channels/${ARENA_CHANNEL}`)).body.offset, offset, "nothing was stored");
+    assert.equal((await getJson(`${s.url}/api/channels/${ARENA_CHANNEL}`, { headers: { authorization: `Bearer ${API_KEY}` } })).body.offset, offset, "nothing was stored");
     const [next] = await tick(b);
     assert.deepEqual(where(next!, alice.id), where(first!, alice.id));
     assert.deepEqual(next!.scores, [[alice.id, 0]]);
     assert.ok(b.messages(ARENA_CHANNEL).every((m) => (m.data as Snapshot).tick !== 999), "Bob never saw the forgery");
     // Other game channels stay open to clients, as --client-publish says.
     a.send({ type: "publish", channel: "game:chat", data: "hello" });
-    await waitFor(async () => (await getJson(`${s.url}/api/channels/game:chat`)).body.offset === 1, 5000, "the chat message");
+    await waitFor(async () => (await getJson(`${s.url}/api/channels/game:chat`, { headers: { authorization: `Bearer ${API_KEY}` } })).body.offset === 1, 5000, "the chat message");
   });
 
   it("SSE and polling players play over POST /api/rpc and read snapshots from /poll", async () => {

@@ -169,8 +169,8 @@ describe("auth with --jwt-secret (HS256)", () => {
       assert.equal((await anon.next((f) => f.id === 4)).code, "unauthorized");
       anon.send({ type: "publish", channel: "public:chat", data: "x", id: 5 });
       assert.equal((await anon.next((f) => f.id === 5)).type, "published");
-      assert.equal((await getJson(`${s.url}/api/channels/game:2`)).body.offset, 0, "nothing was stored by a refused publish");
-      assert.equal((await getJson(`${s.url}/api/channels/game:1`)).body.offset, 1);
+      assert.equal((await getJson(`${s.url}/api/channels/game:2`, { headers: { Authorization: `Bearer ${API_KEY}` } })).body.offset, 0, "nothing was stored by a refused publish");
+      assert.equal((await getJson(`${s.url}/api/channels/game:1`, { headers: { Authorization: `Bearer ${API_KEY}` } })).body.offset, 1);
       for (const c of [ws, ws2, anon]) c.close();
       await assertIdle(s.hl);
     });
@@ -198,7 +198,7 @@ describe("auth with --jwt-secret (HS256)", () => {
       assertRefused(await publishHttp(s, "news", 1, { Authorization: `Bearer ${all}` }), 403, "forbidden");
       const none = await token();
       assertRefused(await publishHttp(s, "chat:pub2", 1, { Authorization: `Bearer ${none}` }), 403, "forbidden");
-      assert.equal((await getJson(`${s.url}/api/channels/game:9`)).body.offset, 0);
+      assert.equal((await getJson(`${s.url}/api/channels/game:9`, { headers: { Authorization: `Bearer ${API_KEY}` } })).body.offset, 0);
     });
 
     it("401 without a token on a private --client-publish channel, or with an invalid or expired one", async () => {

@@ -19,7 +19,7 @@ function post(s: TestServer, body: unknown, headers: Record<string, string> = au
   });
 }
 
-const offsetOf = async (s: TestServer, channel: string) => (await getJson(`${s.url}/api/channels/${channel}`)).body.offset as number;
+const offsetOf = async (s: TestServer, channel: string) => (await getJson(`${s.url}/api/channels/${channel}`, { headers: auth })).body.offset as number;
 
 describe("broadcast", () => {
   const s = withServer({ apiKey: API_KEY });

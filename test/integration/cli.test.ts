@@ -283,7 +283,7 @@ describe("heartline CLI", { concurrency: true }, () => {
               // The first poll (no cursor) reports the current position on stderr.
               await waitFor(() => sub.stderr.includes('"cursor"'), 20_000, "the poll subscriber's first cursor");
             } else {
-              const subscribers = async (c: string) => (await getJson(`${s.url}/api/channels/${c}`)).body.subscribers;
+              const subscribers = async (c: string) => (await getJson(`${s.url}/api/channels/${c}`, { headers: { authorization: `Bearer ${KEY}` } })).body.subscribers;
               await waitFor(async () => (await subscribers(a)) === 1 && (await subscribers(b)) === 1, 20_000, `the ${transport} subscriber`);
             }
             for (const d of data) await publish(s, a, d, KEY);

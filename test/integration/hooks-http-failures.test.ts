@@ -111,7 +111,7 @@ for (const mode of MODES) {
       });
 
       it("WebSocket upgrade, SSE, poll, POST /api/rpc and a client's POST /api/publish → 503 hook_unavailable", async () => {
-        const offset = (await getJson(`${s.url}/api/channels/room:lobby`)).body.offset;
+        const offset = (await getJson(`${s.url}/api/channels/room:lobby`, { headers: { authorization: `Bearer ${API_KEY}` } })).body.offset;
         const started = Date.now();
         const wsRes = await upgrade(s.port, "/ws?channel=room:lobby", { cookie });
         assert.equal(wsRes.status, 503, JSON.stringify(wsRes.body));
@@ -123,7 +123,7 @@ for (const mode of MODES) {
         assertUnavailable(await post(s, "/api/rpc", { method: "whoami" }, { cookie }), "connect", "rpc");
         assertUnavailable(await post(s, "/api/publish", { channel: "room:lobby", data: { text: "x" } }, { cookie }), "connect", "publish");
         if (mode === "hang") assert.ok(Date.now() - started >= 5 * TIMEOUT_S * 1000 - 100, "each waited for --proxy-timeout");
-        assert.equal((await getJson(`${s.url}/api/channels/room:lobby`)).body.offset, offset, "nothing was published");
+        assert.equal((await getJson(`${s.url}/api/channels/room:lobby`, { headers: { authorization: `Bearer ${API_KEY}` } })).body.offset, offset, "nothing was published");
         const counts = await hookCounts(s.url);
         assert.equal(counts("connect", "unavailable"), 5);
         assert.equal(counts("connect", "ok"), 0);
@@ -167,7 +167,7 @@ for (const mode of MODES) {
           assert.equal((await c.next((f) => f.type === "subscribed" || f.type === "error")).type, "subscribed");
           assert.equal((await post(s, "/api/publish", { channel: "public:ok", data: { n: 1 } }, { authorization: `Bearer ${API_KEY}` })).status, 200);
           assert.deepEqual((await c.next((f) => f.type === "message")).data, { n: 1 });
-          assert.equal((await getJson(`${s.url}/api/channels/room:lobby`)).body.offset, 0, "nothing was published on room:lobby");
+          assert.equal((await getJson(`${s.url}/api/channels/room:lobby`, { headers: { authorization: `Bearer ${API_KEY}` } })).body.offset, 0, "nothing was published on room:lobby");
         } finally {
           c.close();
         }
@@ -203,7 +203,7 @@ for (const mode of MODES) {
         assertUnavailable(await getJson(`${s.url}/poll?channel=room:lobby`, { headers: { cookie } }), "subscribe", "poll");
         assertUnavailable(await post(s, "/api/rpc", { method: "whoami" }, { cookie }), "rpc", "rpc");
         assertUnavailable(await post(s, "/api/publish", { channel: "room:lobby", data: { text: "x" } }, { cookie }), "publish", "publish");
-        assert.equal((await getJson(`${s.url}/api/channels/room:lobby`)).body.offset, 0, "nothing was published");
+        assert.equal((await getJson(`${s.url}/api/channels/room:lobby`, { headers: { authorization: `Bearer ${API_KEY}` } })).body.offset, 0, "nothing was published");
       });
 
       it("counts each failure once in heartline_hook_requests_total, is up, and holds no connection", async () => {

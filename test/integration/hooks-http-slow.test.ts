@@ -52,7 +52,7 @@ async function assertNothingHeld(): Promise<void> {
     5000,
     "no connection and no subscription left",
   );
-  assert.equal((await getJson(`${hl.url}/api/channels/room:lobby`)).body.subscribers, 0);
+  assert.equal((await getJson(`${hl.url}/api/channels/room:lobby`, { headers: { authorization: "Bearer slow-key" } })).body.subscribers, 0);
 }
 
 describe("HTTP hooks with a slow backend", () => {

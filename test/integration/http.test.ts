@@ -194,7 +194,7 @@ describe("HTTP API", () => {
 
   describe("routes", () => {
     it("answers unknown paths with 404 not_found as JSON", async () => {
-      for (const path of ["/nope", "/api/nope", "/api/channels", "/sse/extra", "/ws/x"]) {
+      for (const path of ["/nope", "/api/nope", "/api/channelz", "/api/history", "/sse/extra", "/ws/x"]) {
         assertError(await getJson(`${s.url}${path}`), 404, "not_found");
       }
     });
@@ -208,7 +208,7 @@ describe("HTTP API", () => {
       assert.deepEqual(r.body, { status: "ready" });
     });
 
-    it("describes a channel at /api/channels/<name>, counting this node's WebSocket and SSE subscribers", async () => {
+    it("describes a channel at /api/channels/<name>, counting the WebSocket and SSE subscribers (of every node; one here)", async () => {
       const empty = await getJson(`${s.url}/api/channels/info:1`);
       assert.equal(empty.status, 200);
       assert.deepEqual(Object.keys(empty.body), ["channel", "epoch", "offset", "subscribers"]);
@@ -352,7 +352,7 @@ describe("HTTP API", () => {
       assertError(await publishHttp(keyed, "key:1", 1, { Authorization: "Bearer wrong" }), 401, "unauthorized");
       assertError(await publishHttp(keyed, "key:1", 1, { Authorization: "Bearer s3cret-key-and-more" }), 401, "unauthorized");
       assertError(await publishHttp(keyed, "key:1", 1, { Authorization: "Basic s3cret-key" }), 401, "unauthorized");
-      assert.equal((await getJson(`${keyed.url}/api/channels/key:1`)).body.offset, 0);
+      assert.equal((await getJson(`${keyed.url}/api/channels/key:1`, { headers: { Authorization: "Bearer s3cret-key" } })).body.offset, 0);
       const ok = await publishHttp(keyed, "key:1", 1, { Authorization: "Bearer s3cret-key" });
       assert.equal(ok.status, 200);
       assert.equal(ok.body.offset, 1);

@@ -4,12 +4,18 @@ import { CLOSE_CODES, FINAL_CLOSE_CODES, shouldReconnect } from "../../src/close
 
 describe("close codes", () => {
   it("names exactly the final codes of the table, so the client's short list cannot drift from the server's", () => {
-    const final = Object.fromEntries(
-      Object.entries(CLOSE_CODES)
-        .filter(([, e]) => !e.reconnect)
-        .map(([name, e]) => [e.code, name]),
-    );
+    // A code two reasons share is named by the first of them (4403: forbidden, then disconnected).
+    const final: Record<number, string> = {};
+    for (const [name, e] of Object.entries(CLOSE_CODES)) if (!e.reconnect) final[e.code] ??= name;
     assert.deepEqual({ ...FINAL_CLOSE_CODES }, final);
+  });
+
+  it("never lets two reasons share a code unless they agree on reconnecting", () => {
+    const byCode = new Map<number, boolean>();
+    for (const [name, e] of Object.entries(CLOSE_CODES)) {
+      assert.equal(byCode.get(e.code) ?? e.reconnect, e.reconnect, name);
+      byCode.set(e.code, e.reconnect);
+    }
   });
 
   it("tells a client to come back after every code the table marks as reconnectable", () => {
