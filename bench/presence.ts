@@ -488,6 +488,22 @@ function commandList(c: CommandCounts | undefined, digits = 2): string {
   return `**${n(total)}**: ` + entries.map(([k, v]) => `${k} ${n(v)}`).join(" · ");
 }
 
+/**
+ * Refresh passes seen while the members were held: a pass pushes each set's
+ * expiry with one ZADD per set (per 1,000 members), and nothing else calls
+ * ZADD while no one joins.
+ */
+function refreshPasses(m: PresenceMemRow): number {
+  const zadd = m.perMemberSecond?.zadd;
+  if (!zadd) return 0;
+  return Math.round((zadd * m.members * m.heldSeconds) / (m.channels * Math.ceil(m.members / m.channels / 1000)));
+}
+
+function scale(c: CommandCounts | undefined, by: number): CommandCounts | undefined {
+  if (!c) return undefined;
+  return Object.fromEntries(Object.entries(c).map(([k, v]) => [k, v * by]));
+}
+
 export function presenceTables(r: PresenceResult): string {
   const parts: string[] = [];
   if (r.redisVersion) parts.push(`Redis ${r.redisVersion}, pinned to core 0 with the server; its CPU is counted apart.`);
@@ -529,10 +545,15 @@ export function presenceTables(r: PresenceResult): string {
     parts.push(
       "Redis commands per member (`INFO commandstats`)\n\n" +
         [
-          "| channel | per join | per leave | per member per second held |",
-          "|---|---|---|---|",
-          ...redisMem.map((m) => `| ${m.kind} (${m.members.toLocaleString("en-US")} in ${m.channels}, held ${m.heldSeconds.toFixed(1)} s) | ${commandList(m.perJoin)} | ${commandList(m.perLeave)} | ${commandList(m.perMemberSecond, 5)} |`),
-        ].join("\n"),
+          "| channel | per join | per leave | per member per second held | refresh passes in the window | per member per refresh pass |",
+          "|---|---|---|---|---|---|",
+          ...redisMem.map((m) => {
+            const p = refreshPasses(m);
+            const perPass = p ? scale(m.perMemberSecond, m.heldSeconds / p) : undefined;
+            return `| ${m.kind} (${m.members.toLocaleString("en-US")} in ${m.channels}, held ${m.heldSeconds.toFixed(1)} s) | ${commandList(m.perJoin)} | ${commandList(m.perLeave)} | ${commandList(m.perMemberSecond, 5)} | ${p || "—"} | ${commandList(perPass, 4)} |`;
+          }),
+        ].join("\n") +
+        "\n\n(A window of a few refresh periods holds one pass more or less depending on where it falls; the per-pass figure does not.)",
     );
   }
   if (r.fanout.length) {
