@@ -87,7 +87,7 @@ describe("poll answer", () => {
     const body = pollAnswerJson([{ json: '{"channel":"c","offset":1,"data":{"x":[1]}}' }], "1~k.e.1", []);
     assert.equal(body, '{"messages":[{"channel":"c","offset":1,"data":{"x":[1]}}],"cursor":"1~k.e.1","resets":[],"presence":[]}');
     const withReset = JSON.parse(pollAnswerJson([], "1", [{ channel: "c", epoch: "e", offset: 4 }]));
-    assert.deepEqual(withReset, { messages: [], cursor: "1", resets: [{ channel: "c", epoch: "e", offset: 4 }] });
+    assert.deepEqual(withReset, { messages: [], cursor: "1", resets: [{ channel: "c", epoch: "e", offset: 4 }], presence: [] });
   });
 });
 
