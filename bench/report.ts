@@ -5,6 +5,7 @@
  * Heartline/peer ratios; then the project's targets, met or missed.
  */
 import { hooksTable, type HookRow } from "./hooks.js";
+import { presenceTables, type PresenceResult } from "./presence.js";
 import type { ProfileSummary } from "./cpu-profile.js";
 import type { ServerName, Transport } from "./servers.js";
 
@@ -100,6 +101,7 @@ export interface Results {
   hold?: HoldResult;
   profile?: ProfileResult;
   hooks?: HookRow[];
+  presence?: PresenceResult;
   targets: Target[];
 }
 
@@ -349,6 +351,7 @@ export function fullReport(r: Results): string {
   if (r.latency.length) parts.push(`## 3. Publish → receive latency (${r.latency[0]!.subscribers} subscribers, ${r.latency[0]!.rate} msg/s)\n\n` + latencyTable(r.latency));
   if (r.hold) parts.push("## 4. Connections held by one Heartline process\n\n" + holdTable(r.hold));
   if (r.hooks) parts.push("## 5. What a connect hook adds: server CPU per connection and per poll\n\n" + hooksTable(r.hooks));
+  if (r.presence) parts.push("## 6. What presence costs: join and leave, memory and Redis commands per member, fan-out unchanged\n\n" + presenceTables(r.presence));
   if (r.profile) parts.push(`## Profile: Heartline ${TRANSPORT_LABEL[r.profile.transport]} fan-out (self time)\n\n` + profileTable(r.profile));
   const errors = [...r.fanout, ...r.idle, ...r.latency].filter((x) => x.error);
   if (errors.length) parts.push("## Errors\n\n" + errors.map((e) => `- ${LABEL[e.server]} ${e.transport}: ${e.error}`).join("\n"));

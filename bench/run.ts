@@ -1,9 +1,10 @@
 /**
  * Heartline side by side with Socket.IO 4 and nchan, in one run.
  *
- *   npm run bench                       # everything (≈10 min)
+ *   npm run bench                       # everything (≈14 min)
  *   npm run bench -- --quick            # smaller N, shorter runs: a smoke run (≈2 min)
- *   npm run bench -- --scenario 1,3     # a subset: 1 fan-out CPU, 2 idle RSS, 3 latency, 4 hold, profile
+ *   npm run bench -- --scenario 1,3     # a subset: 1 fan-out CPU, 2 idle RSS, 3 latency, 4 hold, hooks, presence, profile
+ *   npm run bench -- --scenario presence --servers heartline   # what presence costs (memory broker and Redis)
  *   npm run bench -- --servers heartline,socketio
  *
  * Env: BENCH_HOLD_SECONDS (scenario 4, default 120; 10 with --quick),
@@ -16,6 +17,7 @@
  * to bench/results/<timestamp>.json.
  */
 import { hooksScenario } from "./hooks.js";
+import { presenceEstimate, presenceScenario } from "./presence.js";
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,15 +37,17 @@ const LOCAL_ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "12
 const { values } = parseArgs({
   options: {
     quick: { type: "boolean", default: process.env.BENCH_QUICK === "1" },
-    scenario: { type: "string", default: process.env.BENCH_SCENARIOS ?? "1,2,3,4,hooks,profile" },
+    scenario: { type: "string", default: process.env.BENCH_SCENARIOS ?? "1,2,3,4,hooks,presence,profile" },
     servers: { type: "string", default: "heartline,socketio,nchan" },
   },
 });
 const quick = values.quick!;
 const scenarios = new Set(values.scenario!.split(",").map((s) => s.trim()));
 for (const s of scenarios) {
-  if (!["1", "2", "3", "4", "hooks", "profile"].includes(s)) {
-    process.stderr.write(`unknown scenario ${JSON.stringify(s)}: use 1 (fan-out CPU), 2 (idle RSS), 3 (latency), 4 (hold), hooks (connect hook cost), profile\n`);
+  if (!["1", "2", "3", "4", "hooks", "presence", "profile"].includes(s)) {
+    process.stderr.write(
+      `unknown scenario ${JSON.stringify(s)}: use 1 (fan-out CPU), 2 (idle RSS), 3 (latency), 4 (hold), hooks (connect hook cost), presence (presence cost), profile\n`,
+    );
     process.exit(2);
   }
 }
@@ -161,6 +165,7 @@ function estimate(): number {
   if (scenarios.has("3")) s += pairs.length * ((plan.latency.warmupMs + plan.latency.durationMs) / 1000 + 1.5) + 3;
   if (scenarios.has("4") && servers.includes("heartline")) s += plan.hold.holdSeconds + (quick ? 5 : 30);
   if (scenarios.has("hooks") && servers.includes("heartline")) s += 6 * (quick ? 3 : 8);
+  if (scenarios.has("presence") && servers.includes("heartline")) s += presenceEstimate(quick);
   if (scenarios.has("profile") && servers.includes("heartline")) s += (plan.profile.warmupMs + plan.profile.durationMs) / 1000 + 6;
   return s;
 }
@@ -483,6 +488,9 @@ async function main(): Promise<void> {
   if (scenarios.has("4") && servers.includes("heartline")) await hold();
   if (scenarios.has("hooks") && servers.includes("heartline")) {
     results.hooks = await hooksScenario((what) => progress.step(what, quick ? 3 : 8), quick);
+  }
+  if (scenarios.has("presence") && servers.includes("heartline")) {
+    results.presence = await presenceScenario((what, seconds) => progress.step(what, seconds), quick);
   }
   if (scenarios.has("profile") && servers.includes("heartline")) await profile(stamp);
   progress.done();

@@ -35,6 +35,7 @@ export { MemoryBroker } from "./broker/memory.js";
 export { RedisBroker, type RedisBrokerOptions } from "./broker/redis.js";
 export type { Broker, ReadResult, StoredMessage } from "./broker/broker.js";
 export type { BroadcastEntry, BroadcastResult } from "./http/broadcast.js";
+export type { PresenceMember, PresenceSnapshot } from "./server/presence-api.js";
 export type { PublishOptions, PublishResult } from "./http/publish.js";
 export type { ChannelCount, ChannelInfo, ChannelList, DisconnectOptions, History, HistoryMessage, HistoryOptions } from "./server/server-api.js";
 

@@ -18,6 +18,7 @@ import { configFromOptions, type HeartlineConfig, type HeartlineOptions, type Tr
 import { httpError } from "./errors.js";
 import { broadcast, type BroadcastResult } from "./http/broadcast.js";
 import { EventFeed } from "./hub/event-feed.js";
+import { presenceOf, type PresenceSnapshot } from "./server/presence-api.js";
 import { Hub } from "./hub/hub.js";
 import { HookRunner } from "./hooks/runner.js";
 import type { Hooks } from "./hooks/types.js";
@@ -183,6 +184,11 @@ export class Heartline {
   broadcast(channels: readonly string[], data: unknown, options: PublishOptions = {}): Promise<BroadcastResult> {
     if (this.closing || this.ctx.draining) return Promise.reject(httpError("shutting_down", "this Heartline instance is closed"));
     return broadcast(this.publisher, channels, data, options.idempotencyKey);
+  }
+
+  /** The members of a presence channel, cluster-wide (SPEC §9): what `GET /api/presence/<channel>` answers. */
+  presence(channel: string): Promise<PresenceSnapshot> {
+    return presenceOf(this.hub, channel);
   }
 
   /**

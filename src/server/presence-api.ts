@@ -8,6 +8,7 @@ import { httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
 import { clientAddress } from "../http/client-address.js";
 import { sendJson } from "../http/respond.js";
+import type { Hub } from "../hub/hub.js";
 import type { Door } from "./door.js";
 
 const PREFIX = "/api/presence/";
@@ -27,17 +28,35 @@ function channelOf(path: string): string {
 export async function presenceRoute(d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, path: string): Promise<void> {
   const channel = channelOf(path);
   await allowed(d, req, channel);
-  const hub = d.ctx.hub;
+  sendJson(res, 200, await presenceOf(d.ctx.hub, channel), cors);
+}
+
+/** A member of a presence channel. */
+export interface PresenceMember {
+  client: string;
+  user: string | null;
+  info: unknown;
+}
+
+/** What `GET /api/presence/<channel>` and `hl.presence(channel)` answer. */
+export interface PresenceSnapshot {
+  channel: string;
+  members: PresenceMember[];
+  /** Distinct users among the members (anonymous ones not counted). */
+  users: number;
+  /** Members: one per client id and user. */
+  clients: number;
+}
+
+/** The members of `channel` cluster-wide; `not_found` when it does not track presence. */
+export async function presenceOf(hub: Hub, channel: string): Promise<PresenceSnapshot> {
+  assertChannelName(channel);
   if (!hub.presence.tracks(channel)) throw httpError("not_found", `${channel} does not track presence (see --presence)`);
   const snapshot = await hub.presence.members(channel);
-  const members = snapshot.members.map((m) => JSON.parse(m) as { client: string; user: string | null; info: unknown });
+  const members = snapshot.members.map((m) => JSON.parse(m) as PresenceMember);
   const users = new Set<string>();
-  const clients = new Set<string>();
-  for (const m of members) {
-    clients.add(m.client);
-    if (m.user !== null) users.add(m.user);
-  }
-  sendJson(res, 200, { channel, members, users: users.size, clients: clients.size }, cors);
+  for (const m of members) if (m.user !== null) users.add(m.user);
+  return { channel, members, users: users.size, clients: members.length };
 }
 
 /** The API key (or this machine without one); else a client allowed to subscribe to `channel`, as admission would decide. */

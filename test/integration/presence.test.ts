@@ -72,6 +72,11 @@ describe("presence", () => {
     assert.equal(p.users, 2);
     const c1 = p.members.find((m) => m.client === "c1");
     assert.deepEqual(c1, { client: "c1", user: "ann", info: { name: "Ann" } });
+    // The library answers the same.
+    const lib = await s.hl.presence("room:u");
+    assert.deepEqual({ ...lib, members: lib.members.map((m) => m.client).sort() }, { channel: "room:u", members: ["c1", "c2", "c3"], users: 2, clients: 3 });
+    await assert.rejects(s.hl.presence("plain:x"), (e: any) => e.code === "not_found");
+    await assert.rejects(s.hl.presence("bad name"), (e: any) => e.code === "bad_channel");
     for (const x of [a, b, c]) x.close();
   });
 
