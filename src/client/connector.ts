@@ -1,10 +1,25 @@
 /**
- * The client's connection state machine (see heartline.ts for the states):
- * attempts over the transports in order, the open timeout, the backoff
- * between rounds, the heartbeat watchdog, and the switch back to a better
- * transport. It is the base of the client (heartline.ts), which keeps the
- * positions and the publishes and takes what arrives on the connection
- * through the abstract methods below.
+ * The client's connection state machine:
+ *
+ * ```
+ * disconnected ─▶ connecting ─▶ connected ─▶ disconnected ─(backoff)─▶ connecting …
+ *                      └──(every transport failed)──▶ disconnected
+ * any ─ close() or a final close code ─▶ closed
+ * ```
+ *
+ * One connect attempt tries the transports in order (WebSocket, SSE, long
+ * polling by default), starting from the one that worked last; a transport
+ * that cannot open, or opens but delivers nothing within `openTimeout`, hands
+ * over to the next at once. When every transport failed, the client waits a
+ * full-jitter backoff and tries again. On a fallback transport it retries the
+ * better ones now and then, and switches over once one works (the old
+ * transport is closed only after the new one delivers).
+ *
+ * This file is the machine: attempts over the transports in order, the open
+ * timeout, the backoff between rounds, the heartbeat watchdog, and the switch
+ * back to a better transport. It is the base of the client (heartline.ts),
+ * which keeps the positions and the publishes and takes what arrives on the
+ * connection through the abstract methods below.
  */
 import { FINAL_CLOSE_CODES, shouldReconnect } from "../close-codes.js";
 import { Backoff } from "./backoff.js";

@@ -1,22 +1,8 @@
 /**
- * The Heartline client as a state machine:
- *
- * ```
- * disconnected ─▶ connecting ─▶ connected ─▶ disconnected ─(backoff)─▶ connecting …
- *                      └──(every transport failed)──▶ disconnected
- * any ─ close() or a final close code ─▶ closed
- * ```
- *
- * One connect attempt tries the transports in order (WebSocket, SSE, long
- * polling by default), starting from the one that worked last; a transport
- * that cannot open, or opens but delivers nothing within `openTimeout`, hands
- * over to the next at once. When every transport failed, the client waits a
- * full-jitter backoff and tries again. On a fallback transport it retries the
- * better ones now and then, and switches over once one works (the old
- * transport is closed only after the new one delivers).
- *
- * The machine and its timers are connector.ts; the options are read in
- * settings.ts. This file is the public API, the positions and the publishes.
+ * The Heartline client. Its connection state machine (the states, the
+ * attempts over the transports, backoff, fallback and the switch back) is
+ * connector.ts, its base class; the options are read in settings.ts. This
+ * file is the public API, the positions, presence and the publishes.
  *
  * Positions are kept per channel and by cursor, so a subscription resumes
  * from where it was on whichever transport it lands on; every message is
@@ -31,6 +17,7 @@ import { closedError, HeartlineError, lostError, tokenError } from "./errors.js"
 import { sharing, type Link } from "./link.js";
 import type { HeartlineOptions, RpcOptions } from "./options.js";
 import { postJson } from "./post.js";
+import { applyPresence, type Members } from "./presence.js";
 import { readSettings } from "./settings.js";
 import { Requests } from "./requests.js";
 import { Subscription, type SubscriptionOwner } from "./subscription.js";
@@ -44,12 +31,9 @@ interface ChannelState {
   /** Last offset delivered (or the position the subscription started at); -1 when unknown. */
   offset: number;
   subs: Set<Subscription<never>>;
-  /** Presence: the members by user and client id, once a snapshot came. */
-  members?: Map<string, PresenceMember>;
+  /** Presence: the members, once a snapshot came. */
+  members?: Members;
 }
-
-/** A member's identity, as the server's: the user (null as "") and the client id (which has no comma). */
-const memberKey = (m: PresenceMember): string => [m.user, m.client] + "";
 
 function checkChannel(channel: string): void {
   if (typeof channel !== "string" || !CHANNEL_NAME_RE.test(channel)) {
@@ -135,11 +119,7 @@ export class Heartline extends Connector implements SubscriptionOwner {
     return this.st;
   }
 
-  /**
-   * This client's id (`clientId` option, or random), sent as `client=`: its
-   * presence member's `client`. Tabs sharing a connection share the id of the
-   * client that holds it, once connected through it.
-   */
+  /** This client's id (`clientId` option, or random), sent as `client=`: its presence member's `client`. Tabs sharing a connection take the id of the client that holds it. */
   get clientId(): string {
     return this.cid;
   }
@@ -415,20 +395,7 @@ export class Heartline extends Connector implements SubscriptionOwner {
   protected present(f: PresenceFrame): void {
     this.emit("pres", f);
     const s = this.#chans.get(f.channel);
-    if (!s) return;
-    const tell = <K extends "join" | "leave" | "presence">(type: K, m: K extends "presence" ? PresenceMember[] : PresenceMember): void => {
-      for (const sub of s.subs) sub.notify(type, m as never);
-    };
-    const old = s.members;
-    if (f.type === "presence") {
-      // The whole list, after every (re)subscribe: it replaces what was kept.
-      tell("presence", [...(s.members = new Map(f.members!.map((m) => [memberKey(m), m]))).values()]);
-    } else if (old) {
-      const { type, channel, ...m } = f as PresenceMember & PresenceFrame;
-      if (type === "join") old.set(memberKey(m), m);
-      else old.delete(memberKey(m));
-      tell(type, m);
-    }
+    if (s) s.members = applyPresence(s.members, f, (type, value) => s.subs.forEach((sub) => sub.notify(type, value)));
   }
 
   protected ended(channel: string): void {
