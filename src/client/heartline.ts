@@ -395,7 +395,7 @@ export class Heartline extends Connector implements SubscriptionOwner {
   protected present(f: PresenceFrame): void {
     this.emit("pres", f);
     const s = this.#chans.get(f.channel);
-    if (s) s.members = applyPresence(s.members, f, (type, value) => s.subs.forEach((sub) => sub.notify(type, value)));
+    if (s) applyPresence(s, f, (type, value) => s.subs.forEach((sub) => sub.notify(type, value)));
   }
 
   protected ended(channel: string): void {

@@ -11,21 +11,21 @@ export type Members = Map<string, PresenceMember>;
 const memberKey = (m: PresenceMember): string => [m.user, m.client] + "";
 
 /**
- * Applies `f` to `members` (undefined until a snapshot came) and tells the
- * change: the whole list for a snapshot, the member for a join or leave.
- * Returns the members now known. A join or leave before any snapshot is
- * ignored: it could not be placed in a list.
+ * Applies `f` to a channel's `members` (undefined until a snapshot came),
+ * then tells the change, so that a listener reads the new list: the whole
+ * list for a snapshot, the member for a join or leave. A join or leave
+ * before any snapshot is ignored: it could not be placed in a list.
  */
-export function applyPresence(members: Members | undefined, f: PresenceFrame, tell: (type: "presence" | "join" | "leave", value: never) => void): Members | undefined {
+export function applyPresence(at: { members?: Members }, f: PresenceFrame, tell: (type: "presence" | "join" | "leave", value: never) => void): void {
+  const members = at.members;
   if (f.type === "presence") {
     // The whole list, after every (re)subscribe: it replaces what was kept.
-    members = new Map(f.members!.map((m) => [memberKey(m), m]));
-    tell("presence", [...members.values()] as never);
+    at.members = new Map(f.members!.map((m) => [memberKey(m), m]));
+    tell("presence", [...at.members.values()] as never);
   } else if (members) {
     const { type, channel, ...m } = f as PresenceMember & PresenceFrame;
     if (type === "join") members.set(memberKey(m), m);
     else members.delete(memberKey(m));
     tell(type, m as never);
   }
-  return members;
 }

@@ -18,14 +18,19 @@ const API_KEY = "client-presence-key";
 
 const clientsOf = (list: readonly PresenceMember[] | undefined): string[] => (list ?? []).map((m) => m.client).sort();
 
-/** A subscription that records its presence events as `join:<client>`, `leave:<client>` and `presence:<clients>`. */
+/**
+ * A subscription that records its presence events as `join:<client>`,
+ * `leave:<client>` and `presence:<clients>`, and `stale:<event>` when a
+ * listener read a `sub.presence()` that did not include the event yet.
+ */
 function watch(hl: Heartline, channel: string): { sub: Subscription; events: string[] } {
   const events: string[] = [];
-  const sub = hl
+  const has = (m: PresenceMember) => sub.presence()?.some((x) => x.client === m.client) === true;
+  const sub: Subscription = hl
     .subscribe(channel, () => {})
-    .on("presence", (list) => events.push("presence:" + clientsOf(list).join(",")))
-    .on("join", (m) => events.push("join:" + m.client))
-    .on("leave", (m) => events.push("leave:" + m.client));
+    .on("presence", (list) => events.push(JSON.stringify(sub.presence()) === JSON.stringify(list) ? "presence:" + clientsOf(list).join(",") : "stale:presence"))
+    .on("join", (m) => events.push(has(m) ? "join:" + m.client : "stale:join"))
+    .on("leave", (m) => events.push(has(m) ? "stale:leave" : "leave:" + m.client));
   return { sub, events };
 }
 
