@@ -35,7 +35,7 @@ function watch(hl: Heartline, channel: string): { sub: Subscription; events: str
 }
 
 describe("Heartline client: presence", () => {
-  const fx = serverBehindProxy({ apiKey: API_KEY, presence: ["room:*"], presenceGrace: 1 });
+  const fx = serverBehindProxy({ apiKey: API_KEY, presence: ["room:*"], presenceGrace: 2 });
 
   async function serverClients(channel: string): Promise<string[]> {
     const r = await getJson(`${fx.s.url}/api/presence/${channel}`, { headers: { Authorization: `Bearer ${API_KEY}` } });
@@ -160,7 +160,7 @@ describe("Heartline client: presence", () => {
         // The snapshot after the resubscription came (polls: the node remembers what it told this member).
         if (t !== "poll") await waitFor(() => w.events.filter((e) => e.startsWith("presence:")).length === 2 || undefined, 5000, "a second snapshot");
         assert.ok(fx.proxy.requests.slice(from).some((l) => l.includes(`client=${hl.clientId}`)), "the same client id after the reconnection");
-        await new Promise((r) => setTimeout(r, 1300)); // past the grace
+        await new Promise((r) => setTimeout(r, 2300)); // past the grace
         assert.deepEqual(
           watcher.frames.filter((f) => f.type === "join" || f.type === "leave").map((f) => `${f.type}:${f.client}`),
           [`join:${hl.clientId}`],
@@ -189,7 +189,7 @@ describe("Heartline client: presence", () => {
       await connected(hl, "sse");
       await waitFor(() => fx.s.hl.hub.subscriberCount(channel) === 2 || undefined, 5000, "the SSE subscription");
       assert.ok(fx.proxy.requests.slice(from).some((l) => l.startsWith("GET /sse?") && l.includes(`client=${hl.clientId}`)));
-      await new Promise((r) => setTimeout(r, 1300)); // past the grace
+      await new Promise((r) => setTimeout(r, 2300)); // past the grace
       assert.deepEqual(
         watcher.frames.filter((f) => f.type === "join" || f.type === "leave").map((f) => `${f.type}:${f.client}`),
         [`join:${hl.clientId}`],
