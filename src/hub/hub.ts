@@ -18,9 +18,9 @@ import { presenceChangeJson, presenceSnapshotJson, type PollReset } from "../wir
 import { positionIn, type Position } from "./cursor.js";
 import { OCCUPANCY_MEMBER, OCCUPANCY_PREFIX } from "./event-feed.js";
 import { Presence, type Member } from "./presence.js";
-import { CLOSED, LIVE, Outgoing, Subscription, type Subscriber } from "./subscription.js";
+import { CLOSED, LIVE, Outgoing, PresenceOut, Subscription, type Subscriber } from "./subscription.js";
 
-export { Outgoing, Subscription, type Subscriber };
+export { Outgoing, PresenceOut, Subscription, type Subscriber };
 
 function noop(): void {}
 
@@ -256,8 +256,8 @@ export class Hub {
     const pending = p.pending ?? [];
     p.pending = null;
     p.version = snap.version;
-    sub.subscriber.presence(sub, "presence", presenceSnapshotJson(sub.channel, snap.members));
-    for (const c of pending) this.tellPresence(sub, c, presenceChangeJson(c.kind, c.set, c.member));
+    sub.subscriber.presence(sub, new PresenceOut("presence", presenceSnapshotJson(sub.channel, snap.members)));
+    for (const c of pending) this.tellPresence(sub, c, new PresenceOut(c.kind, presenceChangeJson(c.kind, c.set, c.member)));
   }
 
   /** A join or leave from any node: to this node's subscribers of the channel, and a wake-up for its polls. */
@@ -265,23 +265,24 @@ export class Hub {
     this.presence.changed(c);
     const set = this.subs.get(c.set);
     if (set) {
-      let json: string | undefined;
+      // Encoded once per change, and once per wire format, for every subscriber of this node.
+      let out: PresenceOut | undefined;
       for (const sub of set) {
         const p = sub.presence;
         if (p === null) continue;
         if (p.pending !== null) p.pending.push(c);
-        else this.tellPresence(sub, c, (json ??= presenceChangeJson(c.kind, c.set, c.member)));
+        else this.tellPresence(sub, c, (out ??= new PresenceOut(c.kind, presenceChangeJson(c.kind, c.set, c.member))));
       }
     }
     const waiting = this.waiters.get(c.set);
     if (waiting) for (const w of waiting) w.wake();
   }
 
-  private tellPresence(sub: Subscription, c: HoldChange, json: string): void {
+  private tellPresence(sub: Subscription, c: HoldChange, out: PresenceOut): void {
     const p = sub.presence!;
     if (sub.state === CLOSED || c.version <= p.version) return;
     p.version = c.version;
-    sub.subscriber.presence(sub, c.kind, json);
+    sub.subscriber.presence(sub, out);
   }
 
   private async recover(sub: Subscription, since: Position | undefined): Promise<void> {

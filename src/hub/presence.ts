@@ -42,7 +42,8 @@ export interface Member {
 
 /** This node's hold of one member of one set. */
 interface LocalHold {
-  json: string;
+  readonly set: string;
+  readonly key: string;  json: string;
   /** Connections and held polls of this member here. */
   count: number;
   /** When the hold is let go, its last connection gone (clock ms); 0 while in use. */
@@ -71,6 +72,8 @@ export class Presence {
   private readonly patterns: ChannelPatterns;
   private readonly local = new Map<string, Map<string, LocalHold>>();
   private readonly recent = new Map<string, HoldChange[]>();
+  /** Holds whose last connection is gone, waiting for their grace to end: the ticker looks at these only. */
+  private readonly leaving = new Set<LocalHold>();
   private lastRefresh = 0;
   /** Told of joins and leaves that this node's holds caused (not those of other nodes). */
   feed: JoinLeaveListener | undefined = undefined;
@@ -102,6 +105,7 @@ export class Presence {
     if (h) {
       h.count++;
       h.departAt = 0;
+      this.leaving.delete(h);
       if (h.holding) await h.holding;
       else if (h.json !== m.json) {
         // The same member with new info: the set keeps one entry, with the newest.
@@ -110,14 +114,17 @@ export class Presence {
       }
       return;
     }
-    const fresh: LocalHold = { json: m.json, count: 1, departAt: 0, told: -1, holding: undefined, reason: undefined };
+    const fresh: LocalHold = { set, key: m.key, json: m.json, count: 1, departAt: 0, told: -1, holding: undefined, reason: undefined };
     byKey.set(m.key, fresh);
     const holding = (fresh.holding = this.holds.hold(set, m.key, m.json, this.now() + HOLD_TTL_MS));
     try {
       if (await holding) this.feed?.("join", set, m.json);
     } catch (err) {
       fresh.count--;
-      if (fresh.count <= 0 && byKey.get(m.key) === fresh) this.forget(set, m.key);
+      if (fresh.count <= 0 && byKey.get(m.key) === fresh) {
+        this.leaving.delete(fresh);
+        this.forget(set, m.key);
+      }
       throw err;
     } finally {
       fresh.holding = undefined;
@@ -134,37 +141,36 @@ export class Presence {
     if (!h || --h.count > 0) return;
     h.reason = reason;
     const grace = Math.max(this.graceMs, atLeastMs);
-    if (graceful && grace > 0) h.departAt = this.now() + grace;
-    else this.release(set, key);
+    if (graceful && grace > 0) {
+      h.departAt = this.now() + grace;
+      this.leaving.add(h);
+    } else this.release(set, key);
   }
 
   /** One pass of the ticker: departures, and every {@link HOLD_REFRESH_MS} the refresh and the expiry of lapsed holds. */
   tick(now: number): void {
-    if (this.local.size === 0) return;
-    const keep: Array<readonly [string, string]> = [];
-    const refresh = now - this.lastRefresh >= HOLD_REFRESH_MS;
-    // Clients go after their channels: a client's leaves come before its disconnect.
-    for (const [set, byKey] of this.local) if (set !== CLIENTS_SET) this.departures(set, byKey, now, refresh ? keep : undefined);
-    const clients = this.local.get(CLIENTS_SET);
-    if (clients) this.departures(CLIENTS_SET, clients, now, refresh ? keep : undefined);
-    if (!refresh) return;
+    if (this.leaving.size > 0) {
+      // Clients go after their channels: a client's leaves come before its disconnect.
+      let clients: LocalHold[] | undefined;
+      for (const h of this.leaving) {
+        if (h.departAt > now) continue;
+        if (h.set === CLIENTS_SET) (clients ??= []).push(h);
+        else this.release(h.set, h.key);
+      }
+      if (clients) for (const h of clients) this.release(h.set, h.key);
+    }
+    if (this.local.size === 0 || now - this.lastRefresh < HOLD_REFRESH_MS) return;
     this.lastRefresh = now;
+    const keep: Array<readonly [string, string]> = [];
+    for (const [set, byKey] of this.local) for (const key of byKey.keys()) keep.push([set, key]);
     const fail = (): void => {
       // The broker is away: the holds lapse unless a later refresh reaches it; nothing to undo here.
     };
-    if (keep.length > 0) this.holds.refresh(keep, now + HOLD_TTL_MS).catch(fail);
+    this.holds.refresh(keep, now + HOLD_TTL_MS).catch(fail);
     for (const set of this.local.keys()) {
       this.holds.expire(set, now).then((left) => {
         for (const m of left) this.feed?.("leave", set, m, "expired");
       }, fail);
-    }
-  }
-
-  /** Releases the holds of `set` whose grace is over; adds the others to `keep` when given. */
-  private departures(set: string, byKey: Map<string, LocalHold>, now: number, keep: Array<readonly [string, string]> | undefined): void {
-    for (const [key, h] of byKey) {
-      if (h.count <= 0 && h.departAt !== 0 && h.departAt <= now) this.release(set, key);
-      else keep?.push([set, key]);
     }
   }
 
@@ -233,6 +239,7 @@ export class Presence {
   private release(set: string, key: string): void {
     const h = this.local.get(set)?.get(key);
     if (!h) return;
+    this.leaving.delete(h);
     this.forget(set, key);
     this.holds.release(set, key).then(
       (left) => {

@@ -5,7 +5,7 @@
  */
 import type { StoredMessage } from "../broker/broker.js";
 import type { HoldChange } from "../broker/holds.js";
-import { sseMessageEvent, wsMessagePayload, wsTextFrame } from "../wire.js";
+import { sseMessageEvent, ssePresenceEvent, wsMessagePayload, wsTextFrame } from "../wire.js";
 import { channelKey, type Position } from "./cursor.js";
 import type { Member } from "./presence.js";
 
@@ -35,6 +35,33 @@ export class Outgoing {
   }
 }
 
+/** A presence object on its way out (a snapshot, a join or a leave), encoded at most once per wire format. */
+export class PresenceOut {
+  private wsPayload: Buffer | undefined;
+  private wsWire: Buffer | undefined;
+  private sseEvent: string | undefined;
+  constructor(
+    readonly type: "presence" | "join" | "leave",
+    /** The SPEC §9 object. */
+    readonly json: string,
+  ) {}
+
+  /** WebSocket text payload. */
+  get ws(): Buffer {
+    return (this.wsPayload ??= Buffer.from(this.json));
+  }
+
+  /** The whole WebSocket frame, ready for the socket. */
+  get wsFrame(): Buffer {
+    return (this.wsWire ??= wsTextFrame(this.ws));
+  }
+
+  /** `event: <type>` with the object as data (no `id:`: the position does not move). */
+  get sse(): string {
+    return (this.sseEvent ??= ssePresenceEvent(this.type, this.json));
+  }
+}
+
 /** What a connection implements to receive from the hub. */
 export interface Subscriber {
   /** A message of `sub`'s channel, in order, exactly once. */
@@ -48,7 +75,7 @@ export interface Subscriber {
    * subscription is established and the subscriber's own member is held),
    * then each join and leave; `json` is the SPEC §9 object.
    */
-  presence(sub: Subscription, type: "presence" | "join" | "leave", json: string): void;
+  presence(sub: Subscription, out: PresenceOut): void;
 }
 
 /** A subscription's part in presence: its member, and the changes held back until its snapshot is sent. */

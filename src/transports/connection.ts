@@ -12,7 +12,7 @@ import { CLOSE_CODES, type CloseReason } from "../close-codes.js";
 import type { CoreContext } from "../context.js";
 import type { Position } from "../cursor-layout.js";
 import { HeartlineError, httpError } from "../errors.js";
-import type { Outgoing, Subscriber, Subscription } from "../hub/hub.js";
+import type { Outgoing, PresenceOut, Subscriber, Subscription } from "../hub/hub.js";
 import { CLIENTS_SET, memberOf, type Member } from "../hub/presence.js";
 import type { Session } from "../hooks/runner.js";
 import type { Stats } from "../stats.js";
@@ -196,7 +196,7 @@ export abstract class Connection implements Subscriber, TokenHolder {
   abstract deliver(sub: Subscription, out: Outgoing): void;
   abstract reset(sub: Subscription, epoch: string, offset: number): void;
   abstract subscribed(sub: Subscription, epoch: string, latest: number, recovered: boolean): void;
-  abstract presence(sub: Subscription, type: "presence" | "join" | "leave", json: string): void;
+  abstract presence(sub: Subscription, out: PresenceOut): void;
 }
 
 /**

@@ -17,8 +17,8 @@ import type { TokenClaims } from "../auth/tokens.js";
 import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
-import type { Outgoing, Subscription } from "../hub/hub.js";
-import { headerLines, sseDisconnectEvent, sseErrorEvent, sseEvent, sseIdLine, ssePresenceEvent, sseRetry, sseUnsubscribedEvent, statusLine } from "../wire.js";
+import type { Outgoing, PresenceOut, Subscription } from "../hub/hub.js";
+import { headerLines, sseDisconnectEvent, sseErrorEvent, sseEvent, sseIdLine, sseRetry, sseUnsubscribedEvent, statusLine } from "../wire.js";
 import { bareHead, type HttpOutput } from "./bare.js";
 import { Connection, type ServerContext } from "./connection.js";
 
@@ -103,8 +103,8 @@ export class SseConnection extends Connection {
     this.writeText(sseEvent("reset", this.cursor(), JSON.stringify({ channel: sub.channel, epoch, offset })));
   }
 
-  presence(_sub: Subscription, type: "presence" | "join" | "leave", json: string): void {
-    this.writeText(ssePresenceEvent(type, json));
+  presence(_sub: Subscription, out: PresenceOut): void {
+    this.writeText(out.sse);
   }
 
   subscribed(): void {

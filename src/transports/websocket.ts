@@ -13,7 +13,7 @@ import { CLOSE_CODES, type CloseReason } from "../close-codes.js";
 import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
 import { parseSince, positionIn, type Position } from "../hub/cursor.js";
-import type { Outgoing, Subscription } from "../hub/hub.js";
+import type { Outgoing, PresenceOut, Subscription } from "../hub/hub.js";
 import { wsUnsubscribedFrame } from "../wire.js";
 import { Connection, userOf, type ServerContext } from "./connection.js";
 import { takeToken } from "./rate.js";
@@ -84,23 +84,36 @@ export class WsConnection extends Connection {
 
   deliver(_sub: Subscription, out: Outgoing): void {
     if (this.closed || this.socket.readyState !== 1) return;
-    const raw = this.raw;
     // The frame is encoded once per message and shared by every subscriber;
     // with compression off, ws would only add the same header around it.
-    const frame = raw !== null ? out.wsFrame : out.ws;
-    if (this.overBudget(frame.length)) {
+    if (this.writeShared(this.raw !== null ? out.wsFrame : out.ws)) this.ctx.stats.delivered.ws++;
+  }
+
+  presence(_sub: Subscription, out: PresenceOut): void {
+    if (this.closed || this.socket.readyState !== 1) return;
+    this.writeShared(this.raw !== null ? out.wsFrame : out.ws);
+  }
+
+  /**
+   * Writes what many connections share: a whole frame on the fast path
+   * (corked until the turn ends), else the payload through ws. False when
+   * over the send budget (the connection is then closed).
+   */
+  private writeShared(bytes: Buffer): boolean {
+    if (this.overBudget(bytes.length)) {
       this.close("slow_consumer");
-      return;
+      return false;
     }
+    const raw = this.raw;
     if (raw !== null) {
       if (!this.corked) {
         this.corked = true;
         this.ctx.registry.batch.corkUntilTurnEnds(this);
       }
-      raw.write(frame);
-    } else this.socket.send(frame, TEXT);
+      raw.write(bytes);
+    } else this.socket.send(bytes, TEXT);
     this.lastSendAt = this.ctx.now;
-    this.ctx.stats.delivered.ws++;
+    return true;
   }
 
   cork(): void {
@@ -114,10 +127,6 @@ export class WsConnection extends Connection {
 
   reset(sub: Subscription, epoch: string, offset: number): void {
     this.sendJson({ type: "reset", channel: sub.channel, epoch, offset });
-  }
-
-  presence(_sub: Subscription, _type: "presence" | "join" | "leave", json: string): void {
-    this.write(Buffer.from(json));
   }
 
   subscribed(sub: Subscription, epoch: string, latest: number, recovered: boolean): void {

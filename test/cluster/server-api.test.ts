@@ -34,6 +34,29 @@ describe("server API across two nodes", { skip: redisSkip }, () => {
     await redis?.stop();
   });
 
+  it("a broadcast to 1,000 channels asked of node A reaches subscribers on node B, each channel its own offset", async () => {
+    const channels = Array.from({ length: 1000 }, (_, i) => `room:bc${i}`);
+    const t = await token("bea");
+    const subs = await Promise.all([0, 500, 999].map(async (i) => {
+      const c = await WsClient.connect(`${b.wsUrl}/ws?channel=room:bc${i}&token=${t}`);
+      await c.next((f) => f.type === "subscribed");
+      return c;
+    }));
+    const r = await post(a, "/api/broadcast", { channels, data: { all: true }, idempotencyKey: "bc-1" });
+    assert.equal(r.status, 200, JSON.stringify(r.body).slice(0, 200));
+    assert.equal(r.body.results.length, 1000);
+    assert.ok(r.body.results.every((x: any) => x.offset === 1));
+    for (const c of subs) assert.deepEqual((await c.next((f) => f.type === "message")).data, { all: true });
+    // The same key through node B: answered the first results, stored nothing.
+    const again = await post(b, "/api/broadcast", { channels, data: { all: true }, idempotencyKey: "bc-1" });
+    assert.deepEqual(again.body.results.map((x: any) => x.offset), r.body.results.map((x: any) => x.offset));
+    await new Promise((res) => setTimeout(res, 200));
+    for (const c of subs) {
+      assert.equal(c.messages().length, 1);
+      c.close();
+    }
+  });
+
   it("a disconnect asked of node A closes the user's WS, SSE and held poll on node B, and counts them", async () => {
     const t = await token("ann");
     const ws = await WsClient.connect(`${b.wsUrl}/ws?channel=room:x1&token=${t}`);

@@ -3,7 +3,8 @@ import { describe, it } from "node:test";
 import { ManualClock } from "../../src/clock.js";
 import { MemoryBroker } from "../../src/broker/memory.js";
 import type { Broker, ReadResult } from "../../src/broker/broker.js";
-import { Hub, type Outgoing, type Subscriber, type Subscription } from "../../src/hub/hub.js";
+import { memberOf } from "../../src/hub/presence.js";
+import { Hub, type Outgoing, type PresenceOut, type Subscriber, type Subscription } from "../../src/hub/hub.js";
 import type { Position } from "../../src/hub/cursor.js";
 
 type Event =
@@ -23,8 +24,8 @@ class Recorder implements Subscriber {
   subscribed(_sub: Subscription, epoch: string, latest: number, recovered: boolean): void {
     this.events.push({ kind: "subscribed", epoch, latest, recovered });
   }
-  presence(_sub: Subscription, kind: "presence" | "join" | "leave", json: string): void {
-    this.events.push({ kind, json });
+  presence(_sub: Subscription, out: PresenceOut): void {
+    this.events.push({ kind: out.type, json: out.json });
   }
   offsets(): number[] {
     return this.events.flatMap((e) => (e.kind === "message" ? [e.offset] : []));
@@ -184,3 +185,54 @@ describe("Hub", () => {
   });
 });
 
+
+describe("Hub presence", () => {
+  function presenceHub(graceMs = 1000) {
+    const clock = new ManualClock();
+    const broker = new MemoryBroker({ historySize: 10, historyTtl: 60, clock });
+    return { clock, hub: new Hub(broker, { presence: ["room:*"], presenceGraceMs: graceMs, now: () => clock.now() }) };
+  }
+  const settle = () => new Promise((r) => setImmediate(r));
+
+  it("sends the snapshot after subscribed, then changes; a change is encoded once for every subscriber", async () => {
+    const { hub } = presenceHub();
+    const outs = new Set<PresenceOut>();
+    const recorders = Array.from({ length: 10 }, () => new Recorder());
+    for (let i = 0; i < 10; i++) {
+      const r = recorders[i]!;
+      const grab: Subscriber = { deliver() {}, reset() {}, subscribed: (...a) => r.subscribed(...a), presence: (s, o) => (outs.add(o), r.presence(s, o)) };
+      await hub.subscribe(grab, "room:1", undefined, memberOf(`c${i}`, undefined, undefined)).ready;
+    }
+    await settle();
+    assert.deepEqual(recorders[0]!.events.map((e) => e.kind), ["subscribed", "presence", ...Array(9).fill("join")]);
+    outs.clear();
+    await hub.subscribe(new Recorder(), "room:1", undefined, memberOf("late", undefined, undefined)).ready;
+    await settle();
+    const joins = [...outs].filter((o) => o.type === "join");
+    assert.equal(joins.length, 1, "one encoded join for ten subscribers");
+    assert.equal(JSON.parse(joins[0]!.json).client, "late");
+  });
+
+  it("lets a member go after the grace when its connection ends, at once when it unsubscribes; the ticker looks at leaving members only", async () => {
+    const { hub, clock } = presenceHub(1000);
+    const watcher = new Recorder();
+    await hub.subscribe(watcher, "room:2", undefined, memberOf("w", undefined, undefined)).ready;
+    const a = hub.subscribe(new Recorder(), "room:2", undefined, memberOf("a", undefined, undefined));
+    const b = hub.subscribe(new Recorder(), "room:2", undefined, memberOf("b", undefined, undefined));
+    await Promise.all([a.ready, b.ready]);
+    hub.unsubscribe(a, true);
+    hub.unsubscribe(b, false);
+    await settle();
+    const leaves = () => watcher.events.filter((e) => e.kind === "leave").map((e) => JSON.parse((e as { json: string }).json).client);
+    assert.deepEqual(leaves(), ["b"]);
+    clock.advance(999);
+    hub.presence.tick(clock.now());
+    await settle();
+    assert.deepEqual(leaves(), ["b"], "still within the grace");
+    clock.advance(1);
+    hub.presence.tick(clock.now());
+    await settle();
+    assert.deepEqual(leaves(), ["b", "a"]);
+    assert.equal(hub.presence.held, 1);
+  });
+});
