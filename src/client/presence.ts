@@ -19,8 +19,12 @@ const memberKey = (m: PresenceMember): string => [m.user, m.client] + "";
 export function applyPresence(at: { members?: Members }, f: PresenceFrame, tell: (type: "presence" | "join" | "leave", value: never) => void): void {
   const members = at.members;
   if (f.type === "presence") {
-    // The whole list, after every (re)subscribe: it replaces what was kept.
-    at.members = new Map(f.members!.map((m) => [memberKey(m), m]));
+    // The whole list, after every (re)subscribe: it replaces what was kept. A list that is no list of members is dropped.
+    try {
+      at.members = new Map(f.members!.map((m) => [memberKey(m), m]));
+    } catch {
+      return;
+    }
     tell("presence", [...at.members.values()] as never);
   } else if (members) {
     const { type, channel, ...m } = f as PresenceMember & PresenceFrame;

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Heartline, PresenceMember, Subscription } from "../../src/client/index.js";
 import { getJson, waitFor, WsClient } from "../helpers/server.js";
-import { client, connected, dropConnection, onServer, serverBehindProxy } from "./helpers.js";
+import { client, connected, dropConnection, onServer, scriptedWsServer, serverBehindProxy } from "./helpers.js";
 
 const TRANSPORTS = ["ws", "sse", "poll"] as const;
 const FAST = { backoffBase: 0.02, backoffMax: 0.1 };
@@ -153,7 +153,9 @@ describe("Heartline client: presence", () => {
         await watcher.next((f) => f.type === "join" && f.client === hl.clientId);
         await connected(hl, t);
         const from = fx.proxy.requests.length;
-        await dropConnection(fx.proxy, hl);
+        // New requests are refused until the client has noticed (a poll sent just after the cut would pass).
+        await dropConnection(fx.proxy, hl, [t === "ws" ? "/ws" : `/${t}`]);
+        fx.proxy.unblock();
         await connected(hl, t);
         if (t === "poll") await onServer(fx.s, channel, t);
         else await waitFor(() => fx.s.hl.hub.subscriberCount(channel) === 2 || undefined, 5000, "the resubscription");
@@ -217,6 +219,41 @@ describe("Heartline client: presence", () => {
     } finally {
       hl.close();
       other.close();
+    }
+  });
+});
+
+describe("Heartline client: presence frames it cannot use", () => {
+  const fx = scriptedWsServer((ws) => {
+    const send = (f: unknown): void => ws.send(JSON.stringify(f));
+    send({ type: "subscribed", channel: "room:x", epoch: "E", offset: 0, recovered: false });
+    // A join before any snapshot, snapshots that are no lists, members that are no members, an unknown channel.
+    send({ type: "join", channel: "room:x", client: "early", user: null, info: null });
+    for (const members of [undefined, null, 7, "x", { length: 1 }, [null]]) send({ type: "presence", channel: "room:x", members });
+    send({ type: "presence", channel: "room:other", members: [{ client: "z", user: null, info: null }] });
+    send({ type: "unsubscribed", channel: "room:other" });
+    send({ type: "presence", channel: "room:x", members: [{ client: "a", user: "u", info: { n: 1 } }] });
+    send({ type: "leave", channel: "room:x", client: "nobody", user: null, info: null });
+    send({ type: "join", channel: "room:x", client: "b", user: null, info: null });
+    send({ type: "message", channel: "room:x", offset: 1, data: "after" });
+  });
+
+  it("ignores them without harm and keeps the list from the first good snapshot", async () => {
+    const hl = client(fx.url, { transports: ["ws"] });
+    const w = watch(hl, "room:x");
+    const got: unknown[] = [];
+    const other = hl.subscribe("room:y", (m) => got.push(m.data));
+    try {
+      await waitFor(() => w.sub.presence()?.length === 2 || undefined, 5000, "the good snapshot and a join");
+      assert.deepEqual(w.sub.presence(), [
+        { client: "a", user: "u", info: { n: 1 } },
+        { client: "b", user: null, info: null },
+      ]);
+      assert.deepEqual(w.events, ["presence:a", "leave:nobody", "join:b"]);
+      assert.equal(hl.state, "connected");
+      assert.equal(other.closed, false);
+    } finally {
+      hl.close();
     }
   });
 });
