@@ -44,6 +44,9 @@ describe("demo: who is here, from presence", { skip }, () => {
         assert.deepEqual(await shown(bob.page), [`Bob${transport} (you)`, `Alice${transport}`]);
         assert.deepEqual(await shown(alice.page), [`Alice${transport} (you)`, `Bob${transport}`]);
         assert.equal(await bob.page.textContent("#here-count"), "2");
+        // The name cookie goes with the subscribe requests only: a cookie on /api/… would make the page a client there.
+        const cookies = (await bob.page.context().cookies()).filter((c) => c.name === "arena-name");
+        assert.deepEqual(cookies.map((c) => c.path).sort(), ["/poll", "/sse", "/ws"]);
 
         // The list is the server's.
         const p = await getJson(`${s.url}/api/presence/${ARENA_CHANNEL}`, { headers: { Authorization: "Bearer demo-key" } });
