@@ -304,86 +304,23 @@ export class PollTransport {
     const hub = this.ctx.hub;
     const cursor = shared?.positions;
     const rest = head !== undefined && head.length > 0 ? head : undefined;
+    // A poll that names its client holds its members on presence channels while it is held, and for the grace after its answer.
     const members = pollMembers(this.ctx, channels, who);
-    if (members) return this.servePresence(out, ip, channels, shared, holdSeconds, headers, members, claims, keepAlive, rest, who);
+    if (members) await this.enterMembers(members);
+    const now = hub.readsNow && members === undefined;
     if (!shared || holdSeconds <= 0) {
-      const c = hub.readsNow ? hub.readAfterNow(channels, cursor, POLL_BATCH_LIMIT) : await hub.readAfter(channels, cursor, POLL_BATCH_LIMIT);
-      const a = encodeAnswer(c);
-      this.ctx.stats.delivered.poll += a.messages;
-      this.write(out, a, headers, keepAlive, rest);
+      try {
+        const c = now ? hub.readAfterNow(channels, cursor, POLL_BATCH_LIMIT) : await hub.readAfter(channels, cursor, POLL_BATCH_LIMIT);
+        const a = encodeAnswer(c, members ? await presenceNews(this.ctx, members) : undefined);
+        this.ctx.stats.delivered.poll += a.messages;
+        this.write(out, a, headers, keepAlive, rest);
+      } finally {
+        if (members) this.exitMembers(members);
+      }
       return;
     }
     // Take the slot and register before the first read, so a message stored
     // between the read and the wait still wakes this poll.
-    this.ctx.registry.admit("poll", ip);
-    socketAdmitted(socketOf(out));
-    const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive, undefined);
-    p.rest = rest;
-    this.waiting.add(p);
-    [p.claims, p.client, p.user] = [claims, who?.client, who?.user];
-    this.ctx.registry.polls.add(p.user, p);
-    this.ctx.hub.addWaiter(channels, p);
-    const bare = !(out instanceof ServerResponse);
-    if (!bare) {
-      (out as PollResponse)[POLL] = p;
-      out.on("close", onPollClose);
-    }
-    if (this.ctx.draining) {
-      p.finish();
-      return;
-    }
-    if (hub.readsNow) {
-      p.checkNow(this.answers());
-      if (bare && !p.done) holdOn(out, p);
-    } else {
-      if (bare) holdOn(out, p);
-      await p.check();
-    }
-    if (!p.done) this.ctx.stats.pollWaits++;
-  }
-
-  /**
-   * A poll that holds members on presence channels: the member is held (or
-   * kept) while the poll is, and for the grace after its answer, so a client
-   * that polls again in time stays present without leave/join. Its answers
-   * carry what it was not told yet: a snapshot on its first poll to this
-   * node, then joins and leaves. Always read through the broker's async path.
-   */
-  private async servePresence(
-    out: HttpOutput,
-    ip: string,
-    channels: readonly string[],
-    shared: SharedCursor | undefined,
-    holdSeconds: number,
-    headers: Record<string, string>,
-    members: PollMembers,
-    claims: TokenClaims | undefined,
-    keepAlive: boolean,
-    rest: Buffer | undefined,
-    who: Poller | undefined,
-  ): Promise<void> {
-    const presence = this.ctx.hub.presence;
-    let entered = 0;
-    try {
-      for (const [ch, m] of members) {
-        await presence.enter(ch, m);
-        entered++;
-      }
-    } catch (err) {
-      for (let i = 0; i < entered; i++) presence.exit(members[i]![0], members[i]![1].key, true);
-      throw err;
-    }
-    if (!shared || holdSeconds <= 0) {
-      try {
-        const c = await this.ctx.hub.readAfter(channels, shared?.positions, POLL_BATCH_LIMIT);
-        const a = encodeAnswer(c, await presenceNews(this.ctx, members));
-        this.ctx.stats.delivered.poll += a.messages;
-        this.write(out, a, headers, keepAlive, rest);
-      } finally {
-        this.exitMembers(members);
-      }
-      return;
-    }
     this.ctx.registry.admit("poll", ip);
     socketAdmitted(socketOf(out));
     const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive, members);
@@ -396,13 +333,35 @@ export class PollTransport {
     if (!bare) {
       (out as PollResponse)[POLL] = p;
       out.on("close", onPollClose);
-    } else holdOn(out, p);
+    }
     if (this.ctx.draining) {
       p.finish();
       return;
     }
-    await p.check();
+    if (now) {
+      p.checkNow(this.answers());
+      if (bare && !p.done) holdOn(out, p);
+    } else {
+      // A poll with members reads presence through the broker: always the async path.
+      if (bare) holdOn(out, p);
+      await p.check();
+    }
     if (!p.done) this.ctx.stats.pollWaits++;
+  }
+
+  /** Holds a poller's members (each in use until {@link exitMembers}); on a failure, lets go of those already held. */
+  private async enterMembers(members: PollMembers): Promise<void> {
+    const presence = this.ctx.hub.presence;
+    let entered = 0;
+    try {
+      for (const [ch, m] of members) {
+        await presence.enter(ch, m);
+        entered++;
+      }
+    } catch (err) {
+      for (let i = 0; i < entered; i++) presence.exit(members[i]![0], members[i]![1].key, true, POLLER_GRACE_MS);
+      throw err;
+    }
   }
 
   /** A poll of these members was answered (or its client left): each stays for the grace, for the next poll. */
