@@ -39,8 +39,8 @@ describe("demo: who is here, from presence", { skip }, () => {
       const bob: Seat = await seat(browser, `Bob${transport}`);
       try {
         await Promise.all([playDemo(alice, s.url, transport), playDemo(bob, s.url, transport)]);
-        await waitInPage(bob.page, () => window.heartlineDemo.here().length === 2, null, "Bob to list two");
-        await waitInPage(alice.page, () => window.heartlineDemo.here().length === 2, null, "Alice to list two");
+        await waitInPage(bob.page, () => window.heartlineDemo.here().length === 2, null, "Bob to list two", 20_000);
+        await waitInPage(alice.page, () => window.heartlineDemo.here().length === 2, null, "Alice to list two", 20_000);
         assert.deepEqual(await shown(bob.page), [`Bob${transport} (you)`, `Alice${transport}`]);
         assert.deepEqual(await shown(alice.page), [`Alice${transport} (you)`, `Bob${transport}`]);
         assert.equal(await bob.page.textContent("#here-count"), "2");
@@ -67,9 +67,9 @@ describe("demo: who is here, from presence", { skip }, () => {
           await bob.page.screenshot({ path: join(RESULTS_DIR, "demo-here.png") });
         }
 
-        // Alice leaves: her page unsubscribes as it goes (a WebSocket at once; SSE at the latest after the server's grace).
+        // Alice leaves: her page unsubscribes as it goes (a WebSocket at once, well within the server's grace of 5 s; SSE at the latest after it).
         await alice.page.close({ runBeforeUnload: true });
-        await waitInPage(bob.page, () => window.heartlineDemo.here().length === 1, null, "Alice gone from Bob's list", transport === "ws" ? 2500 : 9000);
+        await waitInPage(bob.page, () => window.heartlineDemo.here().length === 1, null, "Alice gone from Bob's list", transport === "ws" ? 4500 : 10_000);
         assert.deepEqual(await shown(bob.page), [`${bobName} (you)`]);
         assert.deepEqual([...alice.errors, ...bob.errors], []);
       } finally {
