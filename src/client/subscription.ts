@@ -20,7 +20,7 @@ export interface SubscriptionEvents {
    * and `leave` then change it.
    */
   presence: PresenceMember[];
-  /** Presence channels: a member joined (or one present got new `info`). */
+  /** Presence channels: a member joined (one already listed is replaced). */
   join: PresenceMember;
   /** Presence channels: a member left. */
   leave: PresenceMember;
