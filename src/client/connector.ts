@@ -1,10 +1,25 @@
 /**
- * The client's connection state machine (see heartline.ts for the states):
- * attempts over the transports in order, the open timeout, the backoff
- * between rounds, the heartbeat watchdog, and the switch back to a better
- * transport. It is the base of the client (heartline.ts), which keeps the
- * positions and the publishes and takes what arrives on the connection
- * through the abstract methods below.
+ * The client's connection state machine:
+ *
+ * ```
+ * disconnected ─▶ connecting ─▶ connected ─▶ disconnected ─(backoff)─▶ connecting …
+ *                      └──(every transport failed)──▶ disconnected
+ * any ─ close() or a final close code ─▶ closed
+ * ```
+ *
+ * One connect attempt tries the transports in order (WebSocket, SSE, long
+ * polling by default), starting from the one that worked last; a transport
+ * that cannot open, or opens but delivers nothing within `openTimeout`, hands
+ * over to the next at once. When every transport failed, the client waits a
+ * full-jitter backoff and tries again. On a fallback transport it retries the
+ * better ones now and then, and switches over once one works (the old
+ * transport is closed only after the new one delivers).
+ *
+ * This file is the machine: attempts over the transports in order, the open
+ * timeout, the backoff between rounds, the heartbeat watchdog, and the switch
+ * back to a better transport. It is the base of the client (heartline.ts),
+ * which keeps the positions and the publishes and takes what arrives on the
+ * connection through the abstract methods below.
  */
 import { FINAL_CLOSE_CODES, shouldReconnect } from "../close-codes.js";
 import { Backoff } from "./backoff.js";
@@ -14,7 +29,7 @@ import { Emitter } from "./emitter.js";
 import type { HeartlineEvents } from "./options.js";
 import { FACTORIES, type Settings } from "./settings.js";
 import type { ClientTransport, CloseInfo, ReplyFrame, TransportContext, TransportSink } from "./transport.js";
-import type { ClientState, Message, Position, ResetInfo } from "./types.js";
+import type { ClientState, Message, Position, PresenceFrame, ResetInfo } from "./types.js";
 
 /** One transport the client opened: the connection, or an attempt to get one. */
 export interface Attempt {
@@ -43,6 +58,8 @@ export abstract class Connector extends Emitter<HeartlineEvents> {
   protected declare readonly tok: Settings["tok"];
   protected declare readonly ms: Settings["ms"];
   protected declare readonly clk: Settings["clk"];
+  /** The client id sent as `client=` (in a tab sharing a connection, the hub's once it says). */
+  protected declare cid: Settings["cid"];
   readonly #backoff: Backoff;
   #upgradeFailures = 0;
   #upSince = 0;
@@ -65,6 +82,10 @@ export abstract class Connector extends Emitter<HeartlineEvents> {
   protected abstract resetTo(r: ResetInfo, cursor: string | undefined): void;
   protected abstract setCursor(cursor: string): void;
   protected abstract answer(f: ReplyFrame): void;
+  /** Presence: a snapshot, join or leave. */
+  protected abstract present(f: PresenceFrame): void;
+  /** The server removed the subscription to `channel`. */
+  protected abstract ended(channel: string): void;
   /** The subscribed channels and their positions, for a transport's requests. */
   protected abstract positions(): Array<[string, Position | undefined]>;
   /** The cursor to resume SSE and polling from. */
@@ -109,6 +130,7 @@ export abstract class Connector extends Emitter<HeartlineEvents> {
         ...this.env,
         base: this.base,
         token,
+        client: this.cid,
         hold: this.ms.heartbeatInterval / 1000,
         channels: () => this.positions(),
         cursor: () => this.resume(),
@@ -157,6 +179,8 @@ export abstract class Connector extends Emitter<HeartlineEvents> {
       reset: live((r, cursor) => this.resetTo(r, cursor)),
       cursor: live((c) => this.setCursor(c)),
       reply: live((f) => this.answer(f)),
+      roster: live((f) => this.present(f)),
+      ended: live((c) => this.ended(c)),
       closed: (info) => {
         if (a === this.att) this.#failed(a, info);
         else if (a === this.cur) this.#dropped(info, false);
@@ -207,7 +231,9 @@ export abstract class Connector extends Emitter<HeartlineEvents> {
     this.clk.clearTimeout(this.#watchTimer);
     this.clk.clearTimeout(this.#upgradeTimer);
     if (info.code !== undefined && !shouldReconnect(info.code)) {
-      this.emit("error", new HeartlineError(FINAL_CLOSE_CODES[info.code] ?? "closed", `the server closed the connection for good (code ${info.code})`));
+      // Heartline sends 4403 only when it disconnects the user for good (POST /api/disconnect; 4403 `forbidden` is
+      // reserved), and the SSE and poll transports report that disconnect as 4403 too: one error code for the three.
+      this.emit("error", new HeartlineError(info.code === 4403 ? "disconnected" : (FINAL_CLOSE_CODES[info.code] ?? "closed"), `the server closed the connection for good (code ${info.code})`));
       this.close();
       return;
     }

@@ -1,22 +1,8 @@
 /**
- * The Heartline client as a state machine:
- *
- * ```
- * disconnected ─▶ connecting ─▶ connected ─▶ disconnected ─(backoff)─▶ connecting …
- *                      └──(every transport failed)──▶ disconnected
- * any ─ close() or a final close code ─▶ closed
- * ```
- *
- * One connect attempt tries the transports in order (WebSocket, SSE, long
- * polling by default), starting from the one that worked last; a transport
- * that cannot open, or opens but delivers nothing within `openTimeout`, hands
- * over to the next at once. When every transport failed, the client waits a
- * full-jitter backoff and tries again. On a fallback transport it retries the
- * better ones now and then, and switches over once one works (the old
- * transport is closed only after the new one delivers).
- *
- * The machine and its timers are connector.ts; the options are read in
- * settings.ts. This file is the public API, the positions and the publishes.
+ * The Heartline client. Its connection state machine (the states, the
+ * attempts over the transports, backoff, fallback and the switch back) is
+ * connector.ts, its base class; the options are read in settings.ts. This
+ * file is the public API, the positions, presence and the publishes.
  *
  * Positions are kept per channel and by cursor, so a subscription resumes
  * from where it was on whichever transport it lands on; every message is
@@ -31,11 +17,12 @@ import { closedError, HeartlineError, lostError, tokenError } from "./errors.js"
 import { sharing, type Link } from "./link.js";
 import type { HeartlineOptions, RpcOptions } from "./options.js";
 import { postJson } from "./post.js";
+import { applyPresence, type Members } from "./presence.js";
 import { readSettings } from "./settings.js";
 import { Requests } from "./requests.js";
 import { Subscription, type SubscriptionOwner } from "./subscription.js";
 import type { ReplyFrame } from "./transport.js";
-import type { ClientState, Message, Position, PublishResult, ResetInfo, TransportName } from "./types.js";
+import type { ClientState, Message, Position, PresenceFrame, PresenceMember, PublishResult, ResetInfo, TransportName } from "./types.js";
 
 /** What the client knows about one channel. */
 interface ChannelState {
@@ -44,6 +31,8 @@ interface ChannelState {
   /** Last offset delivered (or the position the subscription started at); -1 when unknown. */
   offset: number;
   subs: Set<Subscription<never>>;
+  /** Presence: the members, once a snapshot came. */
+  members?: Members;
 }
 
 function checkChannel(channel: string): void {
@@ -88,12 +77,16 @@ export class Heartline extends Connector implements SubscriptionOwner {
       options.shared === false
         ? undefined
         : sharing.linker?.(s.base, options, {
-            state: (to, transport) => {
+            state: (to, transport, id) => {
               this.#remote = transport;
+              this.cid = id;
               this.setState(to);
             },
             message: (m) => this.deliver(m, undefined),
             reset: (r) => this.resetTo(r, undefined),
+            pres: (f) => this.present(f),
+            gone: (c) => this.ended(c),
+            id: () => this.cid,
             error: (code, message, channel) => {
               const e = new HeartlineError(code, message);
               if (channel === undefined) this.emit("error", e);
@@ -124,6 +117,11 @@ export class Heartline extends Connector implements SubscriptionOwner {
   /** The connection state. */
   get state(): ClientState {
     return this.st;
+  }
+
+  /** This client's id (`clientId` option, or random), sent as `client=`: its presence member's `client`. Tabs sharing a connection take the id of the client that holds it. */
+  get clientId(): string {
+    return this.cid;
   }
 
   /** The transport in use while connected; undefined otherwise. */
@@ -271,6 +269,12 @@ export class Heartline extends Connector implements SubscriptionOwner {
     return s && s.epoch !== undefined && s.offset >= 0 ? { epoch: s.epoch, offset: s.offset } : undefined;
   }
 
+  /** @internal The members of `channel`, once a presence snapshot came; a copy. */
+  membersOf(channel: string): PresenceMember[] | undefined {
+    const m = this.#chans.get(channel)?.members;
+    return m && [...m.values()];
+  }
+
   /** Every channel with its position, when known. */
   protected positions(): Array<[string, Position | undefined]> {
     return [...this.#chans.keys()].map((c) => [c, this.positionOf(c)]);
@@ -385,6 +389,20 @@ export class Heartline extends Connector implements SubscriptionOwner {
       const s = f.channel === undefined ? undefined : this.#chans.get(f.channel);
       if (s) for (const sub of s.subs) sub.notify("error", err);
       this.emit("error", err);
+    }
+  }
+
+  protected present(f: PresenceFrame): void {
+    this.emit("pres", f);
+    const s = this.#chans.get(f.channel);
+    if (s) applyPresence(s, f, (type, value) => s.subs.forEach((sub) => sub.notify(type, value)));
+  }
+
+  protected ended(channel: string): void {
+    // Each handle hears of it, then ends; the last one leaves the channel (its transports and the shared hub).
+    for (const sub of [...(this.#chans.get(channel)?.subs ?? [])]) {
+      sub.notify("unsubscribed", { channel });
+      sub.unsubscribe();
     }
   }
 

@@ -26,6 +26,7 @@ export type {
   FetchFunction,
   Message,
   Position,
+  PresenceMember,
   PublishResult,
   ResetInfo,
   SocketEvent,

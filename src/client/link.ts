@@ -4,7 +4,7 @@
  * gets one, talks through it instead of opening transports itself.
  */
 import type { HeartlineOptions } from "./options.js";
-import type { ClientState, Message, Position, PublishResult, ResetInfo, TransportName } from "./types.js";
+import type { ClientState, Message, Position, PresenceFrame, PublishResult, ResetInfo, TransportName } from "./types.js";
 
 /** @internal A client's connection through another context (cross-tab sharing). */
 export interface Link {
@@ -19,9 +19,16 @@ export interface Link {
 
 /** @internal What a {@link Link} reports to its client. */
 export interface LinkHooks {
-  state(to: ClientState, transport: TransportName | undefined): void;
+  /** The hub's state, transport and client id (the id every tab's client takes). */
+  state(to: ClientState, transport: TransportName | undefined, id: string): void;
   message(m: Message): void;
   reset(r: ResetInfo): void;
+  /** A presence event of a channel this tab subscribed to. */
+  pres(f: PresenceFrame): void;
+  /** The server removed the subscription to `channel`. */
+  gone(channel: string): void;
+  /** The client id this tab knows: its own, or the last hub's (so a new hub keeps it). */
+  id(): string;
   error(code: string, message: string, channel?: string): void;
   /** The position the hub's subscription to `channel` stands at, told once, before its messages. */
   pos(channel: string, p: Position): void;

@@ -4,7 +4,7 @@
  */
 import type { ClientClock } from "./clock.js";
 import type { HeartlineError } from "./errors.js";
-import type { ClientState, EventSourceConstructor, FetchFunction, TransportName, WebSocketConstructor } from "./types.js";
+import type { ClientState, EventSourceConstructor, FetchFunction, PresenceFrame, TransportName, WebSocketConstructor } from "./types.js";
 
 /** Options of the `Heartline` client. Durations are in seconds, like the server's options. */
 export interface HeartlineOptions {
@@ -38,6 +38,15 @@ export interface HeartlineOptions {
   publishTimeout?: number;
   /** How long `rpc()` waits for an answer, unless the call says otherwise. Default 10. */
   rpcTimeout?: number;
+  /**
+   * This client's id, sent as `client=` on every transport: the server counts
+   * one presence member per id, and a reconnect with the same id within its
+   * `--presence-grace` is no leave and join. Default: a random id per
+   * instance, kept across reconnects and transports. Give one (1–64 of
+   * `A-Z a-z 0-9 - . _ ~`) to keep it across page loads, e.g. from
+   * `sessionStorage`. Read it back as `hl.clientId`.
+   */
+  clientId?: string;
   /** Source of randomness for the backoff jitter; default `Math.random`. */
   random?: () => number;
   /**
@@ -68,6 +77,8 @@ export interface HeartlineEvents {
   error: HeartlineError;
   /** @internal A `subscribed` frame or a cursor came: positions may have become known. */
   pos: undefined;
+  /** @internal A presence event came (relayed to the tabs of a shared connection). */
+  pres: PresenceFrame;
 }
 
 /** Options given in seconds, and their defaults. */

@@ -7,12 +7,13 @@
  * stateless, so nothing is lost by aborting.
  */
 import { endpoint, retryAfterMs, type ClientTransport, type TransportContext, type TransportSink } from "./transport.js";
-import type { Message, ResetInfo } from "./types.js";
+import type { Message, PresenceFrame, ResetInfo } from "./types.js";
 
 interface PollAnswer {
   messages: Message[];
   cursor: string;
   resets: ResetInfo[];
+  presence: PresenceFrame[];
 }
 
 /** Opens the long-polling transport. */
@@ -40,7 +41,7 @@ export function pollTransport(ctx: TransportContext, sink: TransportSink): Clien
       }
       const cursor = ctx.cursor();
       const params: Array<[string, string | undefined]> = channels.map(([c]) => ["channel", c]);
-      params.push(["cursor", cursor], ["timeout", opened && cursor ? String(ctx.hold) : "0"], ["token", ctx.token]);
+      params.push(["cursor", cursor], ["timeout", opened && cursor ? String(ctx.hold) : "0"], ["token", ctx.token], ["client", ctx.client]);
       const ac = (abort = new AbortController());
       let res: Response;
       let body: Partial<PollAnswer> & { error?: { code?: string } };
@@ -53,7 +54,9 @@ export function pollTransport(ctx: TransportContext, sink: TransportSink): Clien
       }
       if (gen !== generation || done) return;
       if (!res.ok) {
-        stop({ status: res.status, error: body.error?.code, retryAfter: retryAfterMs(res) });
+        const error = body.error?.code;
+        // The server disconnected this user (POST /api/disconnect): final, as the WebSocket's 4403.
+        stop({ status: res.status, error, retryAfter: retryAfterMs(res), code: error === "disconnected" ? 4403 : undefined });
         return;
       }
       if (!opened) {
@@ -63,6 +66,7 @@ export function pollTransport(ctx: TransportContext, sink: TransportSink): Clien
       sink.alive();
       for (const r of body.resets ?? []) sink.reset(r);
       for (const m of body.messages ?? []) sink.message(m);
+      for (const f of body.presence ?? []) sink.roster(f);
       sink.cursor(body.cursor!);
     }
   };

@@ -26,6 +26,8 @@ export interface Settings {
   ms: Record<Seconds, number>;
   /** `clock`. */
   clk: ClientClock;
+  /** `clientId`, or a random one. */
+  cid: string;
 }
 
 export function readSettings(url: string, options: HeartlineOptions): Settings {
@@ -50,5 +52,8 @@ export function readSettings(url: string, options: HeartlineOptions): Settings {
     if (!(v >= 0 && v < Infinity)) throw new TypeError(`Heartline: option ${k} must be seconds ≥ 0, got ${String(v)}`);
     ms[k] = v * 1000;
   }
-  return { base: u.origin + u.pathname.replace(/\/+$/, ""), env, order, tok: options.getToken, ms, clk: options.clock ?? realClock };
+  // About 100 random bits: ids only have to differ, not to be secret (the server binds an id to its user).
+  const cid = options.clientId ?? Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+  if (!/^[\w.~-]{1,64}$/.test(cid)) throw new TypeError(`Heartline: option clientId must be 1–64 of [\\w.~-], got ${JSON.stringify(cid)}`);
+  return { base: u.origin + u.pathname.replace(/\/+$/, ""), env, order, tok: options.getToken, ms, clk: options.clock ?? realClock, cid };
 }

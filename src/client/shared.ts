@@ -21,8 +21,14 @@
  *
  * Messages are arrays `[operation, ...arguments]` (plain data: they cross
  * postMessage). Tab → hub: init, sub, unsub, pub, rpc, tok, wake, bye. Hub →
- * tab: the {@link LinkHooks} (state, message, reset, error, pos) plus ack
- * (the answer to a pub or an rpc), tok and lead.
+ * tab: the {@link LinkHooks} (state, message, reset, error, pos, pres, gone)
+ * plus ack (the answer to a pub or an rpc), tok and lead.
+ *
+ * Presence: the tabs share the hub's connection, so they are one member, with
+ * the hub's client id; `state` tells every tab that id. A tab introduces itself
+ * with the id it knows (its own, or the last hub's), and a new hub takes the
+ * first it hears, so a leader tab leaving is no leave and join for the others
+ * (within the server's `--presence-grace`).
  */
 import { closedError, HeartlineError, lostError } from "./errors.js";
 import { Heartline } from "./heartline.js";
@@ -53,7 +59,7 @@ export function createHub(): (port: Port, m: Msg) => void {
   const untold = new Map<Subscription, Port>();
   const asks: Array<(token: string) => void> = [];
   const all = (m: Msg): void => ports.forEach((_, p) => p.postMessage(m));
-  const state = (): Msg => ["state", hl!.state, hl!.transport];
+  const state = (): Msg => ["state", hl!.state, hl!.transport, hl!.clientId];
   /** Tells the tabs the positions the hub has come to know; usually there is nobody left to tell. */
   const tell = (): void =>
     untold.forEach((port, sub) => {
@@ -78,14 +84,25 @@ export function createHub(): (port: Port, m: Msg) => void {
           .on("state", () => all(state()))
           .on("transport", () => all(state()))
           .on("error", (e) => all(["error", e.code, e.message]))
+          // Presence goes to the tabs on that channel.
+          .on("pres", (f) => ports.forEach((subs, p) => subs.has(f.channel) && p.postMessage(["pres", f])))
           .on("pos", tell);
         port.postMessage(state());
       },
       sub(c: string, since?: Position) {
         subs.get(c)?.unsubscribe();
         const sub = hl!.subscribe(c, (msg) => port.postMessage(["message", msg]), since);
-        sub.on("reset", (r) => port.postMessage(["reset", r])).on("error", (e) => port.postMessage(["error", e.code, e.message, c]));
+        sub
+          .on("reset", (r) => port.postMessage(["reset", r]))
+          .on("error", (e) => port.postMessage(["error", e.code, e.message, c]))
+          .on("unsubscribed", () => {
+            subs.delete(c);
+            port.postMessage(["gone", c]);
+          });
         subs.set(c, sub);
+        // A channel the hub had already: this tab gets the members known so far.
+        const members = sub.presence();
+        if (members) port.postMessage(["pres", { type: "presence", channel: c, members }]);
         untold.set(sub, port);
         tell();
       },
@@ -106,8 +123,10 @@ export function createHub(): (port: Port, m: Msg) => void {
       wake() {
         hl!.reconnectNow();
       },
-      bye() {
-        subs.forEach((s) => s.unsubscribe());
+      /** A tab leaves; with `all`, the leader tab hands over: the client closes without unsubscribing, so the next hub's resubscriptions come within the presence grace. */
+      bye(all?: 1) {
+        if (all) ports.clear();
+        else subs.forEach((s) => s.unsubscribe());
         ports.delete(port);
         if (!ports.size) {
           hl!.close();
@@ -148,7 +167,7 @@ function elect(name: string, receive: (m: Msg) => void): [send: (m: Msg) => void
       out.postMessage(["", ["lead"]]);
       return new Promise<void>((release) => {
         done.signal.onabort = () => {
-          ports.forEach((p) => hub(p, ["bye"]));
+          ports.forEach((p) => hub(p, ["bye", 1]));
           leading = false;
           out.close();
           release();
@@ -218,7 +237,8 @@ function link(base: string, options: HeartlineOptions, hooks: LinkHooks): Link |
   }
   /** Introduces this tab to the hub, with every subscription from its position. */
   const hello = (): void => {
-    send(["init", base, JSON.parse(JSON.stringify(options)), !!options.getToken]);
+    // The id makes a new hub (after a leader tab left) the same presence member as the last.
+    send(["init", base, JSON.parse(JSON.stringify({ ...options, clientId: hooks.id() })), !!options.getToken]);
     for (const [c, since] of hooks.channels()) send(["sub", c, since]);
   };
   // A page leaving (or entering the back/forward cache) says bye; coming back, hello again.

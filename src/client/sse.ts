@@ -9,7 +9,8 @@
  * event is what a buffering proxy looks like, and the client falls back from it.
  */
 import { endpoint, type ClientTransport, type ReplyFrame, type TransportContext, type TransportSink } from "./transport.js";
-import type { EventSourceLike, Message, ResetInfo, StreamEvent } from "./types.js";
+import type { CloseInfo } from "./transport.js";
+import type { EventSourceLike, Message, PresenceFrame, ResetInfo, StreamEvent } from "./types.js";
 
 function parse<T>(e: StreamEvent): T | undefined {
   try {
@@ -34,7 +35,7 @@ export function sseTransport(ctx: TransportContext, sink: TransportSink): Client
     // Nothing to stream yet: idle until a channel is added.
     if (channels.length === 0) return sink.open();
     const params: Array<[string, string | undefined]> = channels.map(([c]) => ["channel", c]);
-    params.push(["lastEventId", ctx.cursor()], ["token", ctx.token]);
+    params.push(["lastEventId", ctx.cursor()], ["token", ctx.token], ["client", ctx.client]);
     const es = (source = new ctx.EventSource!(endpoint(ctx.base, "/sse", params)));
     const on = (type: string, fn: (e: StreamEvent) => void): void =>
       es.addEventListener(type, (e) => {
@@ -58,23 +59,29 @@ export function sseTransport(ctx: TransportContext, sink: TransportSink): Client
       if (e.lastEventId) sink.cursor(e.lastEventId);
     });
     on("ping", () => {});
-    // The server disconnected this client for good (POST /api/disconnect with reconnect: false): stop, as after WebSocket close 4403.
-    on("disconnect", (e) => {
-      if (parse<{ reconnect?: boolean }>(e)?.reconnect === false) {
-        es.close();
-        source = undefined;
-        done = true;
-        sink.closed({ code: 4403 });
-      }
+    for (const type of ["presence", "join", "leave"]) {
+      on(type, (e) => {
+        const f = parse<PresenceFrame>(e);
+        if (f) sink.roster(f);
+      });
+    }
+    on("unsubscribed", (e) => {
+      const f = parse<{ channel: string }>(e);
+      if (f) sink.ended(f.channel);
     });
+    const end = (info: CloseInfo): void => {
+      es.close();
+      source = undefined;
+      done = true;
+      sink.closed(info);
+    };
+    // The server disconnected this user: as the WebSocket's close codes, 4002 reconnects and 4403 is final.
+    on("disconnect", (e) => end({ code: parse<{ reconnect?: boolean }>(e)?.reconnect === false ? 4403 : 4002 }));
     on("error", (e) => {
       // The server's own `event: error` has JSON data; a connection error has none.
       const err = parse<{ code?: string; message?: string }>(e);
       if (err) sink.reply({ ...err, type: "error" } as ReplyFrame);
-      es.close();
-      source = undefined;
-      done = true;
-      sink.closed({});
+      end({});
     });
   };
   const refresh = (): void => {

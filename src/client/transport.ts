@@ -4,7 +4,7 @@
  * answers) onto a {@link TransportSink} and nothing more: positions,
  * deduplication, fallback and reconnection all live in the client.
  */
-import type { EventSourceConstructor, FetchFunction, Message, Position, ResetInfo, TransportName, WebSocketConstructor } from "./types.js";
+import type { EventSourceConstructor, FetchFunction, Message, Position, PresenceFrame, ResetInfo, TransportName, WebSocketConstructor } from "./types.js";
 
 /** What the client gives a transport when it opens one. */
 export interface TransportContext {
@@ -12,6 +12,8 @@ export interface TransportContext {
   base: string;
   /** The token from `getToken()`, sent as the `token` query parameter. */
   token: string | undefined;
+  /** The client's id, sent as the `client` query parameter (presence: the same member across reconnects). */
+  client: string;
   /** The subscribed channels and the position of each, when known. Read at every (re)open. */
   channels(): Array<[string, Position | undefined]>;
   /** The cursor to resume SSE and polling from: the latest one received, or one built from positions. */
@@ -40,7 +42,7 @@ export interface ReplyFrame {
 
 /** How a transport ended. */
 export interface CloseInfo {
-  /** WebSocket close code. */
+  /** WebSocket close code; SSE's `event: disconnect` and a poll's `403 disconnected` are reported as the matching one (4002 or 4403). */
   code?: number;
   /** HTTP status of a refused request. */
   status?: number;
@@ -64,6 +66,10 @@ export interface TransportSink {
   reset(r: ResetInfo, cursor?: string): void;
   /** The position after everything reported so far (SSE id-only events, poll answers). */
   cursor(cursor: string): void;
+  /** Presence: a snapshot of a channel's members, or a join or leave. */
+  roster(f: PresenceFrame): void;
+  /** The server removed the subscription to `channel` (`unsubscribed` without an id). */
+  ended(channel: string): void;
   /** Acknowledgements and error frames. */
   reply(frame: ReplyFrame): void;
   /** The transport is gone (or could not open); it must not call the sink again. */

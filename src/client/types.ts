@@ -28,6 +28,27 @@ export interface ResetInfo {
   offset: number;
 }
 
+/** One member of a presence channel: a client (one per `Heartline` instance) of a user. */
+export interface PresenceMember {
+  /** The client id (`clientId` of that client). */
+  client: string;
+  /** The user the server knows the connection as; null when anonymous. */
+  user: string | null;
+  /** What the application gave (connect or subscribe hook); null when nothing. */
+  info: unknown;
+}
+
+/** @internal A presence event as the server sends it: a snapshot (`presence`) or a change. */
+export interface PresenceFrame {
+  type: "presence" | "join" | "leave";
+  channel: string;
+  /** `presence`: every member. */
+  members?: PresenceMember[];
+  client?: string;
+  user?: string | null;
+  info?: unknown;
+}
+
 /** Where a published message was stored. */
 export interface PublishResult {
   channel: string;

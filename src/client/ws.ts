@@ -12,7 +12,10 @@ const OPEN = 1;
 
 /** Opens the WebSocket transport. */
 export function wsTransport(ctx: TransportContext, sink: TransportSink): ClientTransport {
-  const socket = new ctx.WebSocket!(endpoint(ctx.base.replace(/^http/, "ws"), "/ws", [["token", ctx.token]]));
+  const socket = new ctx.WebSocket!(endpoint(ctx.base.replace(/^http/, "ws"), "/ws", [
+    ["token", ctx.token],
+    ["client", ctx.client],
+  ]));
   let done = false;
 
   const send = (frame: object): boolean => {
@@ -53,6 +56,14 @@ export function wsTransport(ctx: TransportContext, sink: TransportSink): ClientT
         return sink.reset({ channel, epoch, offset });
       case "ping":
         return void send({ type: "pong" });
+      case "presence":
+      case "join":
+      case "leave":
+        return sink.roster(f as never);
+      case "unsubscribed":
+        // With an id it answers this client's own unsubscribe; without, the server removed the subscription.
+        if (f.id === undefined) sink.ended(channel);
+        return;
       default:
         sink.reply(f);
     }
@@ -68,7 +79,8 @@ export function wsTransport(ctx: TransportContext, sink: TransportSink): ClientT
   return {
     name: "ws",
     subscribe,
-    unsubscribe: (channel) => void send({ type: "unsubscribe", channel }),
+    // The id marks the answer as this client's, unlike the server's own `unsubscribed`.
+    unsubscribe: (channel) => void send({ type: "unsubscribe", channel, id: 0 }),
     send,
     close() {
       if (done) return;

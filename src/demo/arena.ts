@@ -250,6 +250,13 @@ export class Arena {
     return { left: true };
   }
 
+  /** The name of the player that last called over connection `client`, if any (presence info). */
+  nameOf(client: string | undefined): string | undefined {
+    if (client === undefined) return undefined;
+    for (const player of this.players.values()) if (player.client === client) return player.name;
+    return undefined;
+  }
+
   /**
    * A WebSocket connection closed: its players leave after the grace period,
    * unless they call again before (the page reconnected).

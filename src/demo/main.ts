@@ -18,11 +18,11 @@ import { systemClock } from "../clock.js";
 import { ConfigError, envValues, fileValues, flagName, OPTION_DEFS, resolveConfig, type HeartlineConfig } from "../config.js";
 import { HeartlineError } from "../errors.js";
 import { createHeartline, type Heartline } from "../index.js";
-import { Arena } from "./arena.js";
+import { Arena, ARENA_CHANNEL } from "./arena.js";
 import { arenaHooks } from "./hooks.js";
 
-/** Where the demo's defaults differ from `heartline serve`'s. */
-const DEMO_DEFAULTS = { clientPublish: ["game:*"] };
+/** Where the demo's defaults differ from `heartline serve`'s: clients publish on `game:*`, and the arena's channel tracks presence (its player list). */
+const DEMO_DEFAULTS = { clientPublish: ["game:*"], presence: [ARENA_CHANNEL] };
 
 function readConfig(argv: string[]): HeartlineConfig {
   const program = new Command().name("heartline-demo").exitOverride().option("--config <file>", "JSON file of options (camelCase keys)");
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
       publish: (channel, data) => hl.publish(channel, data),
       onError: (err) => hl.log.warn({ err }, "arena snapshot not published"),
     });
-    hl = createHeartline(config, { hooks: arenaHooks(arena, { clientPublish: config.clientPublish }) });
+    hl = createHeartline(config, { hooks: arenaHooks(arena, { clientPublish: config.clientPublish, tokens: config.jwtSecret !== undefined || config.jwtPublicKey !== undefined }) });
     const address = await hl.listen(config.port, config.host);
     // The port line is part of the CLI's contract: print it even when info logs are off.
     if (!hl.log.isLevelEnabled("info")) process.stdout.write(JSON.stringify({ msg: "listening", port: address.port }) + "\n");

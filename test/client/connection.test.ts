@@ -258,14 +258,16 @@ describe("Heartline client: tokens and close codes", () => {
     hl.on("error", (e) => errors.push(e.code));
     hl.subscribe("tok", () => {});
     await waitFor(() => hl.state === "closed" || undefined, 5000, "the client to close");
-    assert.deepEqual(fx.upgrades, ["/ws?token=t1", "/ws?token=t2"]);
+    // The client id goes with every connection, the same each time.
+    assert.deepEqual(fx.upgrades, [`/ws?token=t1&client=${hl.clientId}`, `/ws?token=t2&client=${hl.clientId}`]);
     // The second connection resumes from the position the first one gave.
     assert.deepEqual(fx.frames.map((f) => JSON.parse(f)), [
       { type: "subscribe", channel: "tok" },
       { type: "subscribe", channel: "tok", since: { epoch: "E", offset: 0 } },
     ]);
     assert.equal(hl.state, "closed");
-    assert.deepEqual(errors, ["forbidden"]);
+    // Heartline sends 4403 only to disconnect a user for good (POST /api/disconnect).
+    assert.deepEqual(errors, ["disconnected"]);
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(fx.upgrades.length, 2);
   });

@@ -13,7 +13,7 @@ import WebSocket from "ws";
 import { Heartline, HeartlineError } from "../../src/client/index.js";
 import { setLinker } from "../../src/client/link.js";
 import { installSharing } from "../../src/client/shared.js";
-import { publishHttp, waitFor } from "../helpers/server.js";
+import { publishHttp, waitFor, WsClient } from "../helpers/server.js";
 import { connected, publishMany, Recorder, serverBehindProxy } from "./helpers.js";
 import { rpcApp } from "./rpc-app.js";
 
@@ -51,7 +51,7 @@ const globals = globalThis as Record<string, unknown>;
 
 describe("Heartline client: tabs electing a leader (no SharedWorker)", () => {
   const app = rpcApp();
-  const fx = serverBehindProxy({ clientPublish: ["game:*"] }, { hooks: app.hooks });
+  const fx = serverBehindProxy({ clientPublish: ["game:*"], presence: ["room:*"], presenceGrace: 3 }, { hooks: app.hooks });
   const hadNavigator = "navigator" in globals;
   before(() => {
     if (!hadNavigator) globals.navigator = {};
@@ -101,6 +101,45 @@ describe("Heartline client: tabs electing a leader (no SharedWorker)", () => {
       for (const hl of tabs) hl.close();
     }
     await waitFor(() => (s.hl.connections === 0 && s.hl.hub.totalSubscriptions === 0) || undefined, 5000, "the last connection to close");
+  });
+
+  it("presence: the tabs are one member with the leader's client id, and a new leader keeps it (no leave, no join)", async () => {
+    const { s, proxy } = fx;
+    const opts = { backoffBase: 0.02, backoffMax: 0.1 };
+    const watcher = await WsClient.connect(`${s.wsUrl}/ws?channel=room:lead&client=lw`);
+    await watcher.next((f) => f.type === "presence");
+    const a = new Heartline(proxy.url, opts);
+    const b = new Heartline(proxy.url, opts);
+    const leaves: string[] = [];
+    try {
+      const sb = b.subscribe("room:lead", () => {}).on("leave", (m) => leaves.push(m.client));
+      a.subscribe("room:lead", () => {});
+      await connected(a, "ws");
+      await connected(b, "ws");
+      const id = a.clientId;
+      assert.equal(b.clientId, id, "the follower takes the leader's id");
+      await watcher.next((f) => f.type === "join" && f.client === id);
+      await waitFor(() => (sb.presence()?.length === 2 ? sb.presence() : undefined), 5000, "b's list");
+      assert.deepEqual(sb.presence()!.map((m) => m.client).sort(), [id, "lw"].sort());
+
+      a.close();
+      await waitFor(() => s.hl.hub.subscriberCount("room:lead") === 2 || undefined, 5000, "the new leader's subscription");
+      await connected(b, "ws");
+      assert.equal(b.clientId, id, "the new leader connects with the same id");
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(
+        watcher.frames.filter((f) => f.type === "join" || f.type === "leave").map((f) => `${f.type}:${f.client}`),
+        [`join:${id}`],
+        "the hand-over is no leave and join",
+      );
+      assert.deepEqual(leaves, []);
+      assert.deepEqual(sb.presence()!.map((m) => m.client).sort(), [id, "lw"].sort());
+    } finally {
+      a.close();
+      b.close();
+      watcher.close();
+    }
+    await waitFor(() => s.hl.connections === 0 || undefined);
   });
 
   it("announces a reset to a tab whose position lies behind where the hub's subscription stands", async () => {

@@ -26,7 +26,7 @@ describe("Heartline client: disconnected by the server", () => {
       await waitFor(() => s.hl.hub.subscriberCount("room:cd") === 1 || undefined, 5000, "the subscription");
       assert.deepEqual(await s.hl.disconnect("zoe", { reconnect: false }), { disconnected: 1 });
       await waitFor(() => hl.state === "closed" || undefined, 5000, "the client to give up");
-      assert.deepEqual(errors, ["forbidden"]);
+      assert.deepEqual(errors, ["disconnected"]);
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(s.hl.connections, 0, "it did not come back");
     });

@@ -29,7 +29,7 @@ describe("Heartline client: tabs sharing one connection", () => {
     workers.close();
     await proxy.close();
   });
-  const s = withServer({ clientPublish: ["game:*"] });
+  const s = withServer({ clientPublish: ["game:*"], presence: ["room:*"] });
   before(async () => {
     proxy = await CutProxy.start(s.port);
     globals.SharedWorker = workers.SharedWorker;
@@ -108,6 +108,50 @@ describe("Heartline client: tabs sharing one connection", () => {
     } finally {
       a.close();
       b.close();
+    }
+    await waitFor(() => s.hl.connections === 0 || undefined);
+  });
+
+  it("presence: relayed to every tab on the channel, the known list given at once to a tab that subscribes later; the tabs are one member", async () => {
+    const a = new Heartline(proxy.url);
+    const b = new Heartline(proxy.url);
+    const other = new Heartline(proxy.url, { shared: false, WebSocket });
+    const events: Array<[string, string, string]> = [];
+    const record = (tab: string, hl: Heartline) =>
+      hl
+        .subscribe("room:tabs", () => {})
+        .on("presence", (l) => events.push([tab, "presence", l.map((m) => m.client).sort().join(",")]))
+        .on("join", (m) => events.push([tab, "join", m.client]))
+        .on("leave", (m) => events.push([tab, "leave", m.client]));
+    try {
+      const sa = record("a", a);
+      await connected(a, "ws");
+      await waitFor(() => sa.presence() ?? undefined, 5000, "a's snapshot");
+      const id = a.clientId;
+      assert.deepEqual(sa.presence(), [{ client: id, user: null, info: null }]);
+      // A second tab on the same channel: the hub's list, at once, without a new server subscription.
+      const sb = record("b", b);
+      await waitFor(() => sb.presence() ?? undefined, 5000, "b's list");
+      assert.equal(b.clientId, id, "the tabs share the hub's id");
+      assert.deepEqual(sb.presence(), [{ client: id, user: null, info: null }]);
+      assert.equal(s.hl.hub.subscriberCount("room:tabs"), 1);
+
+      const so = other.subscribe("room:tabs", () => {});
+      await waitFor(() => events.filter((e) => e[1] === "join").length === 2 || undefined, 5000, "both tabs hear the join");
+      assert.deepEqual(
+        events.filter((e) => e[1] === "join").map((e) => e[0] + ":" + e[2]).sort(),
+        [`a:${other.clientId}`, `b:${other.clientId}`],
+      );
+      const both = [id, other.clientId].sort();
+      for (const sub of [sa, sb]) assert.deepEqual(sub.presence()!.map((m) => m.client).sort(), both);
+      const server = await fetch(`${s.url}/api/presence/room:tabs`).then((r) => r.json() as Promise<{ members: Array<{ client: string }> }>);
+      assert.deepEqual(server.members.map((m) => m.client).sort(), both);
+
+      so.unsubscribe();
+      await waitFor(() => events.filter((e) => e[1] === "leave").length === 2 || undefined, 5000, "both tabs hear the leave");
+      for (const sub of [sa, sb]) assert.deepEqual(sub.presence(), [{ client: id, user: null, info: null }]);
+    } finally {
+      for (const hl of [a, b, other]) hl.close();
     }
     await waitFor(() => s.hl.connections === 0 || undefined);
   });

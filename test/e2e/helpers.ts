@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from "playwright-core";
 import { systemClock } from "../../src/clock.js";
-import { Arena, type ArenaOptions } from "../../src/demo/arena.js";
+import { Arena, ARENA_CHANNEL, type ArenaOptions } from "../../src/demo/arena.js";
 import { arenaHooks } from "../../src/demo/hooks.js";
 import { startServer, type TestServer } from "../helpers/server.js";
 
@@ -285,6 +285,8 @@ export interface DemoHook {
   me: string;
   /** Everyone in the latest snapshot, at the server's positions. */
   players(): DemoPlayer[];
+  /** Who is here: the presence of the arena's channel, this page first. */
+  here(): Array<{ client: string; name: string; me: boolean }>;
   /** Where this page predicts its own player is. */
   local(): { x: number; y: number };
   /** Where the others are drawn right now. */
@@ -308,6 +310,9 @@ export interface DemoHook {
 
 /** `window.heartlineDashboard`, the dashboard's test hook. */
 export interface DashboardHook {
+  /** The channels table as last read (null counts: the channel tracks no presence). */
+  channels(): Array<{ channel: string; subscribers: number; clients: number | null; users: number | null }>;
+  channelReads(): number;
   samples(): number;
   /** chart id → series label → the latest value. */
   latest(): Record<string, Record<string, number | null>>;
@@ -383,11 +388,11 @@ export async function standing(page: Page, timeoutMs = 10_000): Promise<DemoPlay
 /** A position as the demo sends it (one decimal). */
 export const sent = (p: { x: number; y: number }) => ({ x: Math.round(p.x * 10) / 10, y: Math.round(p.y * 10) / 10 });
 
-/** A Heartline serving the demo with its referee, as `npm start` does (an API key, `game:*` open to clients but for the arena's channel). */
+/** A Heartline serving the demo with its referee, as `npm start` does (an API key, `game:*` open to clients but for the arena's channel, presence on the arena's channel). */
 export async function startArena(options: Partial<ArenaOptions> = {}): Promise<{ s: TestServer; arena: Arena; close(): Promise<void> }> {
   let s: TestServer | undefined;
   const arena = new Arena({ clock: systemClock, publish: (channel, data) => s!.hl.publish(channel, data), ...options });
-  s = await startServer({ apiKey: "demo-key", clientPublish: ["game:*"] }, { hooks: arenaHooks(arena, { clientPublish: ["game:*"] }) });
+  s = await startServer({ apiKey: "demo-key", clientPublish: ["game:*"], presence: [ARENA_CHANNEL] }, { hooks: arenaHooks(arena, { clientPublish: ["game:*"] }) });
   const server = s;
   return {
     s: server,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { getJson, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
 import { connected, e2eSkipReason, launchBrowser, newContext, received, recorded, recordPageErrors, sleep, startClient } from "./helpers.js";
 import { BLANK_PATH, startProxy, type TestProxy } from "./proxy.js";
 
@@ -14,7 +14,7 @@ describe("tabs of one origin", { skip }, () => {
   let context: BrowserContext | undefined;
 
   before(async () => {
-    [s, browser] = await Promise.all([startServer(), launchBrowser()]);
+    [s, browser] = await Promise.all([startServer({ presence: ["room:*"] }), launchBrowser()]);
     proxy = await startProxy({ port: s.port });
   });
   after(async () => {
@@ -96,5 +96,50 @@ describe("tabs of one origin", { skip }, () => {
     await context.close();
     context = undefined;
     await waitFor(() => s.hl.connections === 0 && s.hl.hub.totalSubscriptions === 0, 5000, "the leader's connection to close with the last tab");
+  });
+
+  it("presence: the tabs are one member with the connection's client id, and each tab sees joins and leaves", async () => {
+    context = await newContext(browser);
+    const ctx = context;
+    const tabs: Page[] = await Promise.all([0, 1].map(() => ctx.newPage()));
+    const errors = tabs.map((page) => recordPageErrors(page));
+    await Promise.all(tabs.map((page) => page.goto(proxy.url + BLANK_PATH)));
+    for (const page of tabs) {
+      await page.evaluate(async () => {
+        const url = "/heartline.js";
+        const { Heartline } = await import(url);
+        const hl = new Heartline(location.origin);
+        const sub = hl.subscribe("room:tabs", () => {});
+        const w = window as unknown as { presenceTest: unknown };
+        w.presenceTest = { hl, sub };
+      });
+    }
+    type Probe = { hl: { clientId: string }; sub: { presence(): Array<{ client: string }> | undefined } };
+    const listOf = (page: Page) =>
+      page.evaluate(() => {
+        const t = (window as unknown as { presenceTest: Probe }).presenceTest;
+        return { id: t.hl.clientId, clients: t.sub.presence()?.map((m) => m.client).sort() ?? null };
+      });
+    const outsider = await WsClient.connect(`${s.wsUrl}/ws?channel=room:tabs&client=outsider`);
+    try {
+      await waitFor(async () => (await Promise.all(tabs.map(listOf))).every((l) => l.clients?.length === 2) || undefined, 10_000, "both tabs to list two members");
+      const [a, b] = await Promise.all(tabs.map(listOf));
+      assert.equal(a!.id, b!.id, "one client id for the tabs");
+      assert.deepEqual(a!.clients, [a!.id, "outsider"].sort());
+      assert.deepEqual(b!.clients, a!.clients);
+      assert.equal(s.hl.connections, 2, "one connection for the tabs, one for the outsider");
+      const server = await getJson(`${s.url}/api/presence/room:tabs`);
+      assert.deepEqual((server.body.members as Array<{ client: string }>).map((m) => m.client).sort(), a!.clients);
+
+      outsider.send({ type: "unsubscribe", channel: "room:tabs" });
+      await waitFor(async () => (await Promise.all(tabs.map(listOf))).every((l) => l.clients?.length === 1) || undefined, 10_000, "both tabs to see the leave");
+      for (const l of await Promise.all(tabs.map(listOf))) assert.deepEqual(l.clients, [a!.id]);
+      assert.deepEqual(errors.flat(), []);
+    } finally {
+      outsider.close();
+      await context.close();
+      context = undefined;
+    }
+    await waitFor(() => s.hl.connections === 0, 5000, "the connections to close");
   });
 });

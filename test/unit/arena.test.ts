@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { ManualClock } from "../../src/clock.js";
 import { HookError } from "../../src/errors.js";
 import { Arena, ARENA_CHANNEL, cleanName, distanceToSegment, type ArenaOptions, type JoinResult, type MoveResult, type Snapshot } from "../../src/demo/arena.js";
-import { arenaHooks } from "../../src/demo/hooks.js";
+import { arenaHooks, NAME_COOKIE } from "../../src/demo/hooks.js";
 import type { HookContext } from "../../src/hooks/types.js";
 
 /** A repeating sequence instead of Math.random, so places are known. */
@@ -346,6 +346,23 @@ describe("Arena", () => {
         (err: unknown) => err instanceof HookError && err.status === 403 && err.code === "forbidden",
         "channels outside --client-publish stay closed",
       );
+    });
+
+    it("give a subscriber of game:arena its player's name as presence info: the arena's for its client, else the page's cookie", async () => {
+      const s = setup();
+      const hooks = arenaHooks(s.arena);
+      const sub = (over: Partial<HookContext>, channel = ARENA_CHANNEL) => hooks.subscribe!({ ...ctx, ...over, channel });
+      assert.deepEqual(await sub({}), {}, "no player, no cookie: no info");
+      assert.deepEqual(await sub({ cookies: { [NAME_COOKIE]: encodeURIComponent(" Zoë\u0000 ") } }), { info: { name: "Zoë" } });
+      await hooks.rpc!({ ...ctx, method: "arena.join", params: { name: "Ann" } });
+      assert.deepEqual(await sub({ cookies: { [NAME_COOKIE]: "Old" } }), { info: { name: "Ann" } }, "the arena's name wins");
+      assert.deepEqual(await sub({ client: "c2", cookies: { [NAME_COOKIE]: "Bea" } }), { info: { name: "Bea" } });
+      // Hostile cookies: no info, and the subscription is still allowed.
+      for (const bad of ["%E0%A4%A", encodeURIComponent("x".repeat(5000)), "%00%01", ""]) {
+        assert.deepEqual(await sub({ client: "c3", cookies: { [NAME_COOKIE]: bad } }), {}, JSON.stringify(bad));
+      }
+      assert.deepEqual(await sub({}, "game:chat"), {}, "other channels: allowed, no info");
+      assert.equal(arenaHooks(s.arena, { tokens: true }).subscribe, undefined, "with tokens, the tokens alone decide");
     });
 
     it("answer RPCs with the arena and let a WebSocket's player go when it closes", async () => {
