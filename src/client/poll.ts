@@ -55,8 +55,9 @@ export function pollTransport(ctx: TransportContext, sink: TransportSink): Clien
       if (gen !== generation || done) return;
       if (!res.ok) {
         const error = body.error?.code;
-        // The server disconnected this user (POST /api/disconnect): final, as the WebSocket's 4403.
-        stop({ status: res.status, error, retryAfter: retryAfterMs(res), code: error === "disconnected" ? 4403 : undefined });
+        // The server disconnected this user (POST /api/disconnect): for good (the WebSocket's 4403) unless it says when to come back (4002).
+        const retryAfter = retryAfterMs(res);
+        stop({ status: res.status, error, retryAfter, code: error === "disconnected" ? (retryAfter === undefined ? 4403 : 4002) : undefined });
         return;
       }
       if (!opened) {

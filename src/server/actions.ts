@@ -159,7 +159,8 @@ export class ServerActions {
     }
     for (const p of this.ctx.registry.polls.of(user)) {
       if (client !== undefined && p.client !== client) continue;
-      p.fail(httpError("disconnected", "the server disconnected this user"));
+      // A Retry-After says the client may come back (as the reconnect close code does on a WebSocket); none, for good.
+      p.fail(httpError("disconnected", "the server disconnected this user", reconnect ? { "Retry-After": "1" } : undefined));
       n++;
     }
     return n;

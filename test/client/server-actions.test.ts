@@ -116,6 +116,25 @@ describe("Heartline client: the server API's actions", () => {
     }
   });
 
+  it("poll: a held poll answered 403 disconnected with Retry-After comes back, as after close 4002", async () => {
+    const { s, proxy } = fx;
+    const hl = client(proxy.url, { transports: ["poll"], getToken: tokenOf("u-poll-back"), ...FAST });
+    const errors: string[] = [];
+    hl.on("error", (e) => errors.push(e.code));
+    hl.subscribe("room:pollback", () => {});
+    try {
+      await connected(hl, "poll");
+      await onServer(s, "room:pollback", "poll");
+      const from = proxy.requests.length;
+      assert.deepEqual(await s.hl.disconnect("u-poll-back"), { disconnected: 1 });
+      await waitFor(() => proxy.requests.slice(from).filter((l) => l.startsWith("GET /poll")).length >= 2 || undefined, 8000, "polls after the disconnect");
+      assert.notEqual(hl.state, "closed");
+      assert.deepEqual(errors, []);
+    } finally {
+      hl.close();
+    }
+  });
+
   it("sse: a disconnect that allows reconnecting is followed by a reconnection with the same client id, and no leave", async () => {
     const { s, proxy } = fx;
     const hl = client(proxy.url, { transports: ["sse"], getToken: tokenOf("u-back"), ...FAST });

@@ -66,7 +66,9 @@ describe("server API: disconnect", () => {
     const last = a.sse.events.at(-1)!;
     assert.equal(last.event, "disconnect");
     assert.deepEqual(JSON.parse(last.data!), { reconnect: false });
-    assertError(await a.poll, 403, "disconnected");
+    const polled = await a.poll;
+    assertError(polled, 403, "disconnected");
+    assert.equal(polled.headers.get("retry-after"), null, "for good: no Retry-After");
     // Bob is untouched and still receives.
     await publishHttp(s, "room:d1", "still here", key);
     await b.ws.next((f) => f.type === "message" && f.data === "still here");
@@ -85,7 +87,9 @@ describe("server API: disconnect", () => {
     assert.equal(a.ws.closeCode, 4002);
     await a.sse.ended;
     assert.deepEqual(JSON.parse(a.sse.events.at(-1)!.data!), { reconnect: true });
-    assertError(await a.poll, 403, "disconnected");
+    const polled = await a.poll;
+    assertError(polled, 403, "disconnected");
+    assert.equal(polled.headers.get("retry-after"), "1", "a poll may come back: it is told when");
     // Reconnecting is allowed.
     const again = await WsClient.connect(`${s.wsUrl}/ws?channel=room:d2&token=${await token("carol")}`);
     await again.next((f) => f.type === "subscribed");
