@@ -13,3 +13,6 @@ export const CHANNEL_NAME_RE = /^[A-Za-z0-9_\-:.@/]{1,255}$/;
 
 /** A channel pattern (token claims, `--client-publish`): the same characters and `*`, 1–255 of them. */
 export const CHANNEL_PATTERN_RE = /^[A-Za-z0-9_\-:.@/*]{1,255}$/;
+
+/** A channel-name prefix (`GET /api/channels?prefix=`): the same characters, 0–255 of them. */
+export const CHANNEL_PREFIX_RE = /^[A-Za-z0-9_\-:.@/]{0,255}$/;

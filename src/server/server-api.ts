@@ -7,7 +7,7 @@
  * on every node is ServerActions' (actions.ts).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { CHANNEL_CHARS } from "../channel-rules.js";
+import { CHANNEL_CHARS, CHANNEL_PREFIX_RE } from "../channel-rules.js";
 import type { StoredMessage } from "../broker/broker.js";
 import { HeartlineError, httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
@@ -23,7 +23,6 @@ export const MAX_HISTORY_LIMIT = 1000;
 /** A body of these endpoints holds a few short fields. */
 const BODY_BYTES = 8192;
 /** A prefix of channel names: the characters of a name, at most as many. */
-const PREFIX_RE = /^[A-Za-z0-9_\-:.@/]{0,255}$/;
 
 export interface DisconnectOptions {
   /** Only the connection(s) of this client id (see README); without it, every connection of the user. */
@@ -115,7 +114,7 @@ export class ServerApi {
 
   /** Channels with subscribers on any node, their names starting with `prefix`, by name (at most 1,000). */
   async channels(prefix: unknown = ""): Promise<ChannelList> {
-    if (typeof prefix !== "string" || !PREFIX_RE.test(prefix)) {
+    if (typeof prefix !== "string" || !CHANNEL_PREFIX_RE.test(prefix)) {
       throw httpError("bad_request", `the prefix must be at most 255 of the characters ${CHANNEL_CHARS}`);
     }
     const t = await this.actions.run({ t: "list", prefix });
