@@ -410,6 +410,7 @@ describe("RedisBroker holds and signals", { skip: redisSkip }, () => {
       b.holds.onChange((c) => seenB.push(c));
       b.onSignal((p) => signals.push(p));
       await a.holds.hold("s", "k", "1", 1000);
+      await waitFor(() => seenB.length === 1, 5000, "B to see the first join before the outage");
       await own.kill();
       await waitFor(() => !a.isReady() && !b.isReady(), 5000, "both nodes to notice");
       const t0 = Date.now();
