@@ -10,23 +10,13 @@ import { clientAddress } from "../http/client-address.js";
 import { sendJson } from "../http/respond.js";
 import type { Hub } from "../hub/hub.js";
 import type { Door } from "./door.js";
+import { channelOfPath } from "./server-api.js";
 
 const PREFIX = "/api/presence/";
 
-/** The channel named by the rest of the path, percent-decoded and checked. */
-function channelOf(path: string): string {
-  let name: string;
-  try {
-    name = decodeURIComponent(path.slice(PREFIX.length));
-  } catch {
-    throw httpError("bad_channel", "the channel name is not valid percent-encoding");
-  }
-  return assertChannelName(name);
-}
-
 /** `{"channel","members":[{client,user,info}],"users":U,"clients":C}`. */
 export async function presenceRoute(d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, path: string): Promise<void> {
-  const channel = channelOf(path);
+  const channel = channelOfPath(path, PREFIX);
   await allowed(d, req, channel);
   sendJson(res, 200, await presenceOf(d.ctx.hub, channel), cors);
 }
