@@ -134,7 +134,8 @@ describe("event feed", () => {
     stop = true;
     await backend;
     const stored = (await readFeed(s, start.body.cursor)).events;
-    assert.deepEqual(seen, stored, "exactly the stored events, once each, in order");
+    // The backend's own streams are clients too: their last disconnect may be stored after it stopped reading.
+    assert.deepEqual(seen, stored.slice(0, seen.length), "exactly the stored events, once each, in order");
     for (let i = 0; i < 12; i++) assert.deepEqual(of(seen, `ch${i}`), ["connect", `join:room:churn${i % 3}`, `leave:room:churn${i % 3}`, "disconnect"], `ch${i}`);
   });
 });
