@@ -122,8 +122,14 @@ describe("demo game: two players and a cheat against the server", { skip }, () =
     try {
       await waitInPage(alice.page, () => window.heartlineDemo.score() >= 2, null, "Alice to pick up two coins", 20_000);
     } finally {
-      await alice.page.evaluate(() => clearInterval(window.wander));
+      // Stop her where she stands, so a walk already under way picks up nothing more while the score is compared.
+      await alice.page.evaluate(() => {
+        clearInterval(window.wander);
+        const me = window.heartlineDemo.local();
+        window.heartlineDemo.walkTo(me.x, me.y);
+      });
     }
+    await new Promise((r) => setTimeout(r, 500));
     const score = await alice.page.evaluate(() => window.heartlineDemo.score());
     // The score is the server's: in its snapshots, seen by Bob, and on Bob's score board, Alice first.
     await waitInPage(bob.page, ({ pid, n }) => window.heartlineDemo.players().find((p) => p.id === pid)?.score === n, { pid: alice.id, n: score }, "Bob to see Alice's score");
