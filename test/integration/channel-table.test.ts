@@ -36,6 +36,18 @@ async function metric(url: string, name: string): Promise<number> {
   return Number(m[1]);
 }
 
+/**
+ * A GET that meets a kept-alive connection closed by the server as it was reused is retried once, as
+ * HTTP allows for idempotent requests (RFC 9112 §9.3.1); a second failure fails the test.
+ */
+async function get(url: string): Promise<Response> {
+  try {
+    return await fetch(url);
+  } catch {
+    return fetch(url);
+  }
+}
+
 describe("reading fresh channels", () => {
   let s: ChildServer;
   before(async () => {
@@ -50,7 +62,7 @@ describe("reading fresh channels", () => {
     let base = 0;
     for (let round = 0; round < 5; round++) {
       await runPool(1000, 32, async (i) => {
-        const r = await fetch(i % 5 === 0 ? `${s.url}/api/channels/warm:${i % 7}` : `${s.url}/poll?channel=warm:${i % 7}`);
+        const r = await get(i % 5 === 0 ? `${s.url}/api/channels/warm:${i % 7}` : `${s.url}/poll?channel=warm:${i % 7}`);
         assert.equal(r.status, 200);
         await r.arrayBuffer();
       });
@@ -63,7 +75,7 @@ describe("reading fresh channels", () => {
     const infos = 2_000;
     await runPool(polls + infos, 32, async (i) => {
       const url = i < polls ? `${s.url}/poll?channel=fresh:p${i}` : `${s.url}/api/channels/fresh:i${i}`;
-      const r = await fetch(url);
+      const r = await get(url);
       assert.equal(r.status, 200, `${url} answered ${r.status}`);
       await r.arrayBuffer();
     });
