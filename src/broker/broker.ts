@@ -86,8 +86,21 @@ export interface Broker {
   readSync?(channel: string, since?: Position, limit?: number): ReadResult;
   /** Sets the single fan-out listener. */
   onMessage(listener: (message: StoredMessage) => void): void;
+  /**
+   * Interest (SPEC §13): the hub calls `interest(channel, true)` when a
+   * channel gains its first local subscription or waiting poll, and
+   * `interest(channel, false)` when it loses its last. A broker shared by
+   * several nodes hands the listener only the messages of channels this node
+   * has interest in (it may go on for a few seconds after the interest ended),
+   * and every message of them, including those published between the hub's
+   * read and the interest taking effect. It must return at once: no network
+   * wait on this call. A broker without it hands over every channel.
+   */
+  interest?(channel: string, wanted: boolean): void;
   /** Whether the broker can store messages right now (`/readyz`). */
   isReady(): boolean;
+  /** When not ready: which of its parts cannot store (a sharded broker's shards that are down), for `/readyz`. */
+  unavailable?(): string[];
   /**
    * Periodic upkeep (history expiry); called by the server's ticker with the
    * hub's `inUse`, which must stay a cheap lookup.

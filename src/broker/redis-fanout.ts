@@ -49,6 +49,8 @@ export interface FanoutOptions {
   readRaw(channel: string, since: Position | undefined, limit: number): Promise<ReadResult>;
   /** Whether Redis can be read now (both connections up, subscription active). */
   isReady(): boolean;
+  /** Whether `channel`'s notifications arrive now (its subscription is active). */
+  isActive(channel: string): boolean;
 }
 
 export class FanoutTracks {
@@ -84,7 +86,7 @@ export class FanoutTracks {
 
   /** Resolves once this node's listener has been handed `m` (or cannot be soon). */
   handedOver(m: StoredMessage): Promise<void> | undefined {
-    if (!this.subscribed) return undefined;
+    if (!this.subscribed || !this.o.isActive(m.channel)) return undefined;
     const t = this.tracks.get(m.channel);
     if (t && !t.soft && t.epoch === m.epoch && t.offset >= m.offset) return undefined;
     return this.waiters.wait(m);
@@ -105,6 +107,24 @@ export class FanoutTracks {
       this.tracks.delete(channel);
       over--;
     }
+  }
+
+  /**
+   * Channels whose subscription just became active: each one read before is
+   * caught up from history, for what was published between that read and
+   * the subscription taking effect.
+   */
+  activated(channels: readonly string[]): void {
+    for (const channel of channels) {
+      const t = this.tracks.get(channel);
+      if (t) this.enqueue(channel, t, null);
+    }
+  }
+
+  /** Forgets a channel this node stopped subscribing to (its position would go stale). */
+  forget(channel: string): void {
+    const t = this.tracks.get(channel);
+    if (t && !t.running) this.tracks.delete(channel);
   }
 
   /** Catches every remembered channel up from history (`onlyFailed`: those whose last heal failed). */

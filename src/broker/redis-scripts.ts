@@ -18,15 +18,17 @@
  * data): the next read or publish starts a new epoch, given by the node, and
  * drops any stream left over.
  *
- * The fan-out notification, published on `<prefix>fanout` inside the same
- * script (so notifications leave in offset order), is
+ * The fan-out notification, published on the channel's own pub/sub name
+ * `<prefix>{<channel>}:f` inside the same script (so notifications leave in
+ * offset order; the hash tag keeps it in the channel's slot for sharded
+ * pub/sub on a Redis Cluster), is
  * `<epoch>\n<offset>\n<channel>\n<message JSON>`.
  */
 
 /**
  * KEYS: meta, stream, and (publish with an idempotency key) the key's record.
  * ARGV: [1] epoch for a new history, [2] channel as a JSON string, [3] data JSON,
- * [4] history size, [5] ttl in ms, [6] fan-out channel, [7] channel name,
+ * [4] history size, [5] ttl in ms, [6] notification name, [7] channel name,
  * [8] (with the third key) ms the idempotency key is kept.
  * Returns `{epoch, offset, repeated (0|1)}`: with a key already recorded,
  * the recorded result and 1, having stored and published nothing.

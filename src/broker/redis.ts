@@ -4,10 +4,17 @@
  *
  * - `publish` is one Lua script (see redis-scripts.ts): next offset, append to
  *   the channel's stream, refresh the TTL and publish the fan-out
- *   notification, atomically, so notifications leave Redis in offset order.
- *   It resolves once the message is stored and this node's listener has been
- *   handed it (or the fan-out connection is down, or a short wait ran out),
- *   so a publisher sees the same order on a node as with the memory broker.
+ *   notification on the channel's own pub/sub name, atomically, so
+ *   notifications leave Redis in offset order. It resolves once the message
+ *   is stored and, when this node subscribes the channel, once this node's
+ *   listener has been handed it (or the fan-out connection is down, or a short
+ *   wait ran out), so a publisher sees the same order on a node as with the
+ *   memory broker.
+ * - Interest (SPEC §13): a node subscribes only to the channels the hub has
+ *   declared interest in (`interest`), batched and lingering; see
+ *   redis-subscriptions.ts. With `subscribeAll`, one pattern subscription
+ *   receives every channel instead (the design before interest, kept for
+ *   comparison in the cluster benchmark).
  * - A publish with an idempotency key checks and records the key in that same
  *   script (the key lives in the channel's hash slot): a repeat answers the
  *   recorded first result and neither stores nor notifies.
@@ -17,9 +24,9 @@
  *   their own notification: redis-waiters.ts.
  * - Holds (presence, occupancy, the event feed): redis-holds.ts. Signals:
  *   PUBLISH on `<prefix>signal`. Both arrive through the subscriber
- *   connection, which subscribes to `<prefix>fanout`, `<prefix>signal` and
- *   `<prefix>holds` at once and routes by channel; they are at most once (a
- *   node cut off at that moment misses them).
+ *   connection, which subscribes to `<prefix>signal` and `<prefix>holds` on
+ *   every `ready`, then to the wanted channels, and routes by name; they are
+ *   at most once (a node cut off at that moment misses them).
  * - `removeHistory` deletes the channel's meta hash and stream (idempotency
  *   keys stay): the next read or publish starts a new epoch, which the
  *   fan-out follows like any other epoch change.
@@ -36,6 +43,7 @@ import { createLogger, type Logger } from "../log.js";
 import { encodeMessage, type Broker, type BrokerUsage, type Position, type ReadResult, type StoredMessage } from "./broker.js";
 import { FanoutTracks } from "./redis-fanout.js";
 import { RedisHolds } from "./redis-holds.js";
+import { ChannelSubscriptions } from "./redis-subscriptions.js";
 import { PUBLISH_LUA, READ_LUA } from "./redis-scripts.js";
 
 export interface RedisBrokerOptions {
@@ -64,6 +72,10 @@ export interface RedisBrokerOptions {
   connectTimeoutMs?: number;
   /** Longest wait between reconnection attempts, in milliseconds. Default 1000. */
   maxReconnectDelayMs?: number;
+  /** Milliseconds a channel stays subscribed after its last local interest (see redis-subscriptions.ts). Default 2000. */
+  lingerMs?: number;
+  /** Receive every channel's notifications through one pattern subscription, whatever this node serves. Default false. */
+  subscribeAll?: boolean;
 }
 
 type Script = (...args: Array<string | number>) => Promise<unknown>;
@@ -73,8 +85,11 @@ export class RedisBroker implements Broker {
   private readonly cmd: CommandClient;
   private readonly sub: Redis;
   private readonly prefix: string;
-  private readonly fanoutChannel: string;
   private readonly signalChannel: string;
+  /** With `subscribeAll`: the pattern that matches every channel's notification name. */
+  private readonly allPattern: string | undefined;
+  /** The channels this node subscribes to. */
+  private readonly channelSubs: ChannelSubscriptions;
   /** The cluster-wide holds (see redis-holds.ts). */
   readonly holds: RedisHolds;
   private signalListener: (payload: string) => void = () => {};
@@ -101,7 +116,6 @@ export class RedisBroker implements Broker {
     }
     if (!(options.historyTtl > 0)) throw new TypeError(`invalid historyTtl ${options.historyTtl}: expected seconds > 0`);
     this.prefix = prefix;
-    this.fanoutChannel = prefix + "fanout";
     this.signalChannel = prefix + "signal";
     this.ttlMs = Math.max(1, Math.ceil(options.historyTtl * 1000));
     this.readTtlMs = Math.max(1, Math.ceil((options.readTtl ?? Math.min(options.historyTtl, 60)) * 1000));
@@ -119,7 +133,9 @@ export class RedisBroker implements Broker {
       log: this.log,
       readRaw: (channel, since, limit) => this.readRaw(channel, since, limit),
       isReady: () => this.isReady(),
+      isActive: (channel) => (this.allPattern !== undefined ? this.fanout.subscribed : this.channelSubs.isActive(channel)),
     });
+    this.allPattern = options.subscribeAll ? prefix + "{*}:f" : undefined;
     const maxDelay = options.maxReconnectDelayMs ?? 1000;
     const common: RedisOptions = {
       connectTimeout: options.connectTimeoutMs ?? 2000,
@@ -145,6 +161,18 @@ export class RedisBroker implements Broker {
     this.cmd.on("error", (err: Error) => this.onError("command", err));
     this.sub.on("error", (err: Error) => this.onError("fan-out", err));
     this.sub.on("message", (channel: string, payload: string) => this.onPubSub(channel, payload));
+    this.sub.on("pmessage", (_pattern: string, _channel: string, payload: string) => this.fanout.onNotification(payload));
+    this.channelSubs = new ChannelSubscriptions({
+      link: { subscribe: (names) => this.sub.subscribe(...names), unsubscribe: (names) => this.sub.unsubscribe(...names) },
+      nameOf: (channel) => this.notificationName(channel),
+      lingerMs: options.lingerMs ?? 2000,
+      log: this.log,
+      onActive: (channels) => this.fanout.activated(channels),
+      onFailure: (err) => {
+        this.log.warn({ err }, "could not subscribe to channels' notifications; reconnecting");
+        this.sub.disconnect(true);
+      },
+    });
     this.holds = new RedisHolds({
       client: this.cmd,
       prefix,
@@ -182,13 +210,39 @@ export class RedisBroker implements Broker {
     return this.fanout.healedMessages;
   }
 
+  /** Channels whose notifications this node subscribes to (wanted or lingering); for tests and metrics. */
+  get subscribedChannels(): number {
+    return this.channelSubs.size;
+  }
+
+  /** Whether `channel`'s notifications arrive now (its subscription is active). */
+  isSubscribed(channel: string): boolean {
+    return this.allPattern !== undefined ? this.fanout.subscribed : this.channelSubs.isActive(channel);
+  }
+
+  /** SUBSCRIBE/UNSUBSCRIBE commands sent for channels so far; for tests and the capacity model. */
+  get subscriptionCommands(): number {
+    return this.channelSubs.commands;
+  }
+
+  /**
+   * The hub's interest in `channel` starts (`true`: its first local
+   * subscription or waiting poll) or ends (`false`: its last is gone). No
+   * Redis command waits on this call (see redis-subscriptions.ts).
+   */
+  interest(channel: string, wanted: boolean): void {
+    if (this.closed || this.allPattern !== undefined) return;
+    if (wanted) this.channelSubs.want(channel);
+    else this.channelSubs.drop(channel, this.clock.now());
+  }
+
   onMessage(listener: (message: StoredMessage) => void): void {
     this.fanout.listener = listener;
   }
 
   async publish(channel: string, dataJson: string, idempotencyKey?: string): Promise<StoredMessage> {
     if (this.closed || this.cmd.status !== "ready") throw new BrokerUnavailableError();
-    const args: Array<string | number> = [this.newEpoch(), JSON.stringify(channel), dataJson, this.historySize, this.ttlMs, this.fanoutChannel, channel];
+    const args: Array<string | number> = [this.newEpoch(), JSON.stringify(channel), dataJson, this.historySize, this.ttlMs, this.notificationName(channel), channel];
     let reply: unknown;
     try {
       reply =
@@ -238,9 +292,12 @@ export class RedisBroker implements Broker {
   }
 
   async read(channel: string, since?: Position, limit = Infinity): Promise<ReadResult> {
+    const activations = this.channelSubs.activations;
     const r = await this.readRaw(channel, since, limit);
     // Remember where readers stand, so a later gap (or a reconnect) can be healed from there.
     this.fanout.onRead(channel, r);
+    // The channel's subscription took effect while this read was on its way: it may have missed what came between.
+    if (activations !== this.channelSubs.activations && this.channelSubs.isActive(channel)) this.fanout.activated([channel]);
     return r;
   }
 
@@ -252,6 +309,7 @@ export class RedisBroker implements Broker {
    * starts a new track at that message, so forgetting loses nothing.
    */
   sweep(now: number, inUse?: (channel: string) => boolean): void {
+    for (const channel of this.channelSubs.sweep(now)) this.fanout.forget(channel);
     this.fanout.sweep(now, inUse);
   }
 
@@ -273,6 +331,11 @@ export class RedisBroker implements Broker {
   }
 
   // ---- Redis calls ----
+
+  /** The pub/sub name of a channel's notifications, in its hash slot. */
+  private notificationName(channel: string): string {
+    return this.prefix + "{" + channel + "}:f";
+  }
 
   private metaKey(channel: string): string {
     return this.prefix + "{" + channel + "}:m";
@@ -327,28 +390,30 @@ export class RedisBroker implements Broker {
 
   /** A message on the subscriber connection, routed by its pub/sub channel. */
   private onPubSub(channel: string, payload: string): void {
-    if (channel === this.fanoutChannel) this.fanout.onNotification(payload);
-    else if (channel === this.holds.channel) this.holds.onNotification(payload);
+    if (channel === this.holds.channel) this.holds.onNotification(payload);
     else if (channel === this.signalChannel) {
       try {
         this.signalListener(payload);
       } catch (err) {
         this.log.error({ err }, "signal listener failed");
       }
-    }
+    } else if (this.channelSubs.has(channel.slice(this.prefix.length + 1, -3))) this.fanout.onNotification(payload);
+    // else: a channel unsubscribed a moment ago (its UNSUBSCRIBE is on its way)
   }
 
   private onSubscriberReady(): void {
-    this.sub.subscribe(this.fanoutChannel, this.signalChannel, this.holds.channel).then(
+    const all = this.allPattern;
+    Promise.all([this.sub.subscribe(this.signalChannel, this.holds.channel), all !== undefined ? this.sub.psubscribe(all) : undefined]).then(
       () => {
         if (this.closed) return;
         this.fanout.subscribed = true;
         this.cameBack("fan-out");
-        // Anything published while the subscription was down is in history: catch up from there.
-        this.fanout.healAll(false);
+        // Anything published while the subscription was down is in history: each channel catches up from there once subscribed again.
+        if (all !== undefined) this.fanout.healAll(false);
+        else this.channelSubs.connected();
       },
       (err: unknown) => {
-        this.log.warn({ err }, "could not subscribe to the Redis fan-out, signal and holds channels; reconnecting");
+        this.log.warn({ err }, "could not subscribe to the Redis signal and holds channels; reconnecting");
         this.sub.disconnect(true);
       },
     );
@@ -356,6 +421,7 @@ export class RedisBroker implements Broker {
 
   private onSubscriberClose(): void {
     this.fanout.subscribed = false;
+    this.channelSubs.disconnected();
     // Notifications in flight are lost with the connection; the heal on `ready` makes up for them.
     this.fanout.waiters.releaseAll();
     this.wentDown("fan-out");

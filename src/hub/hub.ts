@@ -210,6 +210,7 @@ export class Hub {
     let sub: Subscription | undefined;
     if (!set) {
       this.subs.set(channel, (set = new Set()));
+      if (!this.waiters.has(channel)) this.broker.interest?.(channel, true);
       if (this.occupancy !== undefined && channel !== this.occupancy) this.presence.enter(OCCUPANCY_PREFIX + channel, OCCUPANCY_MEMBER).catch(noop);
     } else {
       // Share the channel's name and key with the subscriptions before: the
@@ -365,6 +366,7 @@ export class Hub {
     const set = this.subs.get(sub.channel);
     if (set && set.delete(sub) && set.size === 0) {
       this.subs.delete(sub.channel);
+      if (!this.waiters.has(sub.channel)) this.broker.interest?.(sub.channel, false);
       if (this.occupancy !== undefined && sub.channel !== this.occupancy) this.presence.exit(OCCUPANCY_PREFIX + sub.channel, OCCUPANCY_MEMBER.key, true);
     }
   }
@@ -373,7 +375,10 @@ export class Hub {
   addWaiter(channels: readonly string[], waiter: Waiter): void {
     for (const c of channels) {
       let set = this.waiters.get(c);
-      if (!set) this.waiters.set(c, (set = new Set()));
+      if (!set) {
+        this.waiters.set(c, (set = new Set()));
+        if (!this.subs.has(c)) this.broker.interest?.(c, true);
+      }
       set.add(waiter);
     }
   }
@@ -381,7 +386,10 @@ export class Hub {
   removeWaiter(channels: readonly string[], waiter: Waiter): void {
     for (const c of channels) {
       const set = this.waiters.get(c);
-      if (set && set.delete(waiter) && set.size === 0) this.waiters.delete(c);
+      if (set && set.delete(waiter) && set.size === 0) {
+        this.waiters.delete(c);
+        if (!this.subs.has(c)) this.broker.interest?.(c, false);
+      }
     }
   }
 

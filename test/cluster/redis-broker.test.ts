@@ -11,6 +11,7 @@ import { BrokerUnavailableError } from "../../src/errors.js";
 import { waitFor } from "../helpers/server.js";
 import { RedisServer, redisSkip } from "../helpers/redis.js";
 import { brokerSuite } from "../shared/broker-suite.js";
+import { watch } from "../helpers/watch.js";
 
 describe("RedisBroker", { skip: redisSkip }, () => {
   let redis: RedisServer;
@@ -122,6 +123,7 @@ describe("RedisBroker", { skip: redisSkip }, () => {
       const b = await broker({ prefix: "x1:" });
       const seen: StoredMessage[] = [];
       b.onMessage((m) => seen.push(m));
+      await watch(b, "room");
       const sent = await Promise.all(range(1, 100).map((i) => a.publish("room", JSON.stringify({ i }))));
       await waitFor(() => seen.length >= 100, 5000, "100 messages on the other node");
       assert.deepEqual(offsets(seen), range(1, 100));
@@ -137,6 +139,7 @@ describe("RedisBroker", { skip: redisSkip }, () => {
       const a = await broker({ prefix: "x2:" });
       const seen: number[] = [];
       a.onMessage((m) => seen.push(m.offset));
+      await watch(a, "own");
       for (let i = 1; i <= 20; i++) {
         const m = await a.publish("own", "null");
         assert.equal(seen[seen.length - 1], m.offset, `message ${i} was fanned out before its acknowledgement`);
@@ -161,7 +164,9 @@ describe("RedisBroker", { skip: redisSkip }, () => {
       const seenA: StoredMessage[] = [];
       const seenB: StoredMessage[] = [];
       a.onMessage((m) => seenA.push(m));
+      await watch(a, "both");
       b.onMessage((m) => seenB.push(m));
+      await watch(b, "both");
       for (let i = 1; i <= 20; i++) {
         const key = `twice-${i}`;
         const answers = await Promise.all([a.publish("both", String(i), key), b.publish("both", String(i), key)]);
@@ -194,6 +199,7 @@ describe("RedisBroker", { skip: redisSkip }, () => {
       const publisher = await broker({ prefix: "g1:" });
       const seen: StoredMessage[] = [];
       listener.onMessage((m) => seen.push(m));
+      await watch(listener, "g");
       for (let i = 1; i <= 5; i++) await publisher.publish("g", String(i));
       await waitFor(() => seen.length === 5, 5000, "the first 5 messages");
       await admin.client("KILL", "TYPE", "pubsub");
@@ -214,6 +220,7 @@ describe("RedisBroker", { skip: redisSkip }, () => {
       const publisher = await broker({ prefix: "g2:", historySize: 1000 });
       const seen: number[] = [];
       listener.onMessage((m) => seen.push(m.offset));
+      await watch(listener, "steady");
       const total = 300;
       const publishing = (async () => {
         for (let i = 1; i <= total; i++) {
@@ -236,6 +243,7 @@ describe("RedisBroker", { skip: redisSkip }, () => {
       const publisher = await broker({ prefix: "g6:", historySize: 5 });
       const seen: number[] = [];
       listener.onMessage((m) => seen.push(m.offset));
+      await watch(listener, "short");
       for (let i = 1; i <= 3; i++) await publisher.publish("short", String(i));
       await waitFor(() => seen.length === 3, 5000, "3 messages");
       await admin.client("KILL", "TYPE", "pubsub");
@@ -253,6 +261,7 @@ describe("RedisBroker", { skip: redisSkip }, () => {
       const publisher = await broker({ prefix: "g3:" });
       const seen: StoredMessage[] = [];
       listener.onMessage((m) => seen.push(m));
+      await watch(listener, "lost");
       for (let i = 1; i <= 3; i++) await publisher.publish("lost", String(i));
       await waitFor(() => seen.length === 3, 5000, "3 messages");
       // Message 4 is stored the way the publish script stores it, but its notification is never sent.
@@ -270,16 +279,17 @@ describe("RedisBroker", { skip: redisSkip }, () => {
       const publisher = await broker({ prefix: "g4:" });
       const seen: number[] = [];
       listener.onMessage((m) => seen.push(m.offset));
+      await watch(listener, "dup");
       const tap = new Redis(redis.url);
       const payloads: string[] = [];
       try {
-        await tap.subscribe("g4:fanout");
+        await tap.subscribe("g4:{dup}:f");
         tap.on("message", (_c: string, p: string) => payloads.push(p));
         await publisher.publish("dup", "1");
         await publisher.publish("dup", "2");
         await waitFor(() => payloads.length === 2 && seen.length === 2, 5000, "2 notifications");
-        await admin.publish("g4:fanout", payloads[0]!);
-        await admin.publish("g4:fanout", payloads[1]!);
+        await admin.publish("g4:{dup}:f", payloads[0]!);
+        await admin.publish("g4:{dup}:f", payloads[1]!);
         await publisher.publish("dup", "3");
         await waitFor(() => seen.length >= 3, 5000, "message 3");
         await new Promise((r) => setTimeout(r, 50));
@@ -294,6 +304,7 @@ describe("RedisBroker", { skip: redisSkip }, () => {
       const publisher = await broker({ prefix: "g5:", historySize: 2 });
       const seen: number[] = [];
       listener.onMessage((m) => seen.push(m.offset));
+      await watch(listener, "trim");
       await publisher.publish("trim", "1");
       await waitFor(() => seen.length === 1, 5000, "message 1");
       for (let i = 2; i <= 6; i++) {
@@ -321,6 +332,7 @@ describe("RedisBroker", { skip: redisSkip }, () => {
       const b = await broker({ url: own.url, prefix: "o:" });
       const seen: StoredMessage[] = [];
       b.onMessage((m) => seen.push(m));
+      await watch(b, "out");
       const before = await a.publish("out", "1");
       await waitFor(() => seen.length === 1, 5000, "message 1");
 

@@ -15,6 +15,7 @@ import { BrokerUnavailableError } from "../../src/errors.js";
 import { RedisServer, redisSkip } from "../helpers/redis.js";
 import { waitFor } from "../helpers/server.js";
 import { holdsSuite } from "../shared/holds-suite.js";
+import { watch } from "../helpers/watch.js";
 
 describe("RedisBroker holds and signals", { skip: redisSkip }, () => {
   let redis: RedisServer;
@@ -338,6 +339,7 @@ describe("RedisBroker holds and signals", { skip: redisSkip }, () => {
       const b = await node({ prefix: "rmh:" });
       const seen: Array<[string, number]> = [];
       b.onMessage((m) => seen.push([m.epoch, m.offset]));
+      await watch(b, "room");
       for (let i = 1; i <= 5; i++) await a.publish("room", String(i));
       const old = (await b.read("room")).epoch;
       await waitFor(() => seen.length === 5, 5000, "5 messages");
@@ -359,6 +361,7 @@ describe("RedisBroker holds and signals", { skip: redisSkip }, () => {
       const b = await node({ prefix: "rmd:" });
       const seen: Array<[string, number]> = [];
       b.onMessage((m) => seen.push([m.epoch, m.offset]));
+      await watch(b, "room");
       const first = await a.publish("room", "1");
       await waitFor(() => seen.length === 1, 5000, "message 1");
       await admin.client("KILL", "TYPE", "pubsub", "SKIPME", "no");

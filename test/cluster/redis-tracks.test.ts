@@ -9,6 +9,7 @@ import { ManualClock } from "../../src/clock.js";
 import { RedisBroker } from "../../src/broker/redis.js";
 import { RedisServer, redisSkip } from "../helpers/redis.js";
 import { waitFor } from "../helpers/server.js";
+import { watch } from "../helpers/watch.js";
 
 describe("RedisBroker fan-out positions", { skip: redisSkip }, () => {
   let redis: RedisServer;
@@ -47,6 +48,8 @@ describe("RedisBroker fan-out positions", { skip: redisSkip }, () => {
     const publisher = await broker(new ManualClock(), "others:");
     let heard = 0;
     listener.onMessage(() => heard++);
+    await watch(listener, ...Array.from({ length: 40 }, (_, i) => `elsewhere:${i}`));
+    for (const channel of Array.from({ length: 40 }, (_, i) => `elsewhere:${i}`)) listener.interest(channel, false);
     for (let i = 0; i < 40; i++) await publisher.publish(`elsewhere:${i}`, "1");
     await waitFor(() => heard === 40, 5000, "every notification");
     assert.ok(listener.trackedChannels >= 40);

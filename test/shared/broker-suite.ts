@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Broker, StoredMessage } from "../../src/broker/broker.js";
 import { waitFor } from "../helpers/recorded.js";
+import { watch } from "../helpers/watch.js";
 
 export interface BrokerFactory {
   /** A fresh broker keeping `historySize` messages per channel. */
@@ -98,6 +99,7 @@ export function brokerSuite(name: string, factory: BrokerFactory): void {
       withBroker({}, async (b) => {
         const seen: StoredMessage[] = [];
         b.onMessage((m) => seen.push(m));
+        await watch(b, "o");
         await Promise.all(Array.from({ length: 50 }, (_, i) => b.publish("o", String(i))));
         assert.deepEqual(seen.map((m) => m.offset), Array.from({ length: 50 }, (_, i) => i + 1));
       }));
@@ -113,6 +115,7 @@ export function brokerSuite(name: string, factory: BrokerFactory): void {
       withBroker({}, async (b) => {
         const seen: StoredMessage[] = [];
         b.onMessage((m) => seen.push(m));
+        await watch(b, "idem");
         const first = await b.publish("idem", '"a"', "order-1");
         assert.equal(first.repeated, undefined);
         const again = await b.publish("idem", '"a"', "order-1");
@@ -154,6 +157,7 @@ export function brokerSuite(name: string, factory: BrokerFactory): void {
         assert.ok(b.removeHistory, "the broker can remove history");
         const seen: StoredMessage[] = [];
         b.onMessage((m) => seen.push(m));
+        await watch(b, "rm");
         const keyed = await b.publish("rm", "1", "kept");
         await b.publish("rm", "2");
         await b.publish("rm", "3");
