@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { CHANNEL_NAME_RE, CHANNEL_PATTERN_RE } from "./channel-rules.js";
+import { parseRedisTopology } from "./redis-topology.js";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 const TRANSPORTS = ["ws", "sse", "poll"] as const;
@@ -35,6 +36,8 @@ interface OptionDef {
   /** What is allowed, in words, for the error message. */
   expected: string;
   help: string;
+  /** A further check of a value the schema accepted; throws an Error saying what is wrong with it. */
+  check?: (value: never) => void;
 }
 
 /** Every `serve` option: those of SPEC §1 in its order, then additions. Keys are the camelCase names. */
@@ -46,10 +49,11 @@ export const OPTION_DEFS = {
   jwtPublicKey: { schema: optString, default: undefined, expected: "the path of a PEM public key", help: "PEM file of an RS256/ES256 public key" },
   trustProxy: { schema: z.preprocess(toBool, z.boolean()), default: false, expected: "true or false", help: "take the client address from X-Forwarded-For" },
   redis: {
-    schema: z.string().regex(/^rediss?:\/\/\S+$/).optional(),
+    schema: z.string().regex(/^rediss?(\+cluster)?:\/\/\S+$/).optional(),
     default: undefined,
-    expected: "a redis:// or rediss:// URL",
-    help: "Redis URL for cluster mode",
+    expected: "a redis:// or rediss:// URL, several separated by commas (shards), or redis+cluster://host:port[,host:port…]",
+    help: "Redis for cluster mode: a URL, comma-separated shard URLs, or redis+cluster://host:port,… (Redis Cluster)",
+    check: (value: string) => void parseRedisTopology(value),
   },
   heartbeatInterval: { schema: seconds(0), default: 25, expected: "a number of seconds greater than 0", help: "seconds of silence before a heartbeat" },
   heartbeatTimeout: { schema: seconds(0), default: 10, expected: "a number of seconds greater than 0", help: "seconds a WebSocket peer has to answer a heartbeat" },
@@ -275,6 +279,13 @@ export function resolveConfig(layers: Array<{ values: Record<string, unknown>; s
     const parsed = def.schema.safeParse(entry.value);
     if (!parsed.success) {
       throw new ConfigError(`invalid value for ${sourceText(key, entry.source)}: received ${describe(entry.value)}; expected ${def.expected}`);
+    }
+    if (def.check && parsed.data !== undefined) {
+      try {
+        def.check(parsed.data as never);
+      } catch (err) {
+        throw new ConfigError(`invalid value for ${sourceText(key, entry.source)}: ${(err as Error).message}; expected ${def.expected}`);
+      }
     }
     out[key] = parsed.data === undefined ? def.default : parsed.data;
   }

@@ -12,7 +12,8 @@ import { Auth } from "./auth/auth.js";
 import { sweepTokens } from "./auth/expiry.js";
 import { readRecordTtl, type Broker } from "./broker/broker.js";
 import { MemoryBroker } from "./broker/memory.js";
-import { RedisBroker } from "./broker/redis.js";
+import { parseRedisTopology } from "./redis-topology.js";
+import { createRedisBroker } from "./broker/create.js";
 import { sleepOn, systemClock, type Clock } from "./clock.js";
 import { configFromOptions, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
 import { httpError } from "./errors.js";
@@ -106,7 +107,7 @@ export class Heartline {
     const broker =
       runtime.broker ??
       (redis
-        ? new RedisBroker({ url: redis, historySize, historyTtl, readTtl, maxChannels, idempotencyTtl, clock: this.clock, logger: this.log })
+        ? createRedisBroker(parseRedisTopology(redis), { historySize, historyTtl, readTtl, maxChannels, idempotencyTtl, clock: this.clock, logger: this.log })
         : new MemoryBroker({ historySize, historyTtl, readTtl, maxChannels, maxHistoryBytes, idempotencyTtl, clock: this.clock }));
     this.hub = new Hub(broker, { presence: this.config.presence, presenceGraceMs: this.config.presenceGrace * 1000, now: () => this.clock.now() });
     if (this.config.eventsChannel !== undefined) {
@@ -304,7 +305,7 @@ export class Heartline {
       keepAliveTimeout: this.config.keepAliveTimeout * 1000,
     });
     if (!(await this.hub.waitReady(5000))) {
-      this.log.warn("Redis is not reachable yet; serving with /readyz 503 and publishes answered 503 until it is");
+      this.log.warn({ unavailable: this.hub.brokerUnavailable() }, "Redis is not reachable yet; serving with /readyz 503 and publishes answered 503 until it is");
     }
     this.attach(server as unknown as Server, { pages: true });
     this.owned.add(server);

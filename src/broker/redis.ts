@@ -44,11 +44,14 @@ import { encodeMessage, type Broker, type BrokerUsage, type Position, type ReadR
 import { FanoutTracks } from "./redis-fanout.js";
 import { RedisHolds } from "./redis-holds.js";
 import { ChannelSubscriptions } from "./redis-subscriptions.js";
+import type { RedisTopology } from "../redis-topology.js";
 import { PUBLISH_LUA, READ_LUA } from "./redis-scripts.js";
 
 export interface RedisBrokerOptions {
   /** `redis://…` or `rediss://…` */
   url: string;
+  /** A Redis Cluster instead of `url`: its seed nodes (see redis-topology.ts). */
+  cluster?: Extract<RedisTopology, { kind: "cluster" }>;
   historySize: number;
   /** Seconds a channel's history is kept after its last message. */
   historyTtl: number;
@@ -115,6 +118,7 @@ export class RedisBroker implements Broker {
       throw new TypeError(`invalid historySize ${options.historySize}: expected an integer ≥ 0`);
     }
     if (!(options.historyTtl > 0)) throw new TypeError(`invalid historyTtl ${options.historyTtl}: expected seconds > 0`);
+    if (options.cluster) throw new TypeError("a Redis Cluster is not supported yet");
     this.prefix = prefix;
     this.signalChannel = prefix + "signal";
     this.ttlMs = Math.max(1, Math.ceil(options.historyTtl * 1000));

@@ -174,6 +174,11 @@ export class Hub {
     return this.broker.isReady();
   }
 
+  /** The parts of the broker that cannot store messages (shards that are down); empty when it says nothing more. */
+  brokerUnavailable(): string[] {
+    return this.broker.unavailable?.() ?? [];
+  }
+
   /** What the broker keeps in this process, when it says (metrics). */
   brokerUsage(): BrokerUsage | undefined {
     return this.broker.usage?.();

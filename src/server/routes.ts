@@ -101,7 +101,10 @@ function health(_d: Door, _req: IncomingMessage, res: ServerResponse, cors: Reco
 
 function ready(d: Door, _req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): void {
   if (d.ctx.draining) throw httpError("shutting_down", "the server is draining");
-  if (!d.ctx.hub.brokerReady()) throw httpError("broker_unavailable", "the broker is not reachable");
+  if (!d.ctx.hub.brokerReady()) {
+    const down = d.ctx.hub.brokerUnavailable();
+    throw httpError("broker_unavailable", down.length > 0 ? `not reachable: ${down.join(", ")}` : "the broker is not reachable");
+  }
   sendJson(res, 200, { status: "ready" }, cors);
 }
 
