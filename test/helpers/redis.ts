@@ -51,19 +51,35 @@ export class RedisServer {
   private proc: ChildProcess | undefined;
   private readonly dir = mkdtempSync(join(tmpdir(), "heartline-redis-"));
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly args: readonly string[],
+  ) {}
 
   /** `redis://127.0.0.1:<port>` */
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  /** Starts a redis-server on a free port (retrying another port if the first is taken meanwhile). */
-  static async start(): Promise<RedisServer> {
+  /** `127.0.0.1:<port>` */
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  /** Whether the process is up (started and not killed). */
+  get alive(): boolean {
+    return this.proc !== undefined;
+  }
+
+  /**
+   * Starts a redis-server on a free port (retrying another port if the first is taken meanwhile).
+   * `args` are added to the command line; relative paths in them are inside the server's own directory.
+   */
+  static async start(args: readonly string[] = []): Promise<RedisServer> {
     if (!found) throw new Error("redis-server is not installed (apt-get install redis-server); the cluster tests need it");
     let lastErr: unknown;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const r = new RedisServer(await freePort());
+      const r = new RedisServer(await freePort(), args);
       try {
         await r.restart();
         return r;
@@ -80,7 +96,7 @@ export class RedisServer {
     if (this.proc) throw new Error("redis-server is already running");
     const proc = spawn(
       "redis-server",
-      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir, "--loglevel", "warning"],
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir, "--loglevel", "warning", ...this.args],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     this.proc = proc;
