@@ -140,6 +140,32 @@ export function createMetrics(ctx: ServerContext): Registry {
       this.set(hub.brokerUsage()?.historyBytes ?? 0);
     },
   });
+  new Gauge({
+    name: "heartline_broker_subscribed_channels",
+    help: "Channels whose notifications this node subscribes to in Redis (those it serves, and for 2 s after).",
+    registers: [register],
+    collect() {
+      this.set(hub.brokerUsage()?.subscribedChannels ?? 0);
+    },
+  });
+  new Counter({
+    name: "heartline_broker_notifications_total",
+    help: "Notifications of stored messages this node received from Redis: its fan-out ingress.",
+    registers: [register],
+    collect() {
+      this.reset();
+      this.inc(hub.brokerUsage()?.notifications ?? 0);
+    },
+  });
+  new Counter({
+    name: "heartline_broker_notification_bytes_total",
+    help: "Bytes of the notifications counted by heartline_broker_notifications_total.",
+    registers: [register],
+    collect() {
+      this.reset();
+      this.inc(hub.brokerUsage()?.notificationBytes ?? 0);
+    },
+  });
   collectDefaultMetrics({ register, prefix: "heartline_" });
   return register;
 }

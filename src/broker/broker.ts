@@ -136,6 +136,11 @@ export interface Broker {
 export interface BrokerUsage {
   channels: number;
   historyBytes?: number;
+  /** Channels whose notifications this node subscribes to in a shared broker (interest, SPEC §13). */
+  subscribedChannels?: number;
+  /** Notifications of stored messages this node received from a shared broker, and their bytes: its fan-out ingress. */
+  notifications?: number;
+  notificationBytes?: number;
 }
 
 /**

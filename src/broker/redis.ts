@@ -107,6 +107,9 @@ export class RedisBroker implements Broker {
   private readonly fanout: FanoutTracks;
   private closed = false;
   private down = false;
+  /** Fan-out notifications received, and their bytes (this node's ingress). */
+  private notifications = 0;
+  private notificationBytes = 0;
   /** Epochs are this node's random prefix plus a counter: unique without a random draw each. */
   private readonly epochSeed = randomBytes(8).toString("base64url");
   private epochCounter = 0;
@@ -165,7 +168,7 @@ export class RedisBroker implements Broker {
     this.cmd.on("error", (err: Error) => this.onError("command", err));
     this.sub.on("error", (err: Error) => this.onError("fan-out", err));
     this.sub.on("message", (channel: string, payload: string) => this.onPubSub(channel, payload));
-    this.sub.on("pmessage", (_pattern: string, _channel: string, payload: string) => this.fanout.onNotification(payload));
+    this.sub.on("pmessage", (_pattern: string, _channel: string, payload: string) => this.notified(payload));
     this.channelSubs = new ChannelSubscriptions({
       link: { subscribe: (names) => this.sub.subscribe(...names), unsubscribe: (names) => this.sub.unsubscribe(...names) },
       nameOf: (channel) => this.notificationName(channel),
@@ -318,7 +321,7 @@ export class RedisBroker implements Broker {
   }
 
   usage(): BrokerUsage {
-    return { channels: this.fanout.size };
+    return { channels: this.fanout.size, subscribedChannels: this.channelSubs.size, notifications: this.notifications, notificationBytes: this.notificationBytes };
   }
 
   async close(): Promise<void> {
@@ -401,8 +404,14 @@ export class RedisBroker implements Broker {
       } catch (err) {
         this.log.error({ err }, "signal listener failed");
       }
-    } else if (this.channelSubs.has(channel.slice(this.prefix.length + 1, -3))) this.fanout.onNotification(payload);
+    } else if (this.channelSubs.has(channel.slice(this.prefix.length + 1, -3))) this.notified(payload);
     // else: a channel unsubscribed a moment ago (its UNSUBSCRIBE is on its way)
+  }
+
+  private notified(payload: string): void {
+    this.notifications++;
+    this.notificationBytes += Buffer.byteLength(payload);
+    this.fanout.onNotification(payload);
   }
 
   private onSubscriberReady(): void {

@@ -87,9 +87,15 @@ export class ShardedBroker implements Broker {
   }
 
   usage(): BrokerUsage {
-    let channels = 0;
-    for (const s of this.shards) channels += s.usage().channels;
-    return { channels };
+    const sum = { channels: 0, subscribedChannels: 0, notifications: 0, notificationBytes: 0 };
+    for (const s of this.shards) {
+      const u = s.usage();
+      sum.channels += u.channels;
+      sum.subscribedChannels += u.subscribedChannels ?? 0;
+      sum.notifications += u.notifications ?? 0;
+      sum.notificationBytes += u.notificationBytes ?? 0;
+    }
+    return sum;
   }
 
   async waitReady(timeoutMs: number): Promise<boolean> {

@@ -50,6 +50,14 @@ describe("interest-based fan-out", { skip: redisSkip }, () => {
     return m ? Number(m[1]) : 0;
   }
 
+  /** A metric's value from a node's /metrics. */
+  async function metric(url: string, name: string): Promise<number> {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+    assert.ok(m, `${name} in /metrics`);
+    return Number(m[1]);
+  }
+
   it("subscribes a node to a channel only while it has a subscriber or a waiting poll there, and leaves it within seconds after", async () => {
     const [a, b] = await Promise.all([startServer({ redis: redis.url }), startServer({ redis: redis.url })]);
     try {
@@ -68,8 +76,13 @@ describe("interest-based fan-out", { skip: redisSkip }, () => {
       const answered = await polling;
       assert.deepEqual(answered.body.messages.map((m: { data: unknown }) => m.data), [{ c: 1 }]);
 
+      // Each node's ingress is its own channels' traffic: A had only:a's 5 notifications, B only:c's one.
+      assert.deepEqual([await metric(a.url, "heartline_broker_notifications_total"), await metric(b.url, "heartline_broker_notifications_total")], [5, 1]);
+      assert.deepEqual([await metric(a.url, "heartline_broker_subscribed_channels"), await metric(b.url, "heartline_broker_subscribed_channels")], [1, 1]);
+
       ws.close();
       await waitFor(async () => (await numsub("heartline:{only:a}:f", "heartline:{only:c}:f")).every((n) => n === 0), 6000, "both channels left");
+      assert.equal(await metric(a.url, "heartline_broker_subscribed_channels"), 0);
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
