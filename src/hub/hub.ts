@@ -14,56 +14,18 @@
  */
 import type { Broker, BrokerUsage, ReadResult, StoredMessage } from "../broker/broker.js";
 import { MemoryHolds, type HoldChange, type Holds } from "../broker/holds.js";
-import { presenceChangeJson, presenceSnapshotJson, type PollReset } from "../wire.js";
+import { presenceChangeJson, presenceSnapshotJson } from "../wire.js";
 import { positionIn, type Position } from "./cursor.js";
 import { OCCUPANCY_MEMBER, OCCUPANCY_PREFIX } from "./event-feed.js";
 import { Presence, type Member } from "./presence.js";
+import { addRead, lost, type ChannelsRead, type CursorPositions } from "./reads.js";
 import { CLOSED, LIVE, Outgoing, PresenceOut, Subscription, type Subscriber } from "./subscription.js";
 
 export { Outgoing, PresenceOut, Subscription, type Subscriber };
 
 function noop(): void {}
 
-export type { Position, StoredMessage };
-
-/** A decoded cursor: each channel's position, by channel key. */
-export type CursorPositions = ReadonlyMap<string, Position> | undefined;
-
-/** What follows a cursor on a list of channels (see {@link Hub.readAfter}). */
-export interface ChannelsRead {
-  /** The messages after the cursor, channel by channel, each oldest first. */
-  messages: StoredMessage[];
-  /** The channels whose position history can no longer serve, each with where it now stands. */
-  resets: PollReset[];
-  /** Where each channel stands after `messages` and `resets`: the next cursor. */
-  positions: Array<[string, Position]>;
-}
-
-/**
- * The reset rule, for a reader that asked from `since` and was answered `r`:
- * a position that history can no longer serve (expired, evicted, or of
- * another epoch) is announced with a reset to the channel's current position.
- * Subscriptions (`recover`) and polls (`readAfter`) both follow it; a
- * subscription that is live meets the same loss as a gap or an epoch change
- * in the stream (`emit`).
- */
-function lost(since: Position | undefined, r: ReadResult): boolean {
-  return since !== undefined && !r.recovered;
-}
-
-/** Adds one channel's read from `since` to `out`. */
-function addRead(out: ChannelsRead, channel: string, since: Position | undefined, r: ReadResult): void {
-  if (lost(since, r)) {
-    out.resets.push({ channel, epoch: r.epoch, offset: r.offset });
-    out.positions.push([channel, { epoch: r.epoch, offset: r.offset }]);
-  } else if (since) {
-    for (const m of r.messages) out.messages.push(m);
-    const last = r.messages.length > 0 ? r.messages[r.messages.length - 1]!.offset : since.offset;
-    out.positions.push([channel, { epoch: r.epoch, offset: last }]);
-  } else {
-    out.positions.push([channel, { epoch: r.epoch, offset: r.offset }]);
-  }
-}
+export type { ChannelsRead, CursorPositions, Position, StoredMessage };
 
 /** A waiting long poll, woken when any of its channels gets a message. */
 export interface Waiter {

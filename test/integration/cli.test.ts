@@ -176,6 +176,10 @@ describe("heartline CLI", { concurrency: true }, () => {
       await refusedWith(["serve", "--port", "0", "--jwt-public-key", file], {}, /--jwt-public-key/, /not-a-key\.pem/, /is not a PEM public key/);
     });
 
+    it("--redis with a bad entry in its list of shards exits 2 naming the entry", async () => {
+      await refusedWith(["serve", "--port", "0", "--redis", "redis://127.0.0.1:1,redis:/127.0.0.1:2"], {}, /--redis/, /entry 2 of 2/, /"redis:\/127\.0\.0\.1:2"/);
+    });
+
     it("--workers 2 without --redis exits 2", async () => {
       await refusedWith(["serve", "--port", "0", "--workers", "2"], {}, /--workers/, /received 2/, /requires --redis/);
     });

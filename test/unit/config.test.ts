@@ -287,6 +287,13 @@ describe("value parsing", () => {
     assert.equal(loadConfig({ redis: "rediss://cache.example:6380/0" }, {}).redis, "rediss://cache.example:6380/0");
   });
 
+  it("accepts several shard URLs and a Redis Cluster, and names a bad entry of a list", () => {
+    assert.equal(loadConfig({ redis: "redis://a:6379,redis://b:6379" }, {}).redis, "redis://a:6379,redis://b:6379");
+    assert.equal(loadConfig({ redis: "redis+cluster://a:7000,b:7001" }, {}).redis, "redis+cluster://a:7000,b:7001");
+    assert.throws(() => loadConfig({ redis: "redis://a:6379,redis//b:6379" }, {}), /--redis.*entry 2 of 2 \("redis\/\/b:6379"\) is not a redis:\/\/ or rediss:\/\/ URL/);
+    assert.throws(() => loadConfig({ redis: "redis+cluster://a:x" }, {}), /--redis.*cluster node 1 of 1/);
+  });
+
   it("allows more than one worker together with --redis", () => {
     const c = loadConfig({ workers: "4" }, { HEARTLINE_REDIS: "redis://127.0.0.1:6379" });
     assert.equal(c.workers, 4);
