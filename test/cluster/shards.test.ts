@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { shardOf } from "../../src/broker/sharded.js";
 import { nowSec, sign } from "../helpers/auth.js";
-import { redisSkip } from "../helpers/redis.js";
+import { freePort, redisSkip } from "../helpers/redis.js";
 import { RedisShards } from "../helpers/redis-cluster.js";
 import { getJson, publishHttp, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
 import { SseStream } from "../helpers/sse.js";
@@ -182,6 +182,23 @@ describe("sharded Redis: three independent instances", { skip: redisSkip }, () =
     await ws.next(() => ws.messages(down).some((m) => m.data === "after"));
     assert.deepEqual(ws.messages(down).map((m) => m.data).slice(0, 1), ["before"]);
     ws.close();
+  });
+
+  it("started with a shard that is not reachable: serves the other shards' channels, answers 503 on its channels, and /readyz names it", async () => {
+    const dead = `redis://127.0.0.1:${await freePort()}`;
+    const node = await startServer({ ...OPTIONS, redis: [shards.urls[0], dead, shards.urls[2]].join(",") });
+    try {
+      const ready = await getJson(`${node.url}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.match(JSON.stringify(ready.body), new RegExp(`shard 2 \\(${dead.replace(/[.:/]/g, "\\$&")}\\)`));
+      assert.equal((await publishHttp(node, onShard("plain:start", 0)[0]!, 1, key)).status, 200);
+      assert.equal((await publishHttp(node, onShard("plain:start", 2)[0]!, 1, key)).status, 200);
+      const refused = await publishHttp(node, onShard("plain:start", 1)[0]!, 1, key);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.body.error.code, "broker_unavailable");
+    } finally {
+      await node.close();
+    }
   });
 
   it("a node given another shard list finds a moved channel in a new epoch: its subscriber resuming there gets a reset, never the other shard's messages as its own", async () => {
