@@ -89,6 +89,18 @@ describe("sharded Redis: three independent instances", { skip: redisSkip }, () =
     }
   });
 
+  it("stores a publish repeated with one idempotency key through both nodes once, on every shard", async () => {
+    for (const c of [0, 1, 2].map((sh) => onShard("plain:once", sh)[0]!)) {
+      const answers = await Promise.all(
+        [a, b].map((n) => getJson(`${n.url}/api/publish`, { method: "POST", headers: { ...key, "Content-Type": "application/json" }, body: JSON.stringify({ channel: c, data: "x", idempotencyKey: "k-1" }) })),
+      );
+      assert.deepEqual(answers.map((r) => r.status), [200, 200]);
+      assert.deepEqual(answers[0]!.body, answers[1]!.body, `${c}: both nodes answer the first result`);
+      const position = await getJson(`${b.url}/api/channels/${c}`, { headers: key });
+      assert.equal(position.body.offset, 1, c);
+    }
+  });
+
   it("resumes on the other node from Last-Event-ID, and resets a node's subscribers when a channel's history is removed on another", async () => {
     const [c] = onShard("plain:resume", 2);
     const t = await token("rosa");
