@@ -13,8 +13,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
-export const BUDGET = 7168;
-const INTERNAL_PROPS = /^(openTimer|upgrade|got|subs|timer|alive|subscribed|reply|hold|base|channels|linker|cur|att|best|order|env|ms|resume|lost|setState|stopAll|retryNow|using|clk|tok|st|cfg|attempt|deliver|subscribedAt|resetTo|setCursor|answer|positions|pend|settle|lose|entry|cid|present|ended|roster|membersOf)$/;
+export const BUDGET = 7680;
+const INTERNAL_PROPS = /^(openTimer|upgrade|got|subs|timer|alive|subscribed|reply|hold|base|channels|linker|cur|att|best|order|env|ms|resume|lost|setState|stopAll|retryNow|using|clk|tok|st|cfg|attempt|deliver|subscribedAt|resetTo|setCursor|answer|positions|pend|settle|lose|entry|cid|present|ended|roster|membersOf|dg|rep)$/;
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Bundles `entry` (a file, or code given as `stdin`) and returns the minified bytes. */

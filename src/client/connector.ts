@@ -23,6 +23,8 @@
  */
 import { FINAL_CLOSE_CODES, shouldReconnect } from "../close-codes.js";
 import { Backoff } from "./backoff.js";
+import type { Cut, DiagnosticsSnapshot, Fallback, FallbackReason } from "./diagnostics.js";
+import { postJson } from "./post.js";
 import type { TimerHandle } from "./clock.js";
 import { HeartlineError, tokenError } from "./errors.js";
 import { Emitter } from "./emitter.js";
@@ -60,6 +62,11 @@ export abstract class Connector extends Emitter<HeartlineEvents> {
   protected declare readonly clk: Settings["clk"];
   /** The client id sent as `client=` (in a tab sharing a connection, the hub's once it says). */
   protected declare cid: Settings["cid"];
+  protected declare readonly rep: Settings["rep"];
+  /** Why it fell back and why connections ended (`diagnostics()`). */
+  protected readonly dg: DiagnosticsSnapshot = { fallbacks: [], cuts: [] };
+  /** How many of the last fallbacks and cuts are not reported yet. */
+  #nr = [0, 0];
   readonly #backoff: Backoff;
   #upgradeFailures = 0;
   #upSince = 0;
@@ -123,7 +130,7 @@ export abstract class Connector extends Emitter<HeartlineEvents> {
     const a: Attempt = { i, upgrade, got: false };
     this.att = a;
     if (!upgrade) this.setState("connecting");
-    a.openTimer = this.clk.setTimeout(() => this.#failed(a, {}), this.ms.openTimeout);
+    a.openTimer = this.clk.setTimeout(() => this.#failed(a, {}, "timeout"), this.ms.openTimeout);
     const go = (token: string | undefined): void => {
       if (this.att !== a) return;
       const ctx: TransportContext = {
@@ -139,7 +146,7 @@ export abstract class Connector extends Emitter<HeartlineEvents> {
         a.t = FACTORIES[this.order[i]!](ctx, this.#sink(a));
       } catch {
         // The platform refused at once (e.g. ws:// from an https page): next transport.
-        this.#failed(a, {});
+        this.#failed(a, {}, "unsupported");
       }
     };
     if (!this.tok) return go(undefined);
@@ -202,14 +209,30 @@ export abstract class Connector extends Emitter<HeartlineEvents> {
     this.#scheduleUpgrade(false);
     this.setState("connected");
     this.emit("transport", this.order[a.i]!);
+    const [f, c] = this.#nr as [number, number];
+    if (this.rep && f + c) {
+      this.#nr = [0, 0];
+      postJson(this.env.fetch, this.base + "/api/diagnostics", { fallbacks: f ? this.dg.fallbacks.slice(-f) : [], cuts: c ? this.dg.cuts.slice(-c) : [] }, undefined).catch(() => {});
+    }
+  }
+
+  /** Keeps a fallback (0) or a cut (1): the last 20 of each. */
+  #note(k: 0 | 1, e: Fallback | Cut): void {
+    const l: unknown[] = k ? this.dg.cuts : this.dg.fallbacks;
+    l.push(e) > 20 && l.shift();
+    this.#nr[k] = Math.min(this.#nr[k]! + 1, 20);
   }
 
   /** An attempt failed before it worked: try the next transport, or wait and start over. */
-  #failed(a: Attempt, info: CloseInfo): void {
+  #failed(a: Attempt, info: CloseInfo, why?: FallbackReason): void {
     if (a !== this.att) return;
     this.att = undefined;
     this.#stop(a);
     const next = a.i + 1;
+    const code = info.status ?? info.code;
+    if (!a.upgrade && next < this.order.length) {
+      this.#note(0, { at: this.clk.now(), from: this.order[a.i]!, to: this.order[next]!, reason: why ?? (code ? "refused" : "failed"), code });
+    }
     if (a.upgrade) {
       if (this.cur && next < this.cur.i) this.attempt(next, true);
       else this.#scheduleUpgrade(true);
@@ -230,6 +253,8 @@ export abstract class Connector extends Emitter<HeartlineEvents> {
     this.att = undefined;
     this.clk.clearTimeout(this.#watchTimer);
     this.clk.clearTimeout(this.#upgradeTimer);
+    const now = this.clk.now();
+    this.#note(1, { at: now, transport: this.order[a.i]!, cause: silent ? "silent" : info.code !== undefined ? "server" : "network", code: info.code, after: now - this.#upSince });
     if (info.code !== undefined && !shouldReconnect(info.code)) {
       // Heartline sends 4403 only when it disconnects the user for good (POST /api/disconnect; 4403 `forbidden` is
       // reserved), and the SSE and poll transports report that disconnect as 4403 too: one error code for the three.
@@ -240,7 +265,7 @@ export abstract class Connector extends Emitter<HeartlineEvents> {
     // Opened but never delivered a thing before going silent: this path swallows the
     // transport (a buffering proxy, typically). Start the next attempt with the next one.
     if (silent && !a.got && a.i + 1 < this.order.length) this.best = a.i + 1;
-    if (this.clk.now() - this.#upSince >= this.ms.stableAfter) this.#backoff.reset();
+    if (now - this.#upSince >= this.ms.stableAfter) this.#backoff.reset();
     this.#retry(info.retryAfter);
   }
 

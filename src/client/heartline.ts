@@ -12,6 +12,7 @@
 import { CHANNEL_NAME_RE } from "../channel-rules.js";
 import { Connector, type Attempt } from "./connector.js";
 import { buildCursor, readCursor } from "./cursor.js";
+import type { DiagnosticsSnapshot } from "./diagnostics.js";
 import { safely } from "./emitter.js";
 import { closedError, HeartlineError, lostError, tokenError } from "./errors.js";
 import { sharing, type Link } from "./link.js";
@@ -238,6 +239,15 @@ export class Heartline extends Connector implements SubscriptionOwner {
           .then((body) => ("result" in body ? body.result : Promise.reject(new HeartlineError("bad_response", "not an RPC answer", 200)))),
       );
     });
+  }
+
+  /**
+   * Why this client fell back from one transport to the next, and why each of
+   * its connections ended: the last 20 of each, oldest first (a copy). In a
+   * tab that shares another tab's connection, that tab's client has them.
+   */
+  diagnostics(): DiagnosticsSnapshot {
+    return JSON.parse(JSON.stringify(this.dg));
   }
 
   /** Closes the connection and stops reconnecting; frees every timer and listener. Safe twice. */

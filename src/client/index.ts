@@ -15,6 +15,7 @@ export { Heartline } from "./heartline.js";
 export type { HeartlineEvents, HeartlineOptions, RpcOptions } from "./options.js";
 export { Subscription, type SubscriptionEvents } from "./subscription.js";
 export { HeartlineError } from "./errors.js";
+export type { Cut, CutCause, DiagnosticsSnapshot, Fallback, FallbackReason } from "./diagnostics.js";
 export { Backoff, type BackoffOptions } from "./backoff.js";
 export { realClock, type ClientClock, type TimerHandle } from "./clock.js";
 export { Emitter, type Listener } from "./emitter.js";

@@ -47,6 +47,13 @@ export interface HeartlineOptions {
    * `sessionStorage`. Read it back as `hl.clientId`.
    */
   clientId?: string;
+  /**
+   * Send the server, after each connection opens, the transports and reasons
+   * of the fallbacks and cut connections seen since the last report
+   * (`POST /api/diagnostics`; no time, address or id), for its dashboard.
+   * Default false. `hl.diagnostics()` has them either way.
+   */
+  report?: boolean;
   /** Source of randomness for the backoff jitter; default `Math.random`. */
   random?: () => number;
   /**

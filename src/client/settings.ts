@@ -28,6 +28,8 @@ export interface Settings {
   clk: ClientClock;
   /** `clientId`, or a random one. */
   cid: string;
+  /** `report`: send diagnostics to the server. */
+  rep: boolean;
 }
 
 export function readSettings(url: string, options: HeartlineOptions): Settings {
@@ -55,5 +57,5 @@ export function readSettings(url: string, options: HeartlineOptions): Settings {
   // About 100 random bits: ids only have to differ, not to be secret (the server binds an id to its user).
   const cid = options.clientId ?? Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
   if (!/^[\w.~-]{1,64}$/.test(cid)) throw new TypeError(`Heartline: option clientId must be 1–64 of [\\w.~-], got ${JSON.stringify(cid)}`);
-  return { base: u.origin + u.pathname.replace(/\/+$/, ""), env, order, tok: options.getToken, ms, clk: options.clock ?? realClock, cid };
+  return { base: u.origin + u.pathname.replace(/\/+$/, ""), env, order, tok: options.getToken, ms, clk: options.clock ?? realClock, cid, rep: !!options.report };
 }

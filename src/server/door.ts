@@ -12,6 +12,7 @@ import type { ServerContext } from "../transports/connection.js";
 import type { PollTransport } from "../transports/poll.js";
 import type { WebSocketTransport } from "../transports/websocket.js";
 import type { Admission } from "./admission.js";
+import type { ClientReports } from "./client-reports.js";
 import type { ServerApi } from "./server-api.js";
 
 export interface Door {
@@ -23,6 +24,8 @@ export interface Door {
   readonly ws: WebSocketTransport;
   /** The server API of SPEC §10 beyond publish and broadcast. */
   readonly api: ServerApi;
+  /** Clients' reports of fallbacks and cut connections (`POST /api/diagnostics`). */
+  readonly reports: ClientReports;
   /** `POST /api/publish` requests not answered yet: their bodies being read, their messages being stored (drain waits for them). */
   readonly publishRequests: Set<IncomingMessage>;
   /** Answers an error through the response or, for a request taken out of node:http, on its socket. */

@@ -16,6 +16,7 @@ import { sendError, sendRawError, toHeartlineError } from "../http/respond.js";
 import type { ServerContext } from "../transports/connection.js";
 import type { PollTransport } from "../transports/poll.js";
 import type { WebSocketTransport } from "../transports/websocket.js";
+import { ClientReports } from "./client-reports.js";
 import { Admission } from "./admission.js";
 import type { Door } from "./door.js";
 import type { ServerApi } from "./server-api.js";
@@ -29,6 +30,7 @@ const PREFLIGHT = {
 
 export class FrontDoor implements Door {
   readonly admission: Admission;
+  readonly reports: ClientReports;
   readonly publishRequests = new Set<IncomingMessage>();
 
   constructor(
@@ -41,6 +43,7 @@ export class FrontDoor implements Door {
     readonly api: ServerApi,
   ) {
     this.admission = new Admission(ctx, origins, publisher);
+    this.reports = new ClientReports(metrics, () => ctx.clock.now());
   }
 
   /** The route of a request's target, or undefined (also for a target that is not a plain path). */

@@ -57,6 +57,7 @@ export const ROUTES: readonly Route[] = [
   // GET reads, DELETE removes: the handler answers 405 for other methods.
   { path: "/api/history/", prefix: true, serve: (d, req, res, cors, path) => d.api.handleHistory(req, res, cors, path) },
   { path: "/api/presence/", prefix: true, method: "GET", serve: presenceRoute },
+  { path: "/api/diagnostics", method: "POST", serve: (d, req, res, cors) => d.reports.handle(req, res, cors) },
   { path: "/healthz", method: "GET", serve: health },
   { path: "/readyz", method: "GET", serve: ready },
   { path: "/metrics", method: "GET", serve: metrics },

@@ -117,4 +117,21 @@ describe("dashboard: channels and the server API", { skip }, () => {
     // Refused requests show in the console as failed loads; the page itself threw nothing.
     assert.deepEqual(errors.filter((e) => !e.startsWith("console: Failed to load resource")), []);
   });
+
+  it("shows the fallbacks and cut connections clients report, most frequent first", async () => {
+    const report = (body: unknown) =>
+      fetch(`${s.url}/api/diagnostics`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    assert.equal((await report({ fallbacks: [{ from: "ws", to: "sse", reason: "timeout" }], cuts: [{ transport: "sse", cause: "silent" }] })).status, 200);
+    assert.equal((await report({ fallbacks: [{ from: "ws", to: "sse", reason: "timeout" }, { from: "sse", to: "poll", reason: "failed" }] })).status, 200);
+    const table = (id: string) => page.evaluate((i) => Array.from(document.querySelectorAll(`#${i} tr`), (tr) => Array.from(tr.children, (td) => td.textContent)), id);
+    await waitInPage(page, () => document.querySelectorAll("#fallback-rows tr").length === 2, null, "two fallback rows");
+    assert.deepEqual(await table("fallback-rows"), [
+      ["ws → sse", "timeout", "2"],
+      ["sse → poll", "failed", "1"],
+    ]);
+    assert.deepEqual(await table("cut-rows"), [["sse", "silent", "1"]]);
+    await page.screenshot({ path: join(RESULTS_DIR, "dashboard-clients.png"), fullPage: true });
+    // Refused requests show in the console as failed loads; the page itself threw nothing.
+    assert.deepEqual(errors.filter((e) => !e.startsWith("console: Failed to load resource")), []);
+  });
 });
