@@ -47,13 +47,15 @@ const quick = values.quick!;
 const plan = {
   channels: 1000,
   nodes: 3,
-  perChannel: quick ? 3 : 20,
+  perChannel: quick ? 3 : 10,
   payloadBytes: 100,
   concurrency: 64,
   shardWarmupMs: quick ? 500 : 1000,
   shardMs: quick ? 2500 : 8000,
   shardInFlight: 256,
   unitPublishes: quick ? 2000 : 10000,
+  /** Rounds of parts 1 and 2, alternating the designs, so that load from elsewhere on the machine shows as spread. */
+  repeat: quick ? 1 : 2,
 };
 const PAYLOAD = JSON.stringify({ p: "x".repeat(plan.payloadBytes - 8) }); // exactly payloadBytes of JSON
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -187,6 +189,7 @@ async function publish(p: Pool, channel: string): Promise<void> {
 
 interface InterestRow {
   design: string;
+  round: number;
   node: number;
   published: number;
   notifications: number;
@@ -197,7 +200,7 @@ interface InterestRow {
   cpuUsPerDelivered: number;
 }
 
-async function interestRun(subscribeAll: boolean): Promise<InterestRow[]> {
+async function interestRun(subscribeAll: boolean, roundNo: number): Promise<InterestRow[]> {
   const design = subscribeAll ? "every node (subscribeAll)" : "interest";
   const redis = await startRedis();
   const nodes: NodeHandle[] = [];
@@ -266,6 +269,7 @@ async function interestRun(subscribeAll: boolean): Promise<InterestRow[]> {
       const cpuUs = cpuAfter[i]! - cpuBefore[i]!;
       return {
         design,
+        round: roundNo,
         node: i + 1,
         published: messages,
         notifications,
@@ -287,6 +291,7 @@ async function interestRun(subscribeAll: boolean): Promise<InterestRow[]> {
 
 interface ShardRow {
   shards: number;
+  round?: number;
   seconds: number;
   publishes: number;
   publishesPerSecond: number;
@@ -483,13 +488,15 @@ const results: Record<string, unknown> = { startedAt: new Date().toISOString(), 
 const loadStart = loadavg().map((x) => round(x, 2));
 log(`load average at start: ${loadStart.join(" ")}`);
 
-const interest = [...(await interestRun(false)), ...(await interestRun(true))];
+const interest: InterestRow[] = [];
+for (let r = 1; r <= plan.repeat; r++) for (const all of [false, true]) interest.push(...(await interestRun(all, r)));
 results.interest = interest;
 
 const redises = await Promise.all([0, 1, 2].map(() => startRedis()));
 let shards: ShardRow[];
 try {
-  shards = [await shardRun(redises, 1), await shardRun(redises, 3)];
+  shards = [];
+  for (let r = 1; r <= plan.repeat; r++) for (const n of [1, 3]) shards.push({ ...(await shardRun(redises, n)), round: r });
 } finally {
   await Promise.all(redises.map(stopRedis));
 }
@@ -514,8 +521,8 @@ const m = results.machine as ReturnType<typeof machine>;
 out += `${m.cpus} × ${m.model}, Node ${m.node}, pinned: ${m.pinned ? "servers core 0, generator core 1" : "no"}; load average ${loadStart.join(" ")} at start, ${loadEnd.join(" ")} at end\n\n`;
 out += `## 1. Interest vs every node: one Redis, ${plan.nodes} nodes, ${plan.channels} channels, 1 WebSocket subscriber per channel (on node index % ${plan.nodes}), ${plan.channels * plan.perChannel} messages of ${plan.payloadBytes} B\n\n`;
 out += table(
-  ["design", "node", "notifications / published", "ingress ratio", "notification bytes", "delivered", "node CPU µs / delivered"],
-  interest.map((r) => [r.design, r.node, `${r.notifications} / ${r.published}`, r.ratio, r.notificationBytes, r.delivered, r.cpuUsPerDelivered]),
+  ["design", "round", "node", "notifications / published", "ingress ratio", "notification bytes", "delivered", "node CPU µs / delivered"],
+  interest.map((r) => [r.design, r.round, r.node, `${r.notifications} / ${r.published}`, r.ratio, r.notificationBytes, r.delivered, r.cpuUsPerDelivered]),
 );
 const mean = (rows: InterestRow[], f: (r: InterestRow) => number) => rows.reduce((a, r) => a + f(r), 0) / rows.length;
 const ri = interest.filter((r) => r.design === "interest");
@@ -523,16 +530,29 @@ const ra = interest.filter((r) => r.design !== "interest");
 out += `\nMean ingress ratio: interest ${round(mean(ri, (r) => r.ratio), 3)}, every node ${round(mean(ra, (r) => r.ratio), 3)}; ratio of ratios ${round(mean(ri, (r) => r.ratio) / mean(ra, (r) => r.ratio), 3)}. `;
 out += `Mean node CPU per delivered message: interest ${round(mean(ri, (r) => r.cpuUsPerDelivered), 1)} µs, every node ${round(mean(ra, (r) => r.cpuUsPerDelivered), 1)} µs (each includes the node's share of the HTTP publishes).\n\n`;
 out += `## 2. Publish throughput through 2 nodes: 1 vs 3 Redis shards, ${plan.shardInFlight} publishes in flight over ${plan.channels} channels, no subscribers\n\n`;
+const nodeUsPerPublish = (s: ShardRow) => round((s.nodeCoreShare.reduce((a, b) => a + b, 0) * 1e6) / s.publishesPerSecond, 1);
+const core0 = (s: ShardRow) => round(s.nodeCoreShare.reduce((a, b) => a + b, 0) + s.redisCoreShare.reduce((a, b) => a + b, 0), 2);
+/** Publishes/s the shards would carry at 100% of one core each, at the CPU per publish measured here. */
+const ceiling = (s: ShardRow) => round((1e6 / s.redisCpuUsPerPublish) * s.shards);
 out += table(
-  ["shards", "publishes/s", "Redis CPU µs / publish (all shards)", "Redis core share per shard", "max Redis core share", "node core share (2 nodes)", "publisher core share"],
-  shards.map((s) => [s.shards, s.publishesPerSecond, s.redisCpuUsPerPublish, s.redisCoreShare.join(", "), s.maxRedisCoreShare, s.nodeCoreShare.join(", "), s.publisherCoreShare]),
+  ["shards", "round", "publishes/s", "node CPU µs / publish", "Redis CPU µs / publish (all shards)", "Redis core share per shard", "node core share (2 nodes)", "core 0 busy (nodes + Redis)", "publisher core share (core 1)", "Redis ceiling at 1 core each, publishes/s"],
+  shards.map((s) => [s.shards, s.round ?? 1, s.publishesPerSecond, nodeUsPerPublish(s), s.redisCpuUsPerPublish, s.redisCoreShare.join(", "), s.nodeCoreShare.join(", "), core0(s), s.publisherCoreShare, ceiling(s)]),
 );
-const core0 = shards.map((s) => round(s.nodeCoreShare.reduce((a, b) => a + b, 0) + s.redisCoreShare.reduce((a, b) => a + b, 0), 2));
-const ceiling = shards.map((s) => round((1e6 / s.redisCpuUsPerPublish) * s.shards));
-out += `\nCore 0 (2 nodes + Redis) was ${core0.join(" / ")} busy and the publisher on core 1 ${shards.map((s) => s.publisherCoreShare).join(" / ")} (1 / 3 shards); the busiest Redis used ${shards.map((s) => s.maxRedisCoreShare).join(" / ")} of a core. `;
-out += `At this CPU per publish, one core per Redis would carry ≈ ${ceiling.map((c) => c.toLocaleString("en-US")).join(" / ")} publishes/s: Redis is far from the limit, the Node.js processes (nodes and publisher) are the bottleneck${
-  core0.every((c) => c < 0.9) && shards.every((s) => s.publisherCoreShare < 0.9) ? ", and neither core was saturated by them alone: other load on the machine took the rest" : ""
-}.\n\n`;
+const maxRedis = Math.max(...shards.map((s) => s.maxRedisCoreShare));
+const saturated = shards.some((s) => core0(s) >= 0.9 || s.publisherCoreShare >= 0.9);
+out += `\nNo Redis used more than ${maxRedis} of a core: Redis is far from its limit, and the Node.js processes (the 2 nodes and the publisher) are the bottleneck. `;
+out += saturated
+  ? "A core was saturated by them.\n\n"
+  : "Neither core was saturated by them alone, so the rest of the time went to other load on the machine (see the load average): read the publishes/s as a floor, and the Redis CPU per publish and core shares as what the shards change.\n\n";
+{
+  const pub = shards.reduce((a, s) => a + nodeUsPerPublish(s), 0) / shards.length;
+  const sum = (rows: InterestRow[], f: (r: InterestRow) => number) => rows.reduce((a, r) => a + f(r), 0);
+  const extraNotes = sum(ra, (r) => r.notifications) - sum(ri, (r) => r.notifications);
+  const unserved = (sum(ra, (r) => r.cpuUs) - sum(ri, (r) => r.cpuUs)) / extraNotes;
+  results.derived = { nodeCpuUsPerHttpPublish: round(pub, 1), nodeCpuUsPerNotificationAndDelivery: round(mean(ri, (r) => r.cpuUsPerDelivered) - pub, 1), nodeCpuUsPerUnservedNotification: round(unserved, 1) };
+  out += `Derived for the capacity model: a node spends ≈ ${round(pub, 1)} µs per HTTP publish (part 2, mean); part 1's CPU per delivered message minus that leaves ≈ ${round(mean(ri, (r) => r.cpuUsPerDelivered) - pub, 1)} µs for a notification and its one delivery (interest); `;
+  out += `the every-node design spent ${round(unserved, 1)} µs more per notification it received for a channel it does not serve (total CPU difference / extra notifications; within noise when near 0 or negative).\n\n`;
+}
 out += `## 3. Unit costs (one Redis, in-process brokers, ${units.payloadBytes} B payloads)\n\n`;
 out += table(
   ["nodes subscribed", "publishes in flight", "commands / publish", "Redis bytes in / publish", "Redis bytes out / publish", "Redis CPU µs / publish", "notification bytes / message"],
