@@ -108,3 +108,14 @@ for i = 1, n do
 end
 return out
 `;
+
+/**
+ * KEYS: meta, stream. ARGV: [1] epoch.
+ * Drops the channel's history when its epoch is still ARGV[1] (the next read
+ * or publish starts a new one); returns 1 when it did.
+ */
+export const RENEW_LUA = `
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+`;

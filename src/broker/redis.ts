@@ -45,7 +45,7 @@ import { FanoutTracks } from "./redis-fanout.js";
 import { RedisHolds } from "./redis-holds.js";
 import { ChannelSubscriptions } from "./redis-subscriptions.js";
 import type { RedisTopology } from "../redis-topology.js";
-import { PUBLISH_LUA, READ_LUA } from "./redis-scripts.js";
+import { PUBLISH_LUA, READ_LUA, RENEW_LUA } from "./redis-scripts.js";
 
 export interface RedisBrokerOptions {
   /** `redis://…` or `rediss://…` */
@@ -136,8 +136,9 @@ export class RedisBroker implements Broker {
       clock: this.clock,
       log: this.log,
       readRaw: (channel, since, limit) => this.readRaw(channel, since, limit),
+      renew: async (channel, epoch) => void (await this.cmd.eval(RENEW_LUA, 2, this.metaKey(channel), this.streamKey(channel), epoch)),
       isReady: () => this.isReady(),
-      isActive: (channel) => (this.allPattern !== undefined ? this.fanout.subscribed : this.channelSubs.isActive(channel)),
+      isActive: (channel) => this.isSubscribed(channel),
     });
     this.allPattern = options.subscribeAll ? prefix + "{*}:f" : undefined;
     const maxDelay = options.maxReconnectDelayMs ?? 1000;
