@@ -20,8 +20,8 @@
  *
  * The fan-out notification, published on the channel's own pub/sub name
  * `<prefix>{<channel>}:f` inside the same script (so notifications leave in
- * offset order; the hash tag keeps it in the channel's slot for sharded
- * pub/sub on a Redis Cluster), is
+ * offset order; the hash tag keeps it in the channel's slot, which a script
+ * on a Redis Cluster needs to SPUBLISH it), is
  * `<epoch>\n<offset>\n<channel>\n<message JSON>`.
  */
 
@@ -32,8 +32,10 @@
  * [8] (with the third key) ms the idempotency key is kept.
  * Returns `{epoch, offset, repeated (0|1)}`: with a key already recorded,
  * the recorded result and 1, having stored and published nothing.
+ * `command` publishes the notification: PUBLISH on one Redis, SPUBLISH
+ * (sharded pub/sub, Redis ≥ 7) on a Redis Cluster.
  */
-export const PUBLISH_LUA = `
+export const publishLua = (command: "PUBLISH" | "SPUBLISH"): string => `
 if KEYS[3] then
   local first = redis.call('GET', KEYS[3])
   if first then
@@ -54,7 +56,7 @@ if tonumber(ARGV[4]) > 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[5])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('PUBLISH', ARGV[6], epoch .. '\\n' .. id .. '\\n' .. ARGV[7] .. '\\n' ..
+redis.call('${command}', ARGV[6], epoch .. '\\n' .. id .. '\\n' .. ARGV[7] .. '\\n' ..
   '{"channel":' .. ARGV[2] .. ',"offset":' .. id .. ',"data":' .. ARGV[3] .. '}')
 if KEYS[3] then
   redis.call('SET', KEYS[3], epoch .. '\\n' .. id, 'PX', ARGV[8])
