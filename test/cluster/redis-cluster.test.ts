@@ -15,7 +15,7 @@ import { ManualClock } from "../../src/clock.js";
 import { parseRedisTopology, type RedisTopology } from "../../src/redis-topology.js";
 import { nowSec, sign } from "../helpers/auth.js";
 import { redisSkip } from "../helpers/redis.js";
-import { RedisCluster, slotOf } from "../helpers/redis-cluster.js";
+import { nodeCommand, RedisCluster, slotOf } from "../helpers/redis-cluster.js";
 import { getJson, publishHttp, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
 import { isPosition, SseStream } from "../helpers/sse.js";
 import { brokerSuite } from "../shared/broker-suite.js";
@@ -270,6 +270,123 @@ describe("Redis Cluster", { skip: redisSkip }, () => {
         8000,
         "every SHARDNUMSUB back to 0",
       );
+    });
+  });
+  describe("failover", () => {
+    let fo: RedisCluster;
+    let a: TestServer;
+    let b: TestServer;
+    before(async () => {
+      fo = await RedisCluster.start({ masters: 3, replicas: 1 });
+      [a, b] = await Promise.all([0, 1].map(() => startServer({ redis: fo.url, historySize: 1000 })));
+    });
+    after(async () => {
+      await Promise.all([a?.close(), b?.close()]);
+      await fo?.stop();
+    });
+
+    it("a master killed with SIGKILL: other masters' channels never fail, its own answer 200 or 503 without hanging, every acknowledged message reaches the other node once, in order, or after a reset", async (t) => {
+      const killed = fo.masterPorts[0]!;
+      const channels = await channelsPerMaster(fo, "fo", 2);
+      const onKilled = new Set(channels.filter(([port]) => port === killed).map(([, ch]) => ch));
+      const ws = await WsClient.connect(`${b.wsUrl}/ws?${channels.map(([, ch]) => `channel=${ch}`).join("&")}`);
+      await waitFor(() => channels.every(([, ch]) => ws.frames.some((f) => f.type === "subscribed" && f.channel === ch)), 5000, "every subscription on B");
+      for (const [port, ch] of channels) {
+        await waitFor(async () => Number(((await nodeCommand(port, "PUBSUB", "SHARDNUMSUB", `heartline:{${ch}}:f`)) as unknown[])[1]) === 1, 5000, `${ch} subscribed`);
+      }
+
+      interface Sent { seq: number; status: number; code?: string; ms: number; at: number }
+      const sent = new Map<string, Sent[]>(channels.map(([, ch]) => [ch, []]));
+      let stop = false;
+      // About 100 publishes a second through node A, one sequence per channel.
+      const publishers = channels.map(async ([, ch]) => {
+        for (let seq = 1; !stop; seq++) {
+          const started = Date.now();
+          let status = 0;
+          let code: string | undefined;
+          try {
+            const r = await getJson(`${a.url}/api/publish`, {
+              method: "POST",
+              headers: { "Content-Type": "application/json" },
+              body: JSON.stringify({ channel: ch, data: { seq } }),
+              signal: AbortSignal.timeout(8000),
+            });
+            status = r.status;
+            code = r.body?.error?.code;
+          } catch {
+            status = -1; // no answer within 8 s
+          }
+          sent.get(ch)!.push({ seq, status, code, ms: Date.now() - started, at: Date.now() });
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      });
+      await new Promise((r) => setTimeout(r, 1000));
+      const killedAt = Date.now();
+      await fo.killMaster(killed);
+      const replica = await fo.waitFailover(killed);
+      const failedOverAt = Date.now();
+      await new Promise((r) => setTimeout(r, 2000));
+      stop = true;
+      await Promise.all(publishers);
+
+      const frames = (ch: string) => ws.frames.filter((f) => f.channel === ch);
+      const received = (ch: string) => frames(ch).filter((f) => f.type === "message").map((f) => (f.data as { seq: number }).seq);
+      const hadReset = (ch: string) => frames(ch).some((f) => f.type === "reset");
+      const acked = (ch: string) => sent.get(ch)!.filter((x) => x.status === 200).map((x) => x.seq);
+      await waitFor(
+        () => channels.every(([, ch]) => {
+          const got = new Set(received(ch));
+          const want = acked(ch);
+          return hadReset(ch) ? got.has(want.at(-1)!) : want.every((seq) => got.has(seq));
+        }),
+        10_000,
+        "every acknowledged message at B",
+      );
+      await new Promise((r) => setTimeout(r, 200));
+
+      let unavailable = 0;
+      let lost = 0;
+      let resets = 0;
+      let maxMs = 0;
+      for (const [, ch] of channels) {
+        const all = sent.get(ch)!;
+        for (const x of all) {
+          maxMs = Math.max(maxMs, x.ms);
+          assert.ok(x.ms < 5000, `${ch} #${x.seq}: answered after ${x.ms} ms`);
+          if (onKilled.has(ch)) {
+            assert.ok(x.status === 200 || (x.status === 503 && x.code === "broker_unavailable"), `${ch} #${x.seq}: ${x.status} ${x.code}`);
+            if (x.status === 503) unavailable++;
+          } else assert.equal(x.status, 200, `${ch} #${x.seq} on a master that stayed up`);
+        }
+        // Once each, in publish order, epochs only moving forward after a reset.
+        const got = received(ch);
+        assert.equal(new Set(got).size, got.length, `${ch}: no duplicate`);
+        assert.deepEqual(got, [...got].sort((x, y) => x - y), `${ch}: in order`);
+        let epochOffset = 0;
+        for (const f of frames(ch)) {
+          if (f.type === "reset") epochOffset = Number(f.offset);
+          else if (f.type === "message") {
+            assert.ok(Number(f.offset) > epochOffset, `${ch}: offsets increase`);
+            epochOffset = Number(f.offset);
+          }
+        }
+        const missing = acked(ch).filter((seq) => !got.includes(seq));
+        lost += missing.length;
+        if (hadReset(ch)) resets++;
+        assert.ok(missing.length === 0 || hadReset(ch), `${ch}: acknowledged ${missing.join(",")} missing without a reset`);
+      }
+      // The killed shard's channels flow again from the promoted replica, subscribed once there.
+      for (const ch of onKilled) {
+        const after = sent.get(ch)!.filter((x) => x.status === 200 && x.at > failedOverAt + 500).map((x) => x.seq);
+        assert.ok(after.length > 0, `${ch}: publishes succeed after the failover`);
+        assert.ok(after.every((seq) => received(ch).includes(seq)), `${ch}: delivered after the failover`);
+        assert.equal(Number(((await nodeCommand(replica, "PUBSUB", "SHARDNUMSUB", `heartline:{${ch}}:f`)) as unknown[])[1]), 1);
+      }
+      t.diagnostic(
+        `failover ${failedOverAt - killedAt} ms; publishes ${[...sent.values()].reduce((n, l) => n + l.length, 0)}, 503 ${unavailable}, ` +
+          `acknowledged but lost ${lost}, channels reset ${resets}, slowest answer ${maxMs} ms`,
+      );
+      ws.close();
     });
   });
 });
