@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
-import type { Broker } from "../../src/broker/broker.js";
+import type { Broker, StoredMessage } from "../../src/broker/broker.js";
 import { RedisBroker } from "../../src/broker/redis.js";
 import { ManualClock } from "../../src/clock.js";
 import { parseRedisTopology, type RedisTopology } from "../../src/redis-topology.js";
@@ -19,6 +19,7 @@ import { nodeCommand, RedisCluster, slotOf } from "../helpers/redis-cluster.js";
 import { getJson, publishHttp, startServer, waitFor, WsClient, type TestServer } from "../helpers/server.js";
 import { isPosition, SseStream } from "../helpers/sse.js";
 import { brokerSuite } from "../shared/broker-suite.js";
+import { watch } from "../helpers/watch.js";
 import { holdsSuite } from "../shared/holds-suite.js";
 
 const API_KEY = "redis-cluster-api-key";
@@ -127,6 +128,29 @@ describe("Redis Cluster", { skip: redisSkip }, () => {
         await waitFor(async () => (await shardNumSub(port, `heartline:{${ch}}:f`)) === 0, 5000, `${ch} unsubscribed`);
       }
       assert.equal(b.subscribedChannels, 0);
+    });
+
+    it("starts a new epoch when a channel's history lost messages already delivered, instead of giving their offsets again", async () => {
+      const [[port, ch]] = (await channelsPerMaster(cluster, "rw", 1)) as [[number, string]];
+      const a = await broker({ prefix: "rw:" });
+      const b = await broker({ prefix: "rw:" });
+      const seen: StoredMessage[] = [];
+      b.onMessage((m) => seen.push(m));
+      await watch(b, ch);
+      for (let i = 1; i <= 5; i++) await a.publish(ch, String(i));
+      await waitFor(() => seen.length === 5, 5000, "5 messages at B");
+      const { epoch } = seen[0]!;
+      // Redis loses the last two, as a replica promoted before it received them would.
+      const admin = admins.get(port)!;
+      await admin.hset(`rw:{${ch}}:m`, "offset", 3);
+      await admin.xdel(`rw:{${ch}}:s`, "4-0", "5-0");
+      // B's sharded subscriber connection drops; ioredis resubscribes, and B catches up from history.
+      await admin.call("CLIENT", "KILL", "TYPE", "pubsub");
+      await waitFor(async () => (await a.read(ch)).epoch !== epoch, 5000, "a new epoch");
+      const next = await a.publish(ch, "6");
+      assert.equal(next.offset, 1);
+      await waitFor(() => seen.length === 6, 5000, "the next message at B");
+      assert.deepEqual([seen[5]!.epoch, seen[5]!.offset], [next.epoch, 1]);
     });
 
     it("refreshes holds in sets on different masters in one call", async () => {
