@@ -153,6 +153,18 @@ describe("Redis Cluster", { skip: redisSkip }, () => {
       assert.deepEqual([seen[5]!.epoch, seen[5]!.offset], [next.epoch, 1]);
     });
 
+    it("authenticates with the user name and password given before the first seed", async () => {
+      for (const admin of admins.values()) await admin.call("ACL", "SETUSER", "hl", "on", ">s3cret", "~*", "&*", "+@all");
+      const url = cluster.url.replace("redis+cluster://", "redis+cluster://hl:s3cret@");
+      const good = new RedisBroker({ url: "", cluster: parseRedisTopology(url) as typeof topology, historySize: 10, historyTtl: 60, prefix: "auth:" });
+      const bad = new RedisBroker({ url: "", cluster: parseRedisTopology(url.replace("s3cret", "wrong")) as typeof topology, historySize: 10, historyTtl: 60, prefix: "auth:" });
+      open.add(good).add(bad);
+      assert.equal(await good.waitReady(5000), true, "the right password connects");
+      assert.equal((await good.publish("authed", "1")).offset, 1);
+      assert.equal(await bad.waitReady(1500), false, "a wrong password does not");
+      await bad.close();
+    });
+
     it("refreshes holds in sets on different masters in one call", async () => {
       const clock = new ManualClock();
       const b = await broker({ prefix: "hr:", clock });
