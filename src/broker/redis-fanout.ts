@@ -7,6 +7,8 @@
  * history no longer holds is skipped, and the hub announces the gap as a
  * reset. A queue per channel keeps offset order while those reads are in
  * flight. Publishes waiting for their notification are released here.
+ * History found behind what was handed over (messages lost by Redis inside
+ * an epoch) ends the epoch, so the loss is announced as a reset.
  */
 import type { Clock } from "../clock.js";
 import type { Logger } from "../log.js";
@@ -47,6 +49,11 @@ export interface FanoutOptions {
   log: Logger;
   /** Reads history without touching the tracks (the broker's read script). */
   readRaw(channel: string, since: Position | undefined, limit: number): Promise<ReadResult>;
+  /**
+   * Ends the channel's epoch `epoch` (its history is dropped; the next read or
+   * publish starts a new one) when that is still its epoch.
+   */
+  renew(channel: string, epoch: string): Promise<void>;
   /** Whether Redis can be read now (both connections up, subscription active). */
   isReady(): boolean;
   /** Whether `channel`'s notifications arrive now (its subscription is active). */
@@ -254,6 +261,19 @@ export class FanoutTracks {
     } catch {
       t.needsHeal = true;
       return;
+    }
+    if (r.epoch === t.epoch && r.offset < t.offset && !t.soft) {
+      // History went backwards inside one epoch: messages already handed over are gone (on a Redis Cluster, a
+      // failover to a replica that had not received them). Their offsets would be given again to other messages,
+      // so the epoch ends: subscribers get a reset, never a silent loss or a message mistaken for a duplicate.
+      this.o.log.warn({ channel, offset: t.offset, stored: r.offset }, "a channel's history lost messages already delivered; starting a new epoch");
+      try {
+        await this.o.renew(channel, t.epoch);
+        r = await this.o.readRaw(channel, undefined, 0);
+      } catch {
+        t.needsHeal = true;
+        return;
+      }
     }
     t.needsHeal = false;
     if (r.epoch !== t.epoch) {

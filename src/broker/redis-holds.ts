@@ -46,7 +46,8 @@
  *   3 PEXPIRE, SET); leave 11 (ZREM, HINCRBY, HGET, 2 HDEL, GET, TIME,
  *   PUBLISH, PTTL, DEL or nothing, SET); a hold that is no join 4–5 (ZADD,
  *   HSET, HINCRBY, 2 PTTL), a release that is no leave 4;
- * - refresh: one pipeline (one round trip) for all of this node's holds: one
+ * - refresh: one pipeline (one round trip; on a Redis Cluster, one call per set
+ *   and batch, sent at once) for all of this node's holds: one
  *   EVALSHA per set and per 1,000 holds, each running one ZADD XX GT of all
  *   of them and a PTTL (and 4 PEXPIRE when the keys' lifetime moves by more
  *   than half the margin); so 5,000 holds in 5 sets cost 5 script calls and
@@ -57,7 +58,7 @@
  * - members: 1 EVALSHA: ZRANGEBYSCORE, GET, HMGET per 1,000 members.
  */
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { Clock } from "../clock.js";
 import { BrokerUnavailableError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -72,11 +73,13 @@ const NODE_ID_LENGTH = 16;
 const EXPIRE_BATCH = 1000;
 
 type Script = (...args: Array<string | number>) => Promise<unknown>;
-type HoldsClient = Redis & { hlHold: Script; hlRelease: Script; hlExpire: Script; hlRefresh: Script; hlMembers: Script };
+type HoldsClient = (Redis | Cluster) & { hlHold: Script; hlRelease: Script; hlExpire: Script; hlRefresh: Script; hlMembers: Script };
 
 export interface RedisHoldsOptions {
   /** The broker's command connection (no offline queue). */
-  client: Redis;
+  client: Redis | Cluster;
+  /** A Redis Cluster: sets live in different slots, so `refresh` sends one call per set rather than one pipeline. */
+  cluster?: boolean;
   prefix: string;
   clock: Clock;
   log: Logger;
@@ -135,13 +138,18 @@ export class RedisHolds implements Holds {
     }
     const score = this.shared(expiresAt);
     const ttl = this.ttl(expiresAt);
+    const calls: Array<Array<string | number>> = [];
+    for (const [set, list] of bySet) {
+      for (let i = 0; i < list.length; i += REFRESH_BATCH) calls.push([...this.keys(set), score, ttl, HOLD_KEY_MARGIN_MS, ...list.slice(i, i + REFRESH_BATCH)]);
+    }
     await this.call(async () => {
-      const pipeline = this.client.pipeline() as unknown as { hlRefresh(...args: Array<string | number>): void; exec(): Promise<Array<[Error | null, unknown]> | null> };
-      for (const [set, list] of bySet) {
-        for (let i = 0; i < list.length; i += REFRESH_BATCH) {
-          pipeline.hlRefresh(...this.keys(set), score, ttl, HOLD_KEY_MARGIN_MS, ...list.slice(i, i + REFRESH_BATCH));
-        }
+      if (this.o.cluster) {
+        // A pipeline on a Redis Cluster must stay in one slot: one call per set and batch, all at once.
+        await Promise.all(calls.map((args) => this.client.hlRefresh(...args)));
+        return;
       }
+      const pipeline = this.client.pipeline() as unknown as { hlRefresh(...args: Array<string | number>): void; exec(): Promise<Array<[Error | null, unknown]> | null> };
+      for (const args of calls) pipeline.hlRefresh(...args);
       const results = await pipeline.exec();
       const failed = results?.find(([err]) => err !== null)?.[0];
       if (failed) throw failed;

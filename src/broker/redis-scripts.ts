@@ -20,10 +20,25 @@
  *
  * The fan-out notification, published on the channel's own pub/sub name
  * `<prefix>{<channel>}:f` inside the same script (so notifications leave in
- * offset order; the hash tag keeps it in the channel's slot for sharded
- * pub/sub on a Redis Cluster), is
+ * offset order; the hash tag keeps it in the channel's slot, which a script
+ * on a Redis Cluster needs to SPUBLISH it), is
  * `<epoch>\n<offset>\n<channel>\n<message JSON>`.
  */
+
+/** The pub/sub name of a channel's notifications, in its hash slot. */
+export function notificationName(prefix: string, channel: string): string {
+  return prefix + "{" + channel + "}:f";
+}
+
+/** The channel's meta hash and stream, in its hash slot. */
+export function channelKeys(prefix: string, channel: string): [meta: string, stream: string] {
+  return [prefix + "{" + channel + "}:m", prefix + "{" + channel + "}:s"];
+}
+
+/** The record of an idempotency key, in the channel's hash slot. */
+export function onceKey(prefix: string, channel: string, idempotencyKey: string): string {
+  return prefix + "{" + channel + "}:k:" + idempotencyKey;
+}
 
 /**
  * KEYS: meta, stream, and (publish with an idempotency key) the key's record.
@@ -32,8 +47,10 @@
  * [8] (with the third key) ms the idempotency key is kept.
  * Returns `{epoch, offset, repeated (0|1)}`: with a key already recorded,
  * the recorded result and 1, having stored and published nothing.
+ * `command` publishes the notification: PUBLISH on one Redis, SPUBLISH
+ * (sharded pub/sub, Redis ≥ 7) on a Redis Cluster.
  */
-export const PUBLISH_LUA = `
+export const publishLua = (command: "PUBLISH" | "SPUBLISH"): string => `
 if KEYS[3] then
   local first = redis.call('GET', KEYS[3])
   if first then
@@ -54,7 +71,7 @@ if tonumber(ARGV[4]) > 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[5])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('PUBLISH', ARGV[6], epoch .. '\\n' .. id .. '\\n' .. ARGV[7] .. '\\n' ..
+redis.call('${command}', ARGV[6], epoch .. '\\n' .. id .. '\\n' .. ARGV[7] .. '\\n' ..
   '{"channel":' .. ARGV[2] .. ',"offset":' .. id .. ',"data":' .. ARGV[3] .. '}')
 if KEYS[3] then
   redis.call('SET', KEYS[3], epoch .. '\\n' .. id, 'PX', ARGV[8])
@@ -107,4 +124,15 @@ for i = 1, n do
   out[#out + 1] = entries[i][2][2]
 end
 return out
+`;
+
+/**
+ * KEYS: meta, stream. ARGV: [1] epoch.
+ * Drops the channel's history when its epoch is still ARGV[1] (the next read
+ * or publish starts a new one); returns 1 when it did.
+ */
+export const RENEW_LUA = `
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
 `;

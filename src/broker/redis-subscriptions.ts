@@ -20,7 +20,7 @@
  *   (`connected`), every wanted channel is subscribed again, in batches.
  *
  * The commands themselves are the link's: classic SUBSCRIBE on one Redis or
- * one shard, SSUBSCRIBE (grouped by slot) on a Redis Cluster.
+ * one shard, SSUBSCRIBE (one per name) on a Redis Cluster (redis-connections.ts).
  */
 import type { Logger } from "../log.js";
 
@@ -49,7 +49,7 @@ export interface ChannelSubscriptionsOptions {
   log: Logger;
   /** Channels whose subscription just became active. */
   onActive(channels: string[]): void;
-  /** Called when a subscribe command fails: the connection should be recycled. */
+  /** Called when a subscribe command fails: the connection should be recycled, or {@link retry} called later. */
   onFailure(err: unknown): void;
 }
 
@@ -128,6 +128,20 @@ export class ChannelSubscriptions {
     this.queue = [...this.entries.keys()];
     for (const e of this.entries.values()) e.sent = e.active = false;
     this.flush();
+  }
+
+  /** Sends again the subscriptions that failed (the connection stayed up, as a Redis Cluster's does through a failover). */
+  retry(): void {
+    if (!this.connectedNow) return;
+    for (const [channel, e] of this.entries) if (!e.sent && !e.active) this.queue.push(channel);
+    this.flush();
+  }
+
+  /** The channels whose notifications arrive now. */
+  activeChannels(): string[] {
+    const out: string[] = [];
+    for (const [channel, e] of this.entries) if (e.active) out.push(channel);
+    return out;
   }
 
   /** The subscriber connection dropped: nothing is subscribed any more. */

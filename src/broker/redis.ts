@@ -30,13 +30,12 @@
  * - `removeHistory` deletes the channel's meta hash and stream (idempotency
  *   keys stay): the next read or publish starts a new epoch, which the
  *   fan-out follows like any other epoch change.
- * - Outages: the command connection has no offline queue and a short command
- *   timeout, so a publish fails fast with `BrokerUnavailableError` (503) and
- *   never succeeds without storing. Both connections reconnect by themselves
- *   with capped backoff.
+ * - Connections, one Redis or a Redis Cluster (SSUBSCRIBE/SPUBLISH), and
+ *   why a publish fails fast with `BrokerUnavailableError` (503) in an
+ *   outage: redis-connections.ts. They reconnect by themselves.
  */
 import { randomBytes } from "node:crypto";
-import { Redis, type RedisOptions } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import { sleepOn, systemClock, type Clock } from "../clock.js";
 import { BrokerUnavailableError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
@@ -45,7 +44,8 @@ import { FanoutTracks } from "./redis-fanout.js";
 import { RedisHolds } from "./redis-holds.js";
 import { ChannelSubscriptions } from "./redis-subscriptions.js";
 import type { RedisTopology } from "../redis-topology.js";
-import { PUBLISH_LUA, READ_LUA } from "./redis-scripts.js";
+import { openConnections, ShardedFanout, type RedisConnections } from "./redis-connections.js";
+import { channelKeys, notificationName, onceKey, publishLua, READ_LUA, RENEW_LUA } from "./redis-scripts.js";
 
 export interface RedisBrokerOptions {
   /** `redis://…` or `rediss://…` */
@@ -82,19 +82,18 @@ export interface RedisBrokerOptions {
 }
 
 type Script = (...args: Array<string | number>) => Promise<unknown>;
-type CommandClient = Redis & { hlPublish: Script; hlPublishOnce: Script; hlRead: Script };
+type CommandClient = (Redis | Cluster) & { hlPublish: Script; hlPublishOnce: Script; hlRead: Script };
 
 export class RedisBroker implements Broker {
   private readonly cmd: CommandClient;
-  private readonly sub: Redis;
+  private readonly sub: Redis | Cluster;
+  private readonly conn: RedisConnections;
   private readonly prefix: string;
   private readonly signalChannel: string;
   /** With `subscribeAll`: the pattern that matches every channel's notification name. */
   private readonly allPattern: string | undefined;
-  /** The channels this node subscribes to. */
-  private readonly channelSubs: ChannelSubscriptions;
-  /** The cluster-wide holds (see redis-holds.ts). */
-  readonly holds: RedisHolds;
+  private readonly channelSubs: ChannelSubscriptions; // the channels this node subscribes to
+  readonly holds: RedisHolds; // the cluster-wide holds (redis-holds.ts)
   private signalListener: (payload: string) => void = () => {};
   private readonly ttlMs: number;
   private readonly readTtlMs: number;
@@ -105,6 +104,7 @@ export class RedisBroker implements Broker {
   private readonly log: Logger;
   /** Fan-out continuity per channel, and publishes waiting for their notification. */
   private readonly fanout: FanoutTracks;
+  private readonly shards: ShardedFanout | undefined; // on a Redis Cluster: failover handling (redis-connections.ts)
   private closed = false;
   private down = false;
   /** Fan-out notifications received, and their bytes (this node's ingress). */
@@ -121,7 +121,7 @@ export class RedisBroker implements Broker {
       throw new TypeError(`invalid historySize ${options.historySize}: expected an integer ≥ 0`);
     }
     if (!(options.historyTtl > 0)) throw new TypeError(`invalid historyTtl ${options.historyTtl}: expected seconds > 0`);
-    if (options.cluster) throw new TypeError("a Redis Cluster is not supported yet");
+    if (options.cluster && options.subscribeAll) throw new TypeError("subscribeAll needs one Redis: sharded pub/sub has no patterns");
     this.prefix = prefix;
     this.signalChannel = prefix + "signal";
     this.ttlMs = Math.max(1, Math.ceil(options.historyTtl * 1000));
@@ -139,49 +139,47 @@ export class RedisBroker implements Broker {
       clock: this.clock,
       log: this.log,
       readRaw: (channel, since, limit) => this.readRaw(channel, since, limit),
+      renew: async (channel, epoch) => void (await this.cmd.eval(RENEW_LUA, 2, ...channelKeys(this.prefix, channel), epoch)),
       isReady: () => this.isReady(),
-      isActive: (channel) => (this.allPattern !== undefined ? this.fanout.subscribed : this.channelSubs.isActive(channel)),
+      isActive: (channel) => this.isSubscribed(channel),
     });
     this.allPattern = options.subscribeAll ? prefix + "{*}:f" : undefined;
-    const maxDelay = options.maxReconnectDelayMs ?? 1000;
-    const common: RedisOptions = {
-      connectTimeout: options.connectTimeoutMs ?? 2000,
-      commandTimeout: options.commandTimeoutMs ?? 2000,
-      // Capped exponential backoff with jitter, forever: nodes come back by themselves.
-      retryStrategy: (times) => Math.round(Math.min(maxDelay, 50 * 2 ** Math.min(times - 1, 10)) * (0.5 + Math.random() * 0.5)),
-      // Never queue or resend while disconnected: a publish either reaches Redis now or fails.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-    };
-    this.cmd = new Redis(options.url, { ...common, connectionName: "heartline" }) as CommandClient;
-    this.cmd.defineCommand("hlPublish", { numberOfKeys: 2, lua: PUBLISH_LUA });
-    this.cmd.defineCommand("hlPublishOnce", { numberOfKeys: 3, lua: PUBLISH_LUA });
+    const { commandTimeoutMs = 2000, connectTimeoutMs = 2000, maxReconnectDelayMs = 1000 } = options;
+    const conn = openConnections({ url: options.url, cluster: options.cluster, commandTimeoutMs, connectTimeoutMs, maxReconnectDelayMs });
+    this.conn = conn;
+    this.cmd = conn.cmd as CommandClient;
+    this.sub = conn.sub;
+    const publishScript = publishLua(conn.sharded ? "SPUBLISH" : "PUBLISH");
+    this.cmd.defineCommand("hlPublish", { numberOfKeys: 2, lua: publishScript });
+    this.cmd.defineCommand("hlPublishOnce", { numberOfKeys: 3, lua: publishScript });
     this.cmd.defineCommand("hlRead", { numberOfKeys: 2, lua: READ_LUA });
-    // The subscription is renewed by hand on every `ready`, so healing starts only once it is active.
-    this.sub = new Redis(options.url, { ...common, connectionName: "heartline-fanout", autoResubscribe: false });
-
+    const route = (channel: string, payload: string) => this.onPubSub(channel, payload);
     this.cmd.on("ready", () => this.onCommandReady());
     this.sub.on("ready", () => this.onSubscriberReady());
     this.sub.on("close", () => this.onSubscriberClose());
     this.cmd.on("close", () => this.wentDown("command"));
     this.cmd.on("error", (err: Error) => this.onError("command", err));
     this.sub.on("error", (err: Error) => this.onError("fan-out", err));
-    this.sub.on("message", (channel: string, payload: string) => this.onPubSub(channel, payload));
+    this.sub.on("message", route);
     this.sub.on("pmessage", (_pattern: string, _channel: string, payload: string) => this.notified(payload));
+    this.shards = conn.sharded ? new ShardedFanout(this.sub as Cluster, this.log, () => this.onResubscribed(), route) : undefined;
     this.channelSubs = new ChannelSubscriptions({
-      link: { subscribe: (names) => this.sub.subscribe(...names), unsubscribe: (names) => this.sub.unsubscribe(...names) },
-      nameOf: (channel) => this.notificationName(channel),
+      link: conn.link,
+      nameOf: (channel) => notificationName(this.prefix, channel),
       lingerMs: options.lingerMs ?? 2000,
       log: this.log,
       onActive: (channels) => this.fanout.activated(channels),
       onFailure: (err) => {
-        this.log.warn({ err }, "could not subscribe to channels' notifications; reconnecting");
-        this.sub.disconnect(true);
+        if (this.shards) this.shards.subscribeFailed(err, () => this.channelSubs.retry());
+        else {
+          this.log.warn({ err }, "could not subscribe to channels' notifications; reconnecting");
+          this.sub.disconnect(true);
+        }
       },
     });
     this.holds = new RedisHolds({
       client: this.cmd,
+      cluster: conn.sharded,
       prefix,
       clock: this.clock,
       log: this.log,
@@ -191,7 +189,7 @@ export class RedisBroker implements Broker {
     });
   }
 
-  /** Whether both connections are up and the fan-out subscription is active. */
+  /** Whether both connections are up (on a Redis Cluster: the command cluster) and the base subscription is active. */
   isReady(): boolean {
     return !this.closed && this.cmd.status === "ready" && this.fanout.subscribed;
   }
@@ -249,13 +247,13 @@ export class RedisBroker implements Broker {
 
   async publish(channel: string, dataJson: string, idempotencyKey?: string): Promise<StoredMessage> {
     if (this.closed || this.cmd.status !== "ready") throw new BrokerUnavailableError();
-    const args: Array<string | number> = [this.newEpoch(), JSON.stringify(channel), dataJson, this.historySize, this.ttlMs, this.notificationName(channel), channel];
+    const args: Array<string | number> = [this.newEpoch(), JSON.stringify(channel), dataJson, this.historySize, this.ttlMs, notificationName(this.prefix, channel), channel];
     let reply: unknown;
     try {
       reply =
         idempotencyKey === undefined
-          ? await this.cmd.hlPublish(this.metaKey(channel), this.streamKey(channel), ...args)
-          : await this.cmd.hlPublishOnce(this.metaKey(channel), this.streamKey(channel), this.onceKey(channel, idempotencyKey), ...args, this.idempotencyTtlMs);
+          ? await this.cmd.hlPublish(...channelKeys(this.prefix, channel), ...args)
+          : await this.cmd.hlPublishOnce(...channelKeys(this.prefix, channel), onceKey(this.prefix, channel, idempotencyKey), ...args, this.idempotencyTtlMs);
     } catch (err) {
       throw new BrokerUnavailableError(undefined, err);
     }
@@ -269,12 +267,12 @@ export class RedisBroker implements Broker {
     return message;
   }
 
-  /** PUBLISH on `<prefix>signal`: every node subscribed at that moment, this one included, hands it to its listener once. */
+  /** PUBLISH (SPUBLISH on a Redis Cluster) on `<prefix>signal`: every node subscribed at that moment, this one included, hands it to its listener once. */
   async signal(payload: string): Promise<void> {
     const message = "The broker is unavailable; the signal was not sent.";
     if (this.closed || this.cmd.status !== "ready") throw new BrokerUnavailableError(message);
     try {
-      await this.cmd.publish(this.signalChannel, payload);
+      await this.conn.signal(this.signalChannel, payload);
     } catch (err) {
       throw new BrokerUnavailableError(message, err);
     }
@@ -292,7 +290,7 @@ export class RedisBroker implements Broker {
     const message = "The broker is unavailable; the history was not removed.";
     if (this.closed || this.cmd.status !== "ready") throw new BrokerUnavailableError(message);
     try {
-      await this.cmd.del(this.metaKey(channel), this.streamKey(channel));
+      await this.cmd.del(...channelKeys(this.prefix, channel));
     } catch (err) {
       throw new BrokerUnavailableError(message, err);
     }
@@ -327,6 +325,7 @@ export class RedisBroker implements Broker {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.shards?.close();
     this.fanout.close();
     await Promise.all(
       [this.cmd, this.sub].map(async (client) => {
@@ -339,24 +338,6 @@ export class RedisBroker implements Broker {
 
   // ---- Redis calls ----
 
-  /** The pub/sub name of a channel's notifications, in its hash slot. */
-  private notificationName(channel: string): string {
-    return this.prefix + "{" + channel + "}:f";
-  }
-
-  private metaKey(channel: string): string {
-    return this.prefix + "{" + channel + "}:m";
-  }
-
-  private streamKey(channel: string): string {
-    return this.prefix + "{" + channel + "}:s";
-  }
-
-  /** The record of an idempotency key, in the channel's hash slot. */
-  private onceKey(channel: string, idempotencyKey: string): string {
-    return this.prefix + "{" + channel + "}:k:" + idempotencyKey;
-  }
-
   private newEpoch(): string {
     return this.epochSeed + (this.epochCounter++).toString(36);
   }
@@ -367,8 +348,7 @@ export class RedisBroker implements Broker {
     let reply: unknown;
     try {
       reply = await this.cmd.hlRead(
-        this.metaKey(channel),
-        this.streamKey(channel),
+        ...channelKeys(this.prefix, channel),
         this.newEpoch(),
         this.ttlMs,
         since ? since.epoch : "",
@@ -416,7 +396,7 @@ export class RedisBroker implements Broker {
 
   private onSubscriberReady(): void {
     const all = this.allPattern;
-    Promise.all([this.sub.subscribe(this.signalChannel, this.holds.channel), all !== undefined ? this.sub.psubscribe(all) : undefined]).then(
+    Promise.all([this.conn.subscribeBase(this.signalChannel, this.holds.channel), all !== undefined ? this.sub.psubscribe(all) : undefined]).then(
       () => {
         if (this.closed) return;
         this.fanout.subscribed = true;
@@ -430,6 +410,11 @@ export class RedisBroker implements Broker {
         this.sub.disconnect(true);
       },
     );
+  }
+
+  /** ioredis resubscribed the sharded subscriber after a topology change: catch up what the failover window missed. */
+  private onResubscribed(): void {
+    if (!this.closed && this.fanout.subscribed) this.fanout.activated(this.channelSubs.activeChannels());
   }
 
   private onSubscriberClose(): void {

@@ -241,11 +241,7 @@ export class Heartline extends Connector implements SubscriptionOwner {
     });
   }
 
-  /**
-   * Why this client fell back from one transport to the next, and why each of
-   * its connections ended: the last 20 of each, oldest first (a copy). In a
-   * tab that shares another tab's connection, that tab's client has them.
-   */
+  /** Its last 20 fallbacks and ended connections, oldest first, as a copy (see diagnostics.ts); a sharing tab's leader has them. */
   diagnostics(): DiagnosticsSnapshot {
     return JSON.parse(JSON.stringify(this.dg));
   }

@@ -294,6 +294,14 @@ describe("value parsing", () => {
     assert.throws(() => loadConfig({ redis: "redis+cluster://a:x" }, {}), /--redis.*cluster node 1 of 1/);
   });
 
+  it("accepts a Redis Cluster's seed nodes, and refuses one that is not host:port, naming it", () => {
+    assert.equal(loadConfig({ redis: "redis+cluster://127.0.0.1:7000,127.0.0.1:7001" }, {}).redis, "redis+cluster://127.0.0.1:7000,127.0.0.1:7001");
+    const msg = configError(() => loadConfig({ redis: "redis+cluster://127.0.0.1:notaport" }, {}));
+    assert.match(msg, /--redis/);
+    assert.match(msg, /cluster node 1 of 1 \("127\.0\.0\.1:notaport"\) is not host:port/);
+    assert.match(configError(() => loadConfig({ redis: "redis+cluster://a:1,b" }, {})), /cluster node 2 of 2 \("b"\) is not host:port/);
+  });
+
   it("allows more than one worker together with --redis", () => {
     const c = loadConfig({ workers: "4" }, { HEARTLINE_REDIS: "redis://127.0.0.1:6379" });
     assert.equal(c.workers, 4);
