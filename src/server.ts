@@ -25,6 +25,7 @@ import { HookRunner } from "./hooks/runner.js";
 import type { Hooks } from "./hooks/types.js";
 import { OriginPolicy } from "./http/origin.js";
 import { Publisher, type PublishOptions, type PublishResult } from "./http/publish.js";
+import { carrierOf } from "./http/h2.js";
 import { SocketLimits } from "./http/socket-limits.js";
 import { sendRawError } from "./http/respond.js";
 import { createLogger, LogLimiter, type Logger } from "./log.js";
@@ -356,7 +357,7 @@ export class Heartline {
     this.poll.drain();
     await until(() => ctx.registry.total === 0 && ctx.registry.closing.size === 0 && this.door.publishRequests.size === 0);
     // Past the deadline: a body still arriving is cut (its message is never stored) ...
-    for (const req of this.door.publishRequests) if (!req.complete) req.socket.destroy();
+    for (const req of this.door.publishRequests) if (!req.complete) carrierOf(req).destroy();
     // ... and a message being stored gets its answer (the broker bounds how long that takes).
     await this.publisher.storing.idle();
     await new Promise((r) => setImmediate(r));

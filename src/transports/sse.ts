@@ -16,6 +16,7 @@ import type { Session } from "../hooks/runner.js";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
+import { h2StreamOf } from "../http/h2.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, PresenceOut, Subscription } from "../hub/hub.js";
 import { headerLines, sseDisconnectEvent, sseErrorEvent, sseEvent, sseIdLine, sseRetry, sseUnsubscribedEvent, statusLine } from "../wire.js";
@@ -37,12 +38,13 @@ const FINAL_EVENTS: Partial<Record<CloseReason, string>> = {
   disconnected_reconnect: sseDisconnectEvent(true),
 };
 const RETRY_LINE = sseRetry(SSE_RETRY_MS);
-const SSE_HEADERS = {
+/** HTTP/2 forbids connection-specific headers (see h2.ts): its streams get these. */
+const H2_SSE_HEADERS = {
   "Content-Type": "text/event-stream; charset=utf-8",
   "Cache-Control": "no-cache, no-transform",
-  Connection: "keep-alive",
   "X-Accel-Buffering": "no",
 } as const;
+const SSE_HEADERS = { ...H2_SSE_HEADERS, Connection: "keep-alive" } as const;
 /**
  * The head of a stream written on the bare socket: no Content-Length and no
  * chunked encoding, so the body runs until the connection closes (RFC 9112
@@ -169,8 +171,20 @@ function onClose(this: SseOutput): void {
   c.close("going_away");
 }
 
-/** Starts a stream through node:http's response: headers, then `retry:`. */
+/**
+ * Starts a stream through node:http's response: headers, then `retry:`. On
+ * HTTP/2 the events are then written to the request's stream itself, which
+ * corks, counts its unsent bytes and ends like a socket, alone: the
+ * session's other streams go on (its socket, never written to here, is the
+ * session's).
+ */
 export function openSseResponse(res: ServerResponse, headers: Record<string, string>): SseOutput {
+  const stream = h2StreamOf(res);
+  if (stream !== undefined) {
+    res.writeHead(200, { ...headers, ...H2_SSE_HEADERS });
+    stream.write(RETRY_LINE);
+    return stream as unknown as SseOutput;
+  }
   res.writeHead(200, { ...headers, ...SSE_HEADERS });
   res.write(RETRY_LINE);
   res.socket?.setNoDelay(true);
