@@ -37,6 +37,7 @@ import { clearKeepAliveLimit, StreamRequest } from "./transports/bare.js";
 import { PollTransport } from "./transports/poll.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 import { FrontDoor } from "./server/front-door.js";
+import { createTlsServer, readTlsPair, type TlsPair } from "./server/tls.js";
 import { ServerActions } from "./server/actions.js";
 import {
   ServerApi,
@@ -92,6 +93,8 @@ export class Heartline {
   /** Servers made by `listen()`; attached servers belong to the app and are never closed here. */
   private readonly owned = new Set<Server>();
   private readonly runtime: RuntimeOptions;
+  /** The certificate and key in use (`--tls-cert`, `--tls-key`); undefined: plain HTTP. */
+  private tls: TlsPair | undefined;
   private lastBrokerSweep = 0;
   private closing: Promise<void> | undefined;
 
@@ -101,7 +104,9 @@ export class Heartline {
     this.clock = runtime.clock ?? systemClock;
     this.log = runtime.logger ?? createLogger(this.config.logLevel);
     const tickMs = runtime.tickMs ?? 250;
-    // Reads and checks the key file first: a bad one is a ConfigError at start.
+    // Reads and checks the key files first: a bad one is a ConfigError at start.
+    const { tlsCert, tlsKey } = this.config;
+    if (tlsCert !== undefined && tlsKey !== undefined) this.tls = readTlsPair(tlsCert, tlsKey);
     this.auth = new Auth(this.config, { clock: this.clock, wallClock: runtime.wallClock, tickMs, log: this.log, stats: this.stats });
     const { historySize, historyTtl, redis, maxChannels, maxHistoryBytes, idempotencyTtl } = this.config;
     const readTtl = readRecordTtl(historyTtl, this.config.pollTimeout);
@@ -293,8 +298,59 @@ export class Heartline {
     return server;
   }
 
-  /** Creates a server with every route (pages included) and listens on `port` (0 = any). */
+  /**
+   * Creates a server with every route (pages included) and listens on `port`
+   * (0 = any): HTTPS with HTTP/2 and HTTP/1.1 when a certificate is configured
+   * (see server/tls.ts), else plain HTTP/1.1.
+   */
   async listen(port = this.config.port, host = this.config.host): Promise<AddressInfo> {
+    const server = this.tls !== undefined ? this.createTlsServer(this.tls) : this.createHttpServer();
+    if (!(await this.hub.waitReady(5000))) {
+      this.log.warn({ unavailable: this.hub.brokerUnavailable() }, "Redis is not reachable yet; serving with /readyz 503 and publishes answered 503 until it is");
+    }
+    this.attach(server, { pages: true });
+    this.owned.add(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const address = server.address() as AddressInfo;
+    this.log.info({ port: address.port, host: address.address, tls: this.tls !== undefined }, "listening");
+    return address;
+  }
+
+  /**
+   * Reads `--tls-cert` and `--tls-key` again (SIGHUP) for new TLS connections;
+   * open ones keep theirs. A missing or bad file is logged and the certificate
+   * in use stays. Returns whether the new pair is in use (false without TLS).
+   */
+  reloadTls(): boolean {
+    const { tlsCert, tlsKey } = this.config;
+    if (this.tls === undefined || tlsCert === undefined || tlsKey === undefined) return false;
+    let pair: TlsPair;
+    try {
+      pair = readTlsPair(tlsCert, tlsKey);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, "TLS certificate not reloaded; the one in use stays");
+      return false;
+    }
+    this.tls = pair;
+    for (const s of this.owned) (s as { setSecureContext?: (o: TlsPair) => void }).setSecureContext?.({ cert: pair.cert, key: pair.key });
+    this.log.info({ cert: tlsCert }, "TLS certificate reloaded");
+    return true;
+  }
+
+  private createTlsServer(pair: TlsPair): Server {
+    const headersTimeoutMs = this.runtime.headersTimeoutMs ?? 10_000;
+    const requestTimeoutMs = Math.max(this.runtime.requestTimeoutMs ?? 30_000, headersTimeoutMs);
+    const options = { pair, sockets: this.sockets, headersTimeoutMs, requestTimeoutMs, keepAliveMs: this.config.keepAliveTimeout * 1000 };
+    return createTlsServer(options) as unknown as Server;
+  }
+
+  private createHttpServer(): Server {
     const server = createServer({
       IncomingMessage: StreamRequest,
       headersTimeout: this.runtime.headersTimeoutMs ?? 10_000,
@@ -305,22 +361,8 @@ export class Heartline {
       // proxy does not retry a POST on a connection closed under it.
       keepAliveTimeout: this.config.keepAliveTimeout * 1000,
     });
-    if (!(await this.hub.waitReady(5000))) {
-      this.log.warn({ unavailable: this.hub.brokerUnavailable() }, "Redis is not reachable yet; serving with /readyz 503 and publishes answered 503 until it is");
-    }
-    this.attach(server as unknown as Server, { pages: true });
-    this.owned.add(server);
     server.on("connection", (socket: Socket) => this.sockets.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    const address = server.address() as AddressInfo;
-    this.log.info({ port: address.port, host: address.address }, "listening");
-    return address;
+    return server as unknown as Server;
   }
 
   /** The first listening server's port. */
