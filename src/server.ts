@@ -5,6 +5,7 @@
  * for every timed thing, drains and closes.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Http2SecureServer } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
@@ -37,7 +38,7 @@ import { clearKeepAliveLimit, StreamRequest } from "./transports/bare.js";
 import { PollTransport } from "./transports/poll.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 import { FrontDoor } from "./server/front-door.js";
-import { createTlsServer, readTlsPair, type TlsPair } from "./server/tls.js";
+import { createTlsServer, readTlsPair, watchHttp1Requests, type TlsPair } from "./server/tls.js";
 import { ServerActions } from "./server/actions.js";
 import {
   ServerApi,
@@ -309,6 +310,7 @@ export class Heartline {
       this.log.warn({ unavailable: this.hub.brokerUnavailable() }, "Redis is not reachable yet; serving with /readyz 503 and publishes answered 503 until it is");
     }
     this.attach(server, { pages: true });
+    if (this.tls !== undefined) watchHttp1Requests(server as unknown as Http2SecureServer, this.requestTimeoutMs());
     this.owned.add(server);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -343,10 +345,12 @@ export class Heartline {
     return true;
   }
 
+  private requestTimeoutMs(): number {
+    return Math.max(this.runtime.requestTimeoutMs ?? 30_000, this.runtime.headersTimeoutMs ?? 10_000);
+  }
+
   private createTlsServer(pair: TlsPair): Server {
-    const headersTimeoutMs = this.runtime.headersTimeoutMs ?? 10_000;
-    const requestTimeoutMs = Math.max(this.runtime.requestTimeoutMs ?? 30_000, headersTimeoutMs);
-    const options = { pair, sockets: this.sockets, headersTimeoutMs, requestTimeoutMs, keepAliveMs: this.config.keepAliveTimeout * 1000 };
+    const options = { pair, sockets: this.sockets, headersTimeoutMs: this.runtime.headersTimeoutMs ?? 10_000, keepAliveMs: this.config.keepAliveTimeout * 1000 };
     return createTlsServer(options) as unknown as Server;
   }
 
@@ -354,7 +358,7 @@ export class Heartline {
     const server = createServer({
       IncomingMessage: StreamRequest,
       headersTimeout: this.runtime.headersTimeoutMs ?? 10_000,
-      requestTimeout: Math.max(this.runtime.requestTimeoutMs ?? 30_000, this.runtime.headersTimeoutMs ?? 10_000),
+      requestTimeout: this.requestTimeoutMs(),
       connectionsCheckingInterval: Math.min(1000, this.runtime.headersTimeoutMs ?? 1000),
       // Longer than the proxy's own idle timeout for upstream connections, so
       // the proxy, never Heartline, closes an idle kept-alive connection: a

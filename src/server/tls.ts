@@ -13,7 +13,8 @@
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { createSecureServer, type Http2SecureServer, type Http2Session, type ServerHttp2Stream } from "node:http2";
+import type { IncomingMessage } from "node:http";
+import { createSecureServer, Http2ServerRequest, type Http2SecureServer, type Http2Session, type ServerHttp2Stream } from "node:http2";
 import type { Socket } from "node:net";
 import { createSecureContext, type TLSSocket } from "node:tls";
 import { ConfigError } from "../config.js";
@@ -73,15 +74,16 @@ export function readTlsPair(certPath: string, keyPath: string): TlsPair {
 export interface SecureServerOptions {
   readonly pair: TlsPair;
   readonly sockets: SocketLimits;
-  /** node:http's limits for HTTP/1.1 requests (milliseconds). */
+  /** Milliseconds a client has for its handshake, and an HTTP/1.1 client for its first request's headers. */
   readonly headersTimeoutMs: number;
-  readonly requestTimeoutMs: number;
   /** How long an idle kept-alive HTTP/1.1 connection, or an HTTP/2 session with no stream open, stays. */
   readonly keepAliveMs: number;
 }
 
 const OPEN = Symbol("heartline.openStreams");
-type CountedSession = Http2Session & { [OPEN]?: number };
+const IDLE = Symbol("heartline.idleTimer");
+const IDLE_MS = Symbol("heartline.idleMs");
+type CountedSession = Http2Session & { [OPEN]?: number; [IDLE]?: NodeJS.Timeout; [IDLE_MS]?: number };
 type SessionStream = ServerHttp2Stream & { [OPEN]?: CountedSession };
 
 /**
@@ -94,14 +96,13 @@ export function createTlsServer(o: SecureServerOptions): Http2SecureServer {
     cert: o.pair.cert,
     key: o.pair.key,
     allowHTTP1: true,
+    // A client has as long to finish its handshake as to send its request headers.
+    handshakeTimeout: o.headersTimeoutMs,
     settings: { maxConcurrentStreams: H2_MAX_STREAMS, maxHeaderListSize: H2_MAX_HEADER_LIST },
     maxSessionRejectedStreams: 100,
   });
-  // node:http reads these from the server for the HTTP/1.1 connections it parses here.
-  const http1 = server as unknown as { headersTimeout: number; requestTimeout: number; keepAliveTimeout: number };
-  http1.headersTimeout = o.headersTimeoutMs;
-  http1.requestTimeout = o.requestTimeoutMs;
-  http1.keepAliveTimeout = o.keepAliveMs;
+  // node:http reads it from the server for the HTTP/1.1 connections it parses here.
+  (server as unknown as { keepAliveTimeout: number }).keepAliveTimeout = o.keepAliveMs;
   // First, before the TLS server wraps it: a socket past the limits is closed before its handshake.
   const sockets = new Set<Socket>();
   server.prependListener("connection", (socket: Socket) => {
@@ -116,13 +117,19 @@ export function createTlsServer(o: SecureServerOptions): Http2SecureServer {
   server.prependListener("secureConnection", (socket: TLSSocket) => {
     countAs(socket, (socket as TLSSocket & { _parent?: Socket })._parent);
     socket.setNoDelay(true);
+    // HTTP/1.1: node:http runs its header timeout only on its own servers; this one, until the first request (see watchHttp1Requests).
+    if (socket.alpnProtocol !== "h2") socket.setTimeout(o.headersTimeoutMs);
   });
   server.on("session", (session: CountedSession) => {
     countSession(session, session.socket);
     session[OPEN] = 0;
     session.on("stream", onStream);
-    // An idle session (no stream open) is closed like an idle kept-alive HTTP/1.1 connection.
-    if (o.keepAliveMs > 0) session.setTimeout(o.keepAliveMs + 1000, onSessionTimeout);
+    // An idle session (no stream open) is closed like an idle kept-alive HTTP/1.1 connection, with node:http's one-second margin.
+    if (o.keepAliveMs > 0) {
+      session[IDLE_MS] = o.keepAliveMs + 1000;
+      session.once("close", onSessionClose);
+      idleFrom(session);
+    }
   });
   // A session's errors (a peer breaking the protocol) end that session alone; they are the peer's doing.
   server.on("sessionError", noop);
@@ -130,19 +137,57 @@ export function createTlsServer(o: SecureServerOptions): Http2SecureServer {
   return server;
 }
 
+/**
+ * node:http runs its `headersTimeout` and `requestTimeout` only on servers it
+ * makes; on this one an HTTP/1.1 socket is cut when its first request's
+ * headers take longer than `headersTimeoutMs` (the socket timeout set at the
+ * handshake, cleared here) or a request's body is not complete after
+ * `requestTimeoutMs`. Idle kept-alive connections are node:http's
+ * (`keepAliveTimeout`). Call after `attach()`, which replaces the request
+ * listeners: this one goes first.
+ */
+export function watchHttp1Requests(server: Http2SecureServer, requestTimeoutMs: number): void {
+  server.prependListener("request", (req: IncomingMessage | Http2ServerRequest) => {
+    if (req instanceof Http2ServerRequest) return;
+    const socket = req.socket;
+    socket.setTimeout(0);
+    if (!req.complete) setTimeout(cutIncomplete, requestTimeoutMs, req).unref();
+  });
+}
+
+function cutIncomplete(req: IncomingMessage): void {
+  if (!req.complete) req.socket.destroy();
+}
+
 function onStream(this: CountedSession, stream: SessionStream): void {
-  this[OPEN]!++;
+  if (this[OPEN]!++ === 0 && this[IDLE] !== undefined) {
+    clearTimeout(this[IDLE]);
+    this[IDLE] = undefined;
+  }
   stream[OPEN] = this;
   stream.once("close", onStreamClose);
 }
 
 function onStreamClose(this: SessionStream): void {
   const session = this[OPEN];
-  if (session !== undefined) session[OPEN]!--;
+  if (session !== undefined && --session[OPEN]! === 0) idleFrom(session);
 }
 
-function onSessionTimeout(this: CountedSession): void {
-  if (this[OPEN] === 0 && !this.closed) this.close();
+/** A session with no stream open: closed (GOAWAY, then the socket) unless a stream opens within its idle limit. */
+function idleFrom(session: CountedSession): void {
+  const ms = session[IDLE_MS];
+  if (ms === undefined || session.closed || session.destroyed) return;
+  session[IDLE] = setTimeout(closeIdle, ms, session).unref();
+}
+
+function closeIdle(session: CountedSession): void {
+  session[IDLE] = undefined;
+  if (session[OPEN] === 0 && !session.closed && !session.destroyed) session.close();
+}
+
+function onSessionClose(this: CountedSession): void {
+  if (this[IDLE] !== undefined) clearTimeout(this[IDLE]);
+  this[IDLE] = undefined;
 }
 
 function noop(): void {}

@@ -16,7 +16,7 @@ import { connect as tlsConnect } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { after, describe, it } from "node:test";
 import { startChildServer } from "../helpers/child.js";
-import { waitFor, withServer, WsClient } from "../helpers/server.js";
+import { startServer, waitFor, withServer, WsClient } from "../helpers/server.js";
 import { h2Request, h2Session, h2Sse, makeCert } from "../helpers/tls.js";
 
 const dir = mkdtempSync(join(tmpdir(), "heartline-tls-"));
@@ -135,9 +135,13 @@ describe("HTTPS with HTTP/2 and HTTP/1.1 on one port", { concurrency: false }, (
       const req = httpsRequest({ host: "127.0.0.1", port: s.port, path: "/sse?channel=tls:h1", ca: A.cert, agent: false }, (res) => {
         assert.equal(res.httpVersion, "1.1");
         let text = "";
+        let published = false;
         res.setEncoding("utf8").on("data", (d: string) => {
           text += d;
-          if (text.includes("event: position")) void s.hl.publish("tls:h1", "over-h1");
+          if (!published && text.includes("event: position")) {
+            published = true;
+            void s.hl.publish("tls:h1", "over-h1");
+          }
           if (text.includes('"over-h1"')) {
             req.destroy();
             resolve(text);
@@ -250,6 +254,105 @@ describe("hostile HTTP/2 clients leave no connection behind", { concurrency: fal
     assert.equal((await h2Request(again, { ":path": "/healthz" })).status, 200);
     again.close();
     await idle();
+  });
+});
+
+describe("idle HTTP/2 sessions, pending TLS sockets and drain", { concurrency: false }, () => {
+  it("closes a session once it has had no stream open for the keep-alive timeout, not while a stream is open", async () => {
+    const s = await startServer({ tlsCert: A.certPath, tlsKey: A.keyPath, keepAliveTimeout: 0.5 }, { tickMs: 50 });
+    try {
+      const session = await h2Session(s.port, A.cert);
+      let closed = false;
+      session.once("close", () => (closed = true));
+      const st = h2Sse(session, "/sse?channel=idle:a");
+      await st.ready();
+      // Past the timeout (1.5 s with its margin) with a stream open: the session stays.
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal(closed, false);
+      await s.hl.publish("idle:a", "still open");
+      assert.equal((await st.message("idle:a")).data, "still open");
+      st.stream.close();
+      await waitFor(() => closed, 10_000, "the idle session closed by the server");
+      await waitFor(() => s.hl.socketCounts.open === 0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("refuses a TLS connection past --max-pending-connections before its handshake, and serves on", async () => {
+    const s = await startServer({ tlsCert: A.certPath, tlsKey: A.keyPath, maxPendingConnections: 1 }, { tickMs: 50 });
+    try {
+      const first = await h2Session(s.port, A.cert);
+      await assert.rejects(h2Session(s.port, A.cert));
+      assert.equal(s.hl.socketCounts.open, 1);
+      // A session holding a stream is a subscriber's, no longer pending: room for another.
+      const st = h2Sse(first, "/sse?channel=pending:a");
+      await st.ready();
+      const second = await h2Session(s.port, A.cert);
+      assert.equal((await h2Request(second, { ":path": "/healthz" })).status, 200);
+      second.destroy();
+      first.destroy();
+      await waitFor(() => s.hl.connections === 0 && s.hl.socketCounts.open === 0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("cuts an HTTP/1.1 client whose headers, or body, do not arrive in time, not an open stream", async () => {
+    const s = await startServer({ tlsCert: A.certPath, tlsKey: A.keyPath }, { tickMs: 50, headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    try {
+      const partial = (text: string) =>
+        new Promise<string>((resolve, reject) => {
+          const c = tlsConnect({ host: "127.0.0.1", port: s.port, ca: A.cert, ALPNProtocols: ["http/1.1"] }, () => c.write(text));
+          let got = "";
+          c.setEncoding("utf8").on("data", (d: string) => (got += d));
+          c.once("close", () => resolve(got));
+          c.once("error", reject);
+        });
+      // Headers never finished: closed (nothing to answer).
+      assert.equal(await partial("GET /healthz HTTP/1.1\r\nHost: x\r\n"), "");
+      // A body that never comes: cut.
+      assert.doesNotMatch(
+        await partial('POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"channel"'),
+        /HTTP\/1.1 200/,
+      );
+      // An event stream outlives both limits.
+      const text = await new Promise<string>((resolve, reject) => {
+        const req = httpsRequest({ host: "127.0.0.1", port: s.port, path: "/sse?channel=slow:a", ca: A.cert, agent: false }, (res) => {
+          let t = "";
+          let asked = false;
+          res.setEncoding("utf8").on("data", (d: string) => {
+            t += d;
+            if (!asked && t.includes("event: position")) {
+              asked = true;
+              setTimeout(() => void s.hl.publish("slow:a", "later"), 1000);
+            }
+            if (t.includes('"later"')) {
+              req.destroy();
+              resolve(t);
+            }
+          });
+          res.once("close", () => reject(new Error(`stream closed: ${t}`)));
+        });
+        req.once("error", reject);
+        req.end();
+      });
+      assert.match(text, /"data":"later"/);
+      await waitFor(() => s.hl.connections === 0 && s.hl.socketCounts.open === 0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("drains: HTTP/2 streams are ended and close resolves", async () => {
+    const s = await startServer({ tlsCert: A.certPath, tlsKey: A.keyPath }, { tickMs: 50 });
+    const session = await h2Session(s.port, A.cert);
+    const streams = [h2Sse(session, "/sse?channel=drain:a"), h2Sse(session, "/sse?channel=drain:b")];
+    await Promise.all(streams.map((st) => st.ready()));
+    await s.hl.close(5);
+    await waitFor(() => streams.every((st) => st.ended), 5000, "both streams ended");
+    assert.equal(s.hl.connections, 0);
+    session.destroy();
   });
 });
 
