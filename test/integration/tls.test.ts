@@ -356,6 +356,30 @@ describe("idle HTTP/2 sessions, pending TLS sockets and drain", { concurrency: f
   });
 });
 
+describe("a slow consumer on an HTTP/2 stream", () => {
+  const s = withServer({ tlsCert: A.certPath, tlsKey: A.keyPath, sendBufferBytes: 65536 }, { tickMs: 50 });
+
+  it("is dropped alone: the session's other stream goes on", async () => {
+    const session = await h2Session(s.port, A.cert);
+    const slow = h2Sse(session, "/sse?channel=slow:c");
+    const other = h2Sse(session, "/sse?channel=slow:d");
+    await Promise.all([slow.ready(), other.ready()]);
+    // The slow stream is never read again: its flow-control window fills, then the server's queue.
+    slow.stream.pause();
+    slow.stream.removeAllListeners("data");
+    const big = "x".repeat(16 * 1024);
+    for (let i = 0; i < 40 && s.hl.connections === 2; i++) {
+      await s.hl.publish("slow:c", big);
+      await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(() => s.hl.connections === 1, 5000, "the slow stream dropped");
+    await s.hl.publish("slow:d", "fine");
+    assert.equal((await other.message("slow:d")).data, "fine");
+    session.destroy();
+    await waitFor(() => s.hl.connections === 0 && s.hl.socketCounts.open === 0);
+  });
+});
+
 describe("connection limits count HTTP/2 streams", () => {
   const s = withServer({ tlsCert: A.certPath, tlsKey: A.keyPath, maxConnectionsPerIp: 2 }, { tickMs: 50 });
 
