@@ -38,13 +38,18 @@ const FINAL_EVENTS: Partial<Record<CloseReason, string>> = {
   disconnected_reconnect: sseDisconnectEvent(true),
 };
 const RETRY_LINE = sseRetry(SSE_RETRY_MS);
-/** HTTP/2 forbids connection-specific headers (see h2.ts): its streams get these. */
-const H2_SSE_HEADERS = {
+const SSE_HEADERS = {
   "Content-Type": "text/event-stream; charset=utf-8",
   "Cache-Control": "no-cache, no-transform",
+  Connection: "keep-alive",
   "X-Accel-Buffering": "no",
 } as const;
-const SSE_HEADERS = { ...H2_SSE_HEADERS, Connection: "keep-alive" } as const;
+/** HTTP/2 forbids connection-specific headers (see h2.ts): its streams get the others. */
+const H2_SSE_HEADERS = {
+  "Content-Type": SSE_HEADERS["Content-Type"],
+  "Cache-Control": SSE_HEADERS["Cache-Control"],
+  "X-Accel-Buffering": SSE_HEADERS["X-Accel-Buffering"],
+} as const;
 /**
  * The head of a stream written on the bare socket: no Content-Length and no
  * chunked encoding, so the body runs until the connection closes (RFC 9112
