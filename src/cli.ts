@@ -9,7 +9,8 @@ import { Heartline } from "./server.js";
 import { publishCommand } from "./cli/publish.js";
 import { subscribeCommand } from "./cli/subscribe.js";
 import { DRAIN_MESSAGE, runPrimary } from "./cli/cluster.js";
-import { drainOnSignals, installProcessHandlers } from "./cli/process.js";
+import { drainOnSignals, installProcessHandlers, reloadOnHangup } from "./cli/process.js";
+import { readTlsPair } from "./server/tls.js";
 
 const program = new Command();
 program.name("heartline").description("Real-time HTTP push: WebSocket, Server-Sent Events and long polling").exitOverride();
@@ -25,8 +26,9 @@ serve.action(async (flags: Record<string, unknown>) => {
   let hl: Heartline;
   try {
     const config = loadConfig(rest, process.env, configPath as string | undefined);
-    // A bad --jwt-public-key file stops here, before any worker is forked.
+    // A bad --jwt-public-key, --tls-cert or --tls-key file stops here, before any worker is forked.
     createTokenVerifier(config);
+    if (config.tlsCert !== undefined && config.tlsKey !== undefined) readTlsPair(config.tlsCert, config.tlsKey);
     if (config.workers > 1 && cluster.isPrimary) {
       runPrimary(config);
       return;
@@ -44,6 +46,7 @@ serve.action(async (flags: Record<string, unknown>) => {
     process.exit(1);
   }
   const shutdown = drainOnSignals(hl);
+  if (hl.config.tlsCert !== undefined) reloadOnHangup(hl);
   if (cluster.isWorker) process.on("message", (m) => m === DRAIN_MESSAGE && shutdown("primary"));
   installProcessHandlers(hl.log);
 });

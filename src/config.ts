@@ -159,6 +159,14 @@ export const OPTION_DEFS = {
     expected: "a channel name such as system:events",
     help: "channel the backend event feed (connect, disconnect, join, leave, occupied, vacated) is published on",
   },
+  // TLS and HTTP/2 (SPEC §12).
+  tlsCert: {
+    schema: optString,
+    default: undefined,
+    expected: "the path of a PEM certificate (chain)",
+    help: "PEM certificate file: serve HTTPS with HTTP/2 and HTTP/1.1 (requires --tls-key; re-read on SIGHUP)",
+  },
+  tlsKey: { schema: optString, default: undefined, expected: "the path of a PEM private key", help: "PEM private key file of --tls-cert" },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -206,6 +214,8 @@ export interface HeartlineConfig {
   presence: string[];
   presenceGrace: number;
   eventsChannel: string | undefined;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */
@@ -293,6 +303,10 @@ export function resolveConfig(layers: Array<{ values: Record<string, unknown>; s
   config.transports = [...new Set(config.transports)];
   if (config.workers > 1 && !config.redis) {
     throw new ConfigError(`invalid value for --workers: received ${config.workers}; more than 1 worker requires --redis`);
+  }
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+    const missing = config.tlsCert === undefined ? "--tls-cert" : "--tls-key";
+    throw new ConfigError(`missing ${missing}: --tls-cert and --tls-key are given together`);
   }
   return config;
 }

@@ -5,6 +5,7 @@
  * for every timed thing, drains and closes.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Http2SecureServer } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
@@ -25,6 +26,7 @@ import { HookRunner } from "./hooks/runner.js";
 import type { Hooks } from "./hooks/types.js";
 import { OriginPolicy } from "./http/origin.js";
 import { Publisher, type PublishOptions, type PublishResult } from "./http/publish.js";
+import { carrierOf } from "./http/h2.js";
 import { SocketLimits } from "./http/socket-limits.js";
 import { sendRawError } from "./http/respond.js";
 import { createLogger, LogLimiter, type Logger } from "./log.js";
@@ -36,6 +38,7 @@ import { clearKeepAliveLimit, StreamRequest } from "./transports/bare.js";
 import { PollTransport } from "./transports/poll.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 import { FrontDoor } from "./server/front-door.js";
+import { createTlsServer, readTlsPair, watchHttp1Requests, type TlsPair } from "./server/tls.js";
 import { ServerActions } from "./server/actions.js";
 import {
   ServerApi,
@@ -91,6 +94,8 @@ export class Heartline {
   /** Servers made by `listen()`; attached servers belong to the app and are never closed here. */
   private readonly owned = new Set<Server>();
   private readonly runtime: RuntimeOptions;
+  /** The certificate and key in use (`--tls-cert`, `--tls-key`); undefined: plain HTTP. */
+  private tls: TlsPair | undefined;
   private lastBrokerSweep = 0;
   private closing: Promise<void> | undefined;
 
@@ -100,7 +105,9 @@ export class Heartline {
     this.clock = runtime.clock ?? systemClock;
     this.log = runtime.logger ?? createLogger(this.config.logLevel);
     const tickMs = runtime.tickMs ?? 250;
-    // Reads and checks the key file first: a bad one is a ConfigError at start.
+    // Reads and checks the key files first: a bad one is a ConfigError at start.
+    const { tlsCert, tlsKey } = this.config;
+    if (tlsCert !== undefined && tlsKey !== undefined) this.tls = readTlsPair(tlsCert, tlsKey);
     this.auth = new Auth(this.config, { clock: this.clock, wallClock: runtime.wallClock, tickMs, log: this.log, stats: this.stats });
     const { historySize, historyTtl, redis, maxChannels, maxHistoryBytes, idempotencyTtl } = this.config;
     const readTtl = readRecordTtl(historyTtl, this.config.pollTimeout);
@@ -292,24 +299,19 @@ export class Heartline {
     return server;
   }
 
-  /** Creates a server with every route (pages included) and listens on `port` (0 = any). */
+  /**
+   * Creates a server with every route (pages included) and listens on `port`
+   * (0 = any): HTTPS with HTTP/2 and HTTP/1.1 when a certificate is configured
+   * (see server/tls.ts), else plain HTTP/1.1.
+   */
   async listen(port = this.config.port, host = this.config.host): Promise<AddressInfo> {
-    const server = createServer({
-      IncomingMessage: StreamRequest,
-      headersTimeout: this.runtime.headersTimeoutMs ?? 10_000,
-      requestTimeout: Math.max(this.runtime.requestTimeoutMs ?? 30_000, this.runtime.headersTimeoutMs ?? 10_000),
-      connectionsCheckingInterval: Math.min(1000, this.runtime.headersTimeoutMs ?? 1000),
-      // Longer than the proxy's own idle timeout for upstream connections, so
-      // the proxy, never Heartline, closes an idle kept-alive connection: a
-      // proxy does not retry a POST on a connection closed under it.
-      keepAliveTimeout: this.config.keepAliveTimeout * 1000,
-    });
+    const server = this.tls !== undefined ? this.createTlsServer(this.tls) : this.createHttpServer();
     if (!(await this.hub.waitReady(5000))) {
       this.log.warn({ unavailable: this.hub.brokerUnavailable() }, "Redis is not reachable yet; serving with /readyz 503 and publishes answered 503 until it is");
     }
-    this.attach(server as unknown as Server, { pages: true });
+    this.attach(server, { pages: true });
+    if (this.tls !== undefined) watchHttp1Requests(server as unknown as Http2SecureServer, this.requestTimeoutMs());
     this.owned.add(server);
-    server.on("connection", (socket: Socket) => this.sockets.accept(socket));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(port, host, () => {
@@ -318,8 +320,53 @@ export class Heartline {
       });
     });
     const address = server.address() as AddressInfo;
-    this.log.info({ port: address.port, host: address.address }, "listening");
+    this.log.info({ port: address.port, host: address.address, tls: this.tls !== undefined }, "listening");
     return address;
+  }
+
+  /**
+   * Reads `--tls-cert` and `--tls-key` again (SIGHUP) for new TLS connections;
+   * open ones keep theirs. A missing or bad file is logged and the certificate
+   * in use stays. Returns whether the new pair is in use (false without TLS).
+   */
+  reloadTls(): boolean {
+    const { tlsCert, tlsKey } = this.config;
+    if (this.tls === undefined || tlsCert === undefined || tlsKey === undefined) return false;
+    let pair: TlsPair;
+    try {
+      pair = readTlsPair(tlsCert, tlsKey);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, "TLS certificate not reloaded; the one in use stays");
+      return false;
+    }
+    this.tls = pair;
+    for (const s of this.owned) (s as { setSecureContext?: (o: TlsPair) => void }).setSecureContext?.({ cert: pair.cert, key: pair.key });
+    this.log.info({ cert: tlsCert }, "TLS certificate reloaded");
+    return true;
+  }
+
+  private requestTimeoutMs(): number {
+    return Math.max(this.runtime.requestTimeoutMs ?? 30_000, this.runtime.headersTimeoutMs ?? 10_000);
+  }
+
+  private createTlsServer(pair: TlsPair): Server {
+    const options = { pair, sockets: this.sockets, headersTimeoutMs: this.runtime.headersTimeoutMs ?? 10_000, keepAliveMs: this.config.keepAliveTimeout * 1000 };
+    return createTlsServer(options) as unknown as Server;
+  }
+
+  private createHttpServer(): Server {
+    const server = createServer({
+      IncomingMessage: StreamRequest,
+      headersTimeout: this.runtime.headersTimeoutMs ?? 10_000,
+      requestTimeout: this.requestTimeoutMs(),
+      connectionsCheckingInterval: Math.min(1000, this.runtime.headersTimeoutMs ?? 1000),
+      // Longer than the proxy's own idle timeout for upstream connections, so
+      // the proxy, never Heartline, closes an idle kept-alive connection: a
+      // proxy does not retry a POST on a connection closed under it.
+      keepAliveTimeout: this.config.keepAliveTimeout * 1000,
+    });
+    server.on("connection", (socket: Socket) => this.sockets.accept(socket));
+    return server as unknown as Server;
   }
 
   /** The first listening server's port. */
@@ -356,7 +403,7 @@ export class Heartline {
     this.poll.drain();
     await until(() => ctx.registry.total === 0 && ctx.registry.closing.size === 0 && this.door.publishRequests.size === 0);
     // Past the deadline: a body still arriving is cut (its message is never stored) ...
-    for (const req of this.door.publishRequests) if (!req.complete) req.socket.destroy();
+    for (const req of this.door.publishRequests) if (!req.complete) carrierOf(req).destroy();
     // ... and a message being stored gets its answer (the broker bounds how long that takes).
     await this.publisher.storing.idle();
     await new Promise((r) => setImmediate(r));

@@ -3,7 +3,7 @@
  * serves nothing itself; N workers share the port (the primary hands out
  * connections round-robin) and meet through Redis. A worker that dies is
  * replaced; SIGTERM/SIGINT are passed on so every worker drains, and the
- * primary exits once all of them have.
+ * primary exits once all of them have; SIGHUP is passed on (TLS reload).
  */
 import cluster, { type Worker } from "node:cluster";
 import type { HeartlineConfig } from "../config.js";
@@ -73,6 +73,12 @@ export function runPrimary(config: HeartlineConfig): void {
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
+  // Each worker serves TLS with its own copy of the certificate: each reads it again.
+  if (config.tlsCert !== undefined) {
+    process.on("SIGHUP", () => {
+      for (const w of started.keys()) if (w.isConnected() && serving.has(w)) w.process.kill("SIGHUP");
+    });
+  }
 
   log.info({ workers: config.workers, pid: process.pid }, "starting workers");
   for (let i = 0; i < config.workers; i++) fork();

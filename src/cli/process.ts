@@ -32,6 +32,17 @@ export function installProcessHandlers(log: Logger, exit: (code: number) => void
 }
 
 /**
+ * Reads the TLS certificate and key again on SIGHUP (see Heartline.reloadTls):
+ * new connections get the new pair, open ones stay; a bad file is logged and
+ * the pair in use stays.
+ */
+export function reloadOnHangup(hl: Heartline): void {
+  process.on("SIGHUP", () => {
+    hl.reloadTls();
+  });
+}
+
+/**
  * Drains `hl` on SIGTERM or SIGINT (for `--drain-timeout`), then exits 0, or
  * 1 when the drain fails or a second signal comes. `beforeClose` runs first
  * (an application stops its own timers). Returns the shutdown function for

@@ -47,7 +47,8 @@ export class OriginPolicy {
     if (this.listed.has(origin)) return true;
     const o = normalizeOrigin(origin);
     if (o === undefined) return false;
-    return this.listed.has(o.origin) || ownOrigin(o, req.headers.host);
+    // HTTP/2 names the host in `:authority`.
+    return this.listed.has(o.origin) || ownOrigin(o, req.headers.host ?? (req.headers[":authority"] as string | undefined));
   }
 
   /** CORS answer headers for the request. */

@@ -13,6 +13,13 @@
  * on it is answered and it goes back to idle keep-alive ({@link socketIdle});
  * it stops counting when it closes. Nothing is kept per socket but three
  * fields on it and a shared 'close' listener; the counts live in one Map.
+ *
+ * With TLS the TCP socket is counted (at accept, before the handshake); the
+ * TLS socket over it stands for it ({@link countAs}). An HTTP/2 session
+ * carries many requests, each on a stream: its socket counts as a
+ * subscriber's while at least one of its streams holds a subscriber (an SSE
+ * stream, a held poll) and as pending otherwise ({@link countSession}); a
+ * stream that closes gives its part back.
  */
 import type { Duplex } from "node:stream";
 import type { Socket } from "node:net";
@@ -25,6 +32,15 @@ const PENDING = 1;
 const ADMITTED = 2;
 const CLOSED = 3;
 type CountedSocket = Socket & { [PEER]?: string; [LIMITS]?: SocketLimits; [STATE]?: number };
+/** On a TLS socket or an HTTP/2 session: the counted socket it stands for. */
+const COUNTED = Symbol("heartline.counted");
+/** On an HTTP/2 session: its streams that hold a subscriber. */
+const SUBSCRIBERS = Symbol("heartline.subscribers");
+/** On an HTTP/2 stream: it holds a subscriber. */
+const HOLDS = Symbol("heartline.holds");
+type Stand = object & { [COUNTED]?: CountedSocket };
+type Session = Stand & { [SUBSCRIBERS]?: number };
+type Stream = Duplex & { session?: Session | null; [HOLDS]?: Session };
 
 export interface SocketLimitOptions {
   /** Pending sockets in total; 0 = no limit. */
@@ -98,14 +114,73 @@ function onClose(this: CountedSocket): void {
   this[LIMITS]?.move(this, CLOSED);
 }
 
-/** The socket now carries a subscriber connection (bounded by the connection limits): it no longer counts as pending. */
-export function socketAdmitted(socket: Duplex | null | undefined): void {
-  const s = socket as CountedSocket | null | undefined;
-  s?.[LIMITS]?.move(s, ADMITTED);
+/** `outer` (a TLS socket over a counted TCP socket) counts as that socket. */
+export function countAs(outer: object, counted: Socket | undefined): void {
+  if (counted !== undefined && (counted as CountedSocket)[LIMITS] !== undefined) (outer as Stand)[COUNTED] = counted;
 }
 
-/** The subscriber connection on the socket is over and the socket stays open (keep-alive): it counts as pending again. */
+/** An HTTP/2 session over `socket` (a TLS socket, or the session's stand-in for it): its streams count through it. */
+export function countSession(session: object, socket: object | undefined): void {
+  const counted = (socket as Stand | undefined)?.[COUNTED];
+  if (counted === undefined) return;
+  const s = session as Session;
+  s[COUNTED] = counted;
+  s[SUBSCRIBERS] = 0;
+}
+
+function counted(x: object): CountedSocket | undefined {
+  const s = x as CountedSocket & Stand;
+  return s[LIMITS] !== undefined ? s : s[COUNTED];
+}
+
+/** The session of an HTTP/2 stream whose session is counted. */
+function countedSession(x: object): Session | undefined {
+  const session = (x as Stream).session;
+  return session != null && session[SUBSCRIBERS] !== undefined ? session : undefined;
+}
+
+/**
+ * The socket (or HTTP/2 stream) now carries a subscriber connection (bounded
+ * by the connection limits): it no longer counts as pending.
+ */
+export function socketAdmitted(socket: Duplex | null | undefined): void {
+  if (socket == null) return;
+  const session = countedSession(socket);
+  if (session !== undefined) {
+    const stream = socket as Stream;
+    if (stream[HOLDS] !== undefined) return;
+    stream[HOLDS] = session;
+    stream.once("close", streamClosed);
+    if (session[SUBSCRIBERS]!++ === 0) move(session[COUNTED]!, ADMITTED);
+    return;
+  }
+  const s = counted(socket);
+  if (s !== undefined) move(s, ADMITTED);
+}
+
+/**
+ * The subscriber connection on the socket is over and the socket stays open
+ * (keep-alive; or the HTTP/2 stream's session goes on): it counts as pending again.
+ */
 export function socketIdle(socket: Duplex | null | undefined): void {
-  const s = socket as CountedSocket | null | undefined;
-  s?.[LIMITS]?.move(s, PENDING);
+  if (socket == null) return;
+  const stream = socket as Stream;
+  const session = stream[HOLDS];
+  if (session !== undefined) {
+    stream[HOLDS] = undefined;
+    stream.off("close", streamClosed);
+    if (--session[SUBSCRIBERS]! === 0) move(session[COUNTED]!, PENDING);
+    return;
+  }
+  if (countedSession(socket) !== undefined) return;
+  const s = counted(socket);
+  if (s !== undefined) move(s, PENDING);
+}
+
+function streamClosed(this: Stream): void {
+  socketIdle(this);
+}
+
+function move(s: CountedSocket, to: number): void {
+  s[LIMITS]?.move(s, to);
 }

@@ -7,7 +7,7 @@
  * nothing more about the request.
  */
 import { randomUUID } from "node:crypto";
-import { ServerResponse, type IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { Session } from "../hooks/runner.js";
@@ -18,6 +18,7 @@ import { CursorCache, type Position, type SharedCursor } from "../hub/cursor.js"
 import { clientAddress } from "../http/client-address.js";
 import type { OriginPolicy } from "../http/origin.js";
 import type { Publisher } from "../http/publish.js";
+import { carrierOf, isResponse, responseGone } from "../http/h2.js";
 import { socketAdmitted } from "../http/socket-limits.js";
 import { feedDenied } from "../auth/permissions.js";
 import { userOf, type ServerContext } from "../transports/connection.js";
@@ -76,7 +77,7 @@ export class Admission {
   async admit(kind: TransportName, req: IncomingMessage, out: ServerResponse | Duplex): Promise<SubscribeRequest | undefined> {
     const ctx = this.ctx;
     const config = ctx.config;
-    if (kind !== "ws" && !(out instanceof ServerResponse)) this.assertOrigin(req);
+    if (kind !== "ws" && !isResponse(out)) this.assertOrigin(req);
     this.offered(kind);
     this.notDraining();
     if (kind === "ws") this.assertOrigin(req);
@@ -122,12 +123,12 @@ export class Admission {
       if (denied) throw denied;
     }
     // The client may have gone while its token was checked (an SSE stream notices when it opens).
-    if (kind !== "sse" && out.destroyed) return undefined;
+    if (kind !== "sse" && (isResponse(out) ? responseGone(out) : out.destroyed)) return undefined;
     this.notDraining();
     if (kind !== "poll") {
       ctx.registry.admit(kind, ip, userOf(claims, session));
-      // The socket the subscriber holds: the upgraded (or taken out) one, else the request's.
-      socketAdmitted(out instanceof ServerResponse ? req.socket : out);
+      // The socket the subscriber holds: the upgraded (or taken out) one, else the request's (or its HTTP/2 stream).
+      socketAdmitted(isResponse(out) ? carrierOf(req) : out);
     }
     const client = given ?? session?.client ?? (kind !== "poll" && (ctx.hub.presence.enabled || ctx.hub.occupancy !== undefined) ? randomUUID() : undefined);
     return { kind, channels, cursor: shared?.positions, shared, claims, ip, hold, session, client, asServer };

@@ -4,13 +4,14 @@
  * finds the route in the table (routes.ts) and calls its handler; errors
  * become SPEC answers, through the response or on the socket.
  */
-import { ServerResponse, type IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { httpError } from "../errors.js";
 import type { OriginPolicy } from "../http/origin.js";
 import type { Publisher } from "../http/publish.js";
+import { closeAfterAnswer, isH2, isResponse } from "../http/h2.js";
 import { assertRoutePath, routePath } from "../http/request-path.js";
 import { sendError, sendRawError, toHeartlineError } from "../http/respond.js";
 import type { ServerContext } from "../transports/connection.js";
@@ -71,11 +72,18 @@ export class FrontDoor implements Door {
   fail(out: ServerResponse | Socket, err: unknown, headers?: Record<string, string>): void {
     const e = toHeartlineError(err, (error) => this.ctx.logs.write("request_error", "error", { err: error }, "unexpected error while serving a request"));
     if (e.code === "broker_unavailable") this.ctx.stats.brokerErrors++;
-    if (out instanceof ServerResponse) {
+    if (isResponse(out)) {
       // Refused before its body was read (e.g. a publish without a credential): the connection
       // closes after the answer rather than wait for the rest, but half-closed (see halfClose).
-      if (!out.req.complete) out.req.socket.destroySoon = halfClose;
-      sendError(out, e, out.req.complete ? headers : { ...headers, Connection: "close" });
+      // On HTTP/2 only the request's stream ends, with no connection header.
+      if (out.req.complete) sendError(out, e, headers);
+      else if (isH2(out)) {
+        closeAfterAnswer(out);
+        sendError(out, e, headers);
+      } else {
+        out.req.socket.destroySoon = halfClose;
+        sendError(out, e, { ...headers, Connection: "close" });
+      }
     } else sendRawError(out, e, headers);
   }
 

@@ -19,9 +19,10 @@ import type { Door } from "./door.js";
 /** `GET /sse` through node:http's response. */
 export async function sseRequest(d: Door, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<void> {
   const s = (await d.admission.admit("sse", req, res))!;
-  const out = openSseResponse(res, cors) as ServerResponse;
-  // Through the response, a stream that ends leaves the connection open: idle again.
-  out.once("finish", streamEnded);
+  const out = openSseResponse(res, cors);
+  // Through node:http's response, a stream that ends leaves the connection open: idle again.
+  // (An HTTP/2 stream written directly gives its part back when it closes: see socket-limits.ts.)
+  if (out === res) res.once("finish", streamEnded);
   return serveSse(d.ctx, out, s.ip, s.channels, s.cursor, s.claims, s.session, s.client);
 }
 

@@ -13,8 +13,10 @@
  * same calls (write, cork, uncork, end, destroy, writableLength) for a
  * stream, and {@link BareHttp.answer} sends a one-shot answer on either.
  */
-import { IncomingMessage, ServerResponse, type Server } from "node:http";
+import { IncomingMessage, type ServerResponse, type Server } from "node:http";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { carrierOf, isResponse } from "../http/h2.js";
 import { routePath } from "../http/request-path.js";
 import { DateLine, dateLine } from "../http/respond.js";
 import { HEAD_END, headerLine, headerLines, statusLine } from "../wire.js";
@@ -22,9 +24,9 @@ import { HEAD_END, headerLine, headerLines, statusLine } from "../wire.js";
 /** Where a response goes: node:http's response, or the bare socket of a request taken out of node:http. */
 export type HttpOutput = ServerResponse | Socket;
 
-/** The connection of an output. */
-export function socketOf(out: HttpOutput): Socket | null {
-  return out instanceof ServerResponse ? out.req.socket : out;
+/** What carries an output: its socket, or the HTTP/2 stream of a response on one (see h2.ts). */
+export function socketOf(out: HttpOutput): Duplex | null {
+  return isResponse(out) ? carrierOf(out.req) : out;
 }
 
 /**
@@ -252,7 +254,7 @@ export class BareHttp {
    * the client sent after the request), or ends when it is not kept alive.
    */
   answerJson(out: HttpOutput, body: string, bytes: number, headers: Record<string, string>, keepAlive: boolean, rest: Buffer | undefined): void {
-    if (out instanceof ServerResponse) {
+    if (isResponse(out)) {
       const head: Array<string | number> = ["Content-Type", "application/json", "Cache-Control", "no-store", "Content-Length", bytes];
       for (const name in headers) head.push(name, headers[name]!);
       out.writeHead(200, head);

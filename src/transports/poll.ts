@@ -18,8 +18,9 @@
  * its server for the next request of the kept-alive connection. Both ways
  * are bare.ts's (HttpOutput, BareHttp.answerJson, holdOn).
  */
-import { ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import type { TokenClaims } from "../auth/tokens.js";
+import { isResponse } from "../http/h2.js";
 import { socketAdmitted, socketIdle } from "../http/socket-limits.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
 import type { ChannelsRead, CursorPositions, Waiter } from "../hub/hub.js";
@@ -329,7 +330,7 @@ export class PollTransport {
     [p.claims, p.client, p.user] = [claims, who?.client, who?.user];
     this.ctx.registry.polls.add(p.user, p);
     this.ctx.hub.addWaiter(channels, p);
-    const bare = !(out instanceof ServerResponse);
+    const bare = !isResponse(out);
     if (!bare) {
       (out as PollResponse)[POLL] = p;
       out.on("close", onPollClose);

@@ -16,6 +16,7 @@ import type { Session } from "../hooks/runner.js";
 import type { TokenClaims } from "../auth/tokens.js";
 import type { CloseReason } from "../close-codes.js";
 import { HeartlineError } from "../errors.js";
+import { h2StreamOf } from "../http/h2.js";
 import { cursorSegment, positionIn, type Position } from "../hub/cursor.js";
 import type { Outgoing, PresenceOut, Subscription } from "../hub/hub.js";
 import { headerLines, sseDisconnectEvent, sseErrorEvent, sseEvent, sseIdLine, sseRetry, sseUnsubscribedEvent, statusLine } from "../wire.js";
@@ -42,6 +43,12 @@ const SSE_HEADERS = {
   "Cache-Control": "no-cache, no-transform",
   Connection: "keep-alive",
   "X-Accel-Buffering": "no",
+} as const;
+/** HTTP/2 forbids connection-specific headers (see h2.ts): its streams get the others. */
+const H2_SSE_HEADERS = {
+  "Content-Type": SSE_HEADERS["Content-Type"],
+  "Cache-Control": SSE_HEADERS["Cache-Control"],
+  "X-Accel-Buffering": SSE_HEADERS["X-Accel-Buffering"],
 } as const;
 /**
  * The head of a stream written on the bare socket: no Content-Length and no
@@ -169,8 +176,20 @@ function onClose(this: SseOutput): void {
   c.close("going_away");
 }
 
-/** Starts a stream through node:http's response: headers, then `retry:`. */
+/**
+ * Starts a stream through node:http's response: headers, then `retry:`. On
+ * HTTP/2 the events are then written to the request's stream itself, which
+ * corks, counts its unsent bytes and ends like a socket, alone: the
+ * session's other streams go on (its socket, never written to here, is the
+ * session's).
+ */
 export function openSseResponse(res: ServerResponse, headers: Record<string, string>): SseOutput {
+  const stream = h2StreamOf(res);
+  if (stream !== undefined) {
+    res.writeHead(200, { ...headers, ...H2_SSE_HEADERS });
+    stream.write(RETRY_LINE);
+    return stream as unknown as SseOutput;
+  }
   res.writeHead(200, { ...headers, ...SSE_HEADERS });
   res.write(RETRY_LINE);
   res.socket?.setNoDelay(true);

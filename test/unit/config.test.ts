@@ -39,7 +39,7 @@ function configError(fn: () => unknown): string {
 }
 
 /** The defaults of SPEC §1's option table, every option. */
-const SPEC_DEFAULTS: Omit<HeartlineConfig, keyof typeof ADDED_DEFAULTS | keyof typeof HOOK_DEFAULTS | keyof typeof FAIRNESS_DEFAULTS | keyof typeof PUBLISH_DEFAULTS | keyof typeof PRESENCE_DEFAULTS> = {
+const SPEC_DEFAULTS: Omit<HeartlineConfig, keyof typeof ADDED_DEFAULTS | keyof typeof HOOK_DEFAULTS | keyof typeof FAIRNESS_DEFAULTS | keyof typeof PUBLISH_DEFAULTS | keyof typeof PRESENCE_DEFAULTS | keyof typeof TLS_DEFAULTS> = {
   port: 8080,
   host: "0.0.0.0",
   apiKey: undefined,
@@ -103,8 +103,14 @@ const PRESENCE_DEFAULTS = {
   eventsChannel: undefined,
 };
 
+/** The options of SPEC §12 (TLS and HTTP/2). */
+const TLS_DEFAULTS = {
+  tlsCert: undefined,
+  tlsKey: undefined,
+};
+
 /** Every option's default. */
-const DEFAULTS: HeartlineConfig = { ...SPEC_DEFAULTS, ...ADDED_DEFAULTS, ...HOOK_DEFAULTS, ...FAIRNESS_DEFAULTS, ...PUBLISH_DEFAULTS, ...PRESENCE_DEFAULTS };
+const DEFAULTS: HeartlineConfig = { ...SPEC_DEFAULTS, ...ADDED_DEFAULTS, ...HOOK_DEFAULTS, ...FAIRNESS_DEFAULTS, ...PUBLISH_DEFAULTS, ...PRESENCE_DEFAULTS, ...TLS_DEFAULTS };
 
 describe("config defaults", () => {
   it("equal SPEC §1's table for every option, with no flags, env or file", () => {
@@ -117,7 +123,7 @@ describe("config defaults", () => {
   });
 
   it("define the options of SPEC §1, in its order, then the additions", () => {
-    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS), ...Object.keys(HOOK_DEFAULTS), ...Object.keys(FAIRNESS_DEFAULTS), ...Object.keys(PUBLISH_DEFAULTS), ...Object.keys(PRESENCE_DEFAULTS)]);
+    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS), ...Object.keys(HOOK_DEFAULTS), ...Object.keys(FAIRNESS_DEFAULTS), ...Object.keys(PUBLISH_DEFAULTS), ...Object.keys(PRESENCE_DEFAULTS), ...Object.keys(TLS_DEFAULTS)]);
     assert.deepEqual(
       Object.keys(OPTION_DEFS)
         .slice(0, Object.keys(SPEC_DEFAULTS).length)
@@ -447,6 +453,15 @@ describe("refused values", () => {
       assert.match(msg, /--workers/);
       assert.match(msg, /requires --redis/);
     }
+  });
+
+  it("refuses --tls-cert without --tls-key and the other way round, naming the missing one", () => {
+    assert.match(configError(() => loadConfig({ tlsCert: "a.crt" }, {})), /missing --tls-key/);
+    assert.match(configError(() => loadConfig({}, { HEARTLINE_TLS_KEY: "a.key" })), /missing --tls-cert/);
+    assert.deepEqual(
+      (({ tlsCert, tlsKey }) => ({ tlsCert, tlsKey }))(configFromOptions({ tlsCert: "a.crt", tlsKey: "a.key" })),
+      { tlsCert: "a.crt", tlsKey: "a.key" },
+    );
   });
 });
 
