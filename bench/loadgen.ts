@@ -12,6 +12,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import http from "node:http";
+import https from "node:https";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { cpuMicrosOf, pinned, sysMicrosOf } from "./proc.js";
@@ -115,6 +116,8 @@ export function payload(t = performance.now()): string {
 }
 
 const publishAgent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+/** For a server on HTTPS (its certificate is the bench's own: not checked). */
+const publishTlsAgent = new https.Agent({ keepAlive: true, maxSockets: 32, rejectUnauthorized: false });
 
 /**
  * One publish over HTTP to `channel` of any server; resolves with the status
@@ -135,13 +138,13 @@ export function publish(ep: Endpoint, channel: string, json: string, retry = tru
     body = json;
   }
   return new Promise((resolve, reject) => {
-    const req = http.request(
+    const req = (ep.tls ? https : http).request(
       {
         host: ep.host,
         port: ep.port,
         path,
         method: "POST",
-        agent: publishAgent,
+        agent: ep.tls ? publishTlsAgent : publishAgent,
         headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) },
       },
       (res) => {

@@ -113,7 +113,7 @@ export interface Target {
 
 const PEERS: ServerName[] = ["socketio", "nchan"];
 const LABEL: Record<ServerName, string> = { heartline: "Heartline", socketio: "Socket.IO", nchan: "nchan" };
-const TRANSPORT_LABEL: Record<Transport, string> = { ws: "WebSocket", sse: "SSE", poll: "long-poll" };
+const TRANSPORT_LABEL: Record<Transport, string> = { ws: "WebSocket", sse: "SSE", "sse-h2": "SSE over HTTP/2 (TLS)", poll: "long-poll" };
 
 function num(v: number | undefined, digits = 1): string {
   if (v === undefined || !Number.isFinite(v)) return "—";
@@ -141,7 +141,7 @@ function cell<T extends { server: ServerName; error?: string }>(row: T | undefin
 function keys<T extends { transport: Transport }>(rows: T[], size: (r: T) => number): Array<[Transport, number]> {
   const seen = new Set<string>();
   const out: Array<[Transport, number]> = [];
-  for (const t of ["ws", "sse", "poll"] as Transport[]) {
+  for (const t of ["ws", "sse", "sse-h2", "poll"] as Transport[]) {
     for (const r of rows) {
       if (r.transport !== t) continue;
       const k = t + "/" + size(r);

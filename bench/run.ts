@@ -7,6 +7,9 @@
  *   npm run bench -- --scenario presence --servers heartline   # what presence costs (memory broker and Redis)
  *   npm run bench -- --servers heartline,socketio
  *
+ * Heartline's SSE is also measured over HTTPS and HTTP/2 (transport
+ * `sse-h2`, a second Heartline with --tls-cert; one session per subscriber).
+ *
  * Env: BENCH_HOLD_SECONDS (scenario 4, default 120; 10 with --quick),
  * BENCH_HOLD_CONNECTIONS (default 19000; 2000 with --quick),
  * BENCH_PROFILE_TRANSPORT (ws, sse or poll; default ws) and
@@ -17,6 +20,8 @@
  * to bench/results/<timestamp>.json.
  */
 import { hooksScenario } from "./hooks.js";
+import { get as httpGet, type IncomingMessage } from "node:http";
+import { get as httpsGet } from "node:https";
 import { presenceEstimate, presenceScenario } from "./presence.js";
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -143,7 +148,11 @@ if (servers.includes("nchan") && missing) {
   servers.splice(servers.indexOf("nchan"), 1);
 }
 const pairs: Array<[ServerName, Transport]> = [];
-for (const t of ["ws", "sse", "poll"] as Transport[]) for (const s of servers) if (TRANSPORTS[s].includes(t)) pairs.push([s, t]);
+for (const t of ["ws", "sse", "sse-h2", "poll"] as Transport[]) for (const s of servers) if (TRANSPORTS[s].includes(t)) pairs.push([s, t]);
+
+/** Running servers by name; Heartline's SSE over HTTP/2 is served by a second Heartline with TLS, "heartline-tls". */
+type Running = Map<ServerName | "heartline-tls", ServerHandle>;
+const handleOf = (running: Running, s: ServerName, t: Transport): ServerHandle => running.get(t === "sse-h2" ? "heartline-tls" : s)!;
 
 const results: Results = {
   startedAt: new Date().toISOString(),
@@ -192,12 +201,24 @@ async function steadyRss(h: ServerHandle): Promise<number> {
 /** Heartline's own JS heap in use (KiB), from its /metrics; splits RSS into heap and the rest. */
 async function heartlineHeapKiB(ep: Endpoint): Promise<number | undefined> {
   try {
-    const text = await (await fetch(`http://${ep.host}:${ep.port}/metrics`)).text();
+    const text = await getText(`${ep.tls ? "https" : "http"}://${ep.host}:${ep.port}/metrics`);
     const m = /^heartline_nodejs_heap_size_used_bytes\s+(\S+)/m.exec(text);
     return m ? Number(m[1]) / 1024 : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** GET `url`'s body as text; over HTTPS the bench's own certificate is not checked. */
+function getText(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const done = (res: IncomingMessage) => {
+      let body = "";
+      res.setEncoding("utf8").on("data", (d: string) => (body += d)).on("end", () => resolve(body)).on("error", reject);
+    };
+    const req = url.startsWith("https:") ? httpsGet(url, { rejectUnauthorized: false }, done) : httpGet(url, done);
+    req.on("error", reject);
+  });
 }
 
 async function openOrThrow(gen: LoadGen, ep: Endpoint, transport: Transport, channel: string, n: number, localAddresses?: string[]): Promise<number> {
@@ -207,12 +228,12 @@ async function openOrThrow(gen: LoadGen, ep: Endpoint, transport: Transport, cha
 }
 
 /** Runs every server and transport briefly before anything is measured, so no figure pays for a cold JIT. */
-async function warmUp(running: Map<ServerName, ServerHandle>): Promise<void> {
+async function warmUp(running: Running): Promise<void> {
   const gen = await LoadGen.start(1);
   try {
     for (const [s, t] of pairs) {
       progress.step(`warming up · ${label(s, t)}`, quick ? 1 : 1.5);
-      const h = running.get(s)!;
+      const h = handleOf(running, s, t);
       try {
         const channel = channelFor(`warm-${t}`);
         await primeChannel(h.endpoint, channel);
@@ -229,13 +250,13 @@ async function warmUp(running: Map<ServerName, ServerHandle>): Promise<void> {
 }
 
 /** Scenario 1: closed-loop fan-out, server CPU per delivered message. */
-async function fanout(running: Map<ServerName, ServerHandle>): Promise<void> {
+async function fanout(running: Running): Promise<void> {
   const gen = await LoadGen.start(1);
   try {
     for (const n of plan.fanout.sizes) {
       for (const [s, t] of pairs) {
         progress.step(`scenario 1 · ${label(s, t)} · ${n} subscribers`, (plan.fanout.warmupMs + plan.fanout.durationMs) / 1000 + 1.5);
-        const h = running.get(s)!;
+        const h = handleOf(running, s, t);
         const row: FanoutRow = { server: s, transport: t, subscribers: n };
         try {
           const channel = channelFor(`fanout-${t}-${n}`);
@@ -283,7 +304,7 @@ async function idle(): Promise<void> {
       let h: ServerHandle | undefined;
       let opened = 0;
       try {
-        h = await startServer(s, { inspect: true });
+        h = await startServer(s, { inspect: true, tls: t === "sse-h2" });
         const channel = channelFor(`idle-${t}`);
         await primeChannel(h.endpoint, channel);
         // Warm the code paths first so the baseline already holds compiled code.
@@ -324,13 +345,13 @@ async function idle(): Promise<void> {
 }
 
 /** Scenario 3: publish → receive latency at a steady rate. */
-async function latency(running: Map<ServerName, ServerHandle>): Promise<void> {
+async function latency(running: Running): Promise<void> {
   const gen = await LoadGen.start(1);
   const { subscribers, rate, warmupMs, durationMs } = plan.latency;
   try {
     for (const [s, t] of pairs) {
       progress.step(`scenario 3 · ${label(s, t)} · ${rate} msg/s to ${subscribers}`, (warmupMs + durationMs) / 1000 + 1.5);
-      const h = running.get(s)!;
+      const h = handleOf(running, s, t);
       const row: LatencyRow = { server: s, transport: t, subscribers, rate };
       try {
         const channel = channelFor(`latency-${t}`);
@@ -474,9 +495,10 @@ async function main(): Promise<void> {
   for (const s of skipped) progress.note(`note: ${s}`);
   if (scenarios.has("1") || scenarios.has("3")) {
     progress.step("starting servers", 3);
-    const running = new Map<ServerName, ServerHandle>();
+    const running: Running = new Map();
     try {
       for (const s of servers) running.set(s, await startServer(s));
+      if (pairs.some(([, t]) => t === "sse-h2")) running.set("heartline-tls", await startServer("heartline", { tls: true }));
       await warmUp(running);
       if (scenarios.has("1")) await fanout(running);
       if (scenarios.has("3")) await latency(running);

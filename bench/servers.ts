@@ -5,7 +5,7 @@
  * a TypeScript loader, like Heartline's `dist/`), and nchan (nginx with its
  * own `-p` prefix and config in a temporary folder, on a loopback port).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -15,13 +15,16 @@ import WebSocket from "ws";
 import { childrenOf, pinned } from "./proc.js";
 
 export type ServerName = "heartline" | "socketio" | "nchan";
-export type Transport = "ws" | "sse" | "poll";
+/** `sse-h2`: Heartline's SSE over HTTPS and HTTP/2 (its `--tls-cert`), one session per subscriber as separate browsers would. */
+export type Transport = "ws" | "sse" | "poll" | "sse-h2";
 
 /** Where a server listens; enough for the load generator to build every URL. */
 export interface Endpoint {
   server: ServerName;
   host: string;
   port: number;
+  /** HTTPS (a self-signed certificate: the generator does not check it). */
+  tls?: boolean;
 }
 
 export interface ServerHandle {
@@ -36,7 +39,7 @@ export interface ServerHandle {
 }
 
 export const TRANSPORTS: Record<ServerName, Transport[]> = {
-  heartline: ["ws", "sse", "poll"],
+  heartline: ["ws", "sse", "sse-h2", "poll"],
   socketio: ["ws"],
   nchan: ["ws", "sse", "poll"],
 };
@@ -157,6 +160,22 @@ export interface HeartlineOptions {
   cpuProfDir?: string;
   /** Open the inspector on a loopback port so that `collectGarbage()` works. */
   inspect?: boolean;
+  /** Serve HTTPS with HTTP/2 (a self-signed certificate made once with openssl). */
+  tls?: boolean;
+}
+
+/** A self-signed certificate for 127.0.0.1 in the build folder, made once with Debian's openssl. */
+function benchCertificate(): string[] {
+  const dir = join(BUILD_DIR, "tls");
+  const cert = join(dir, "cert.pem");
+  const key = join(dir, "key.pem");
+  if (!existsSync(cert) || !existsSync(key)) {
+    mkdirSync(dir, { recursive: true });
+    const r = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
+      "-addext", "subjectAltName=IP:127.0.0.1", "-days", "30", "-keyout", key, "-out", cert], { stdio: "ignore" });
+    if (r.status !== 0) throw new Error("openssl could not make the bench certificate (apt-get install openssl)");
+  }
+  return ["--tls-cert", cert, "--tls-key", key];
 }
 
 /** Starts `node dist/cli.js serve` on a loopback port. Run `npm run build` first. */
@@ -181,6 +200,7 @@ export async function startHeartline(opts: HeartlineOptions = {}): Promise<Serve
     "0",
     "--log-level",
     "warn",
+    ...(opts.tls ? benchCertificate() : []),
     ...(opts.args ?? []),
   ]);
   const proc = track(spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] }), "SIGKILL");
@@ -188,7 +208,7 @@ export async function startHeartline(opts: HeartlineOptions = {}): Promise<Serve
   const port = await listeningPort(proc, "heartline");
   return {
     name: "heartline",
-    endpoint: { server: "heartline", host: HOST, port },
+    endpoint: { server: "heartline", host: HOST, port, tls: opts.tls },
     pids: () => [proc.pid!],
     stop: (graceful = false) => stopProcess(proc, graceful),
     ...(inspector.gc ? { collectGarbage: inspector.gc } : {}),
@@ -305,7 +325,7 @@ export async function startNchan(): Promise<ServerHandle> {
 }
 
 /** Starts one server; `inspect` lets Node servers be garbage-collected on demand (nginx has nothing to collect). */
-export function startServer(name: ServerName, opts: { inspect?: boolean } = {}): Promise<ServerHandle> {
+export function startServer(name: ServerName, opts: { inspect?: boolean; tls?: boolean } = {}): Promise<ServerHandle> {
   if (name === "heartline") return startHeartline(opts);
   if (name === "socketio") return startSocketIo(opts);
   return startNchan();

@@ -9,8 +9,14 @@
  * | heartline | /ws?channel=, ready on `subscribed` | /sse?channel=, ready on `event: position` | /poll?channel= for a cursor, then held polls |
  * | socketio  | engine.io v4 over ws, ready on `ready` | —                         | —                                      |
  * | nchan     | /ws/<id>, ready on the primer       | /sse/<id>, ready on the primer | /lp/<id> with If-Modified-Since/If-None-Match |
+ *
+ * `sse-h2` (Heartline over HTTPS): one HTTP/2 session per subscriber, as
+ * many separate browsers would open, with one `/sse?channel=` stream on it.
  */
 import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import tls from "node:tls";
 import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
 import type { Endpoint, Transport } from "./servers.js";
@@ -346,6 +352,64 @@ class PollSubscriber implements Subscriber {
   }
 }
 
+/** An SSE stream on its own HTTP/2 session (TLS; the bench's certificate is not checked). */
+class H2SseSubscriber implements Subscriber {
+  private readonly session: http2.ClientHttp2Session;
+  ready = false;
+  closing = false;
+  private carry: Buffer | undefined;
+  constructor(
+    ep: Endpoint,
+    path: string,
+    localAddress: string | undefined,
+    private readonly onReady: () => void,
+    private readonly onFail: (e: Error) => void,
+  ) {
+    this.session = http2.connect(`https://${ep.host}:${ep.port}`, {
+      createConnection: () => tls.connect({ socket: net.connect({ host: ep.host, port: ep.port, localAddress }), ALPNProtocols: ["h2"], rejectUnauthorized: false }),
+    });
+    this.session.on("error", (e) => (this.ready ? this.ended() : this.onFail(e)));
+    this.session.on("close", () => this.ended());
+    const stream = this.session.request({ ":path": path, accept: "text/event-stream" });
+    stream.on("response", (headers) => {
+      if (headers[":status"] !== 200) this.onFail(new Error(`SSE over HTTP/2 answered ${headers[":status"]}`));
+    });
+    stream.on("data", (chunk: Buffer) => this.chunk(chunk));
+    stream.on("error", () => this.ended());
+    stream.on("close", () => this.ended());
+  }
+
+  private ended(): void {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.ready) counters.dropped++;
+    else this.onFail(new Error("SSE stream over HTTP/2 ended before subscribing"));
+  }
+
+  private chunk(chunk: Buffer): void {
+    let buf = this.carry ? Buffer.concat([this.carry, chunk]) : chunk;
+    const end = buf.lastIndexOf("\n\n");
+    if (end < 0) {
+      this.carry = buf;
+      return;
+    }
+    this.carry = end + 2 < buf.length ? Buffer.from(buf.subarray(end + 2)) : undefined;
+    buf = buf.subarray(0, end + 2);
+    if (!this.ready) {
+      if (!buf.includes("event: position")) return;
+      this.ready = true;
+      this.onReady();
+    }
+    if (buf.includes("event: ping")) counters.heartbeats++;
+    scan(buf);
+  }
+
+  close(): void {
+    this.closing = true;
+    this.session.destroy();
+  }
+}
+
 /** Opens one subscriber of `channel` and resolves once the server has it subscribed. */
 export function openSubscriber(ep: Endpoint, transport: Transport, channel: string, localAddress?: string): Promise<Subscriber> {
   let sub: Subscriber | undefined;
@@ -359,6 +423,9 @@ export function openSubscriber(ep: Endpoint, transport: Transport, channel: stri
       sub = new WsSubscriber(ep.server, wsUrl(ep, channel), localAddress, ok, fail);
     } else if (ep.server === "socketio") {
       throw new Error(`the Socket.IO peer serves WebSocket only, not ${transport}`);
+    } else if (transport === "sse-h2") {
+      if (ep.server !== "heartline" || !ep.tls) throw new Error("sse-h2 needs Heartline on HTTPS");
+      sub = new H2SseSubscriber(ep, `/sse?channel=${encodeURIComponent(channel)}`, localAddress, ok, fail);
     } else if (transport === "sse") {
       const path = ep.server === "heartline" ? `/sse?channel=${encodeURIComponent(channel)}` : `/sse/${encodeURIComponent(channel)}`;
       sub = new SseSubscriber(ep.server, ep, path, localAddress, ok, fail);
