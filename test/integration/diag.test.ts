@@ -11,7 +11,8 @@ async function timedBody(url: string, init?: RequestInit): Promise<{ status: num
   const res = await fetch(url, init);
   const chunks: Array<{ at: number; text: string }> = [];
   const decoder = new TextDecoder();
-  for await (const c of res.body!) chunks.push({ at: Date.now() - t0, text: decoder.decode(c as Uint8Array, { stream: true }) });
+  const reader = res.body!.getReader();
+  for (let r = await reader.read(); !r.done; r = await reader.read()) chunks.push({ at: Date.now() - t0, text: decoder.decode(r.value, { stream: true }) });
   return { status: res.status, headers: res.headers, chunks, text: chunks.map((c) => c.text).join("") };
 }
 
