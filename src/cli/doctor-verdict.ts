@@ -16,6 +16,8 @@ export interface Check {
   summary: string;
   /** Who answered or cut, when known. */
   by?: string;
+  /** What follows from it (the idle check: the heartbeat that keeps the path alive). */
+  note?: string;
   /** Measurements behind the verdict. */
   details: Record<string, unknown>;
   /** The fixes, by kind of proxy: "nginx", "HAProxy", "AWS ALB", … */
@@ -80,6 +82,15 @@ const SSE_FIXES = [
   { for: "HAProxy", fix: "HAProxy streams responses: remove any compression filter applied to text/event-stream (compression type)" },
   { for: "load balancers / CDNs", fix: "turn off response buffering and compression for text/event-stream (Cloudflare: a Cache Rule bypassing cache for /sse; no Rocket Loader / minification)" },
 ];
+
+function pollFixes(keepAlive: number | undefined): Array<{ for: string; fix: string }> {
+  const lower = keepAlive === undefined ? "" : `, or run Heartline with --poll-timeout ${keepAlive}`;
+  return [
+    { for: "nginx", fix: `a proxy_read_timeout in the location of /poll longer than --poll-timeout (40s for the default 25 s)${lower}` },
+    { for: "HAProxy", fix: `timeout server and timeout client longer than --poll-timeout${lower}` },
+    { for: "load balancers", fix: `an idle timeout above --poll-timeout (AWS ALB: idle_timeout.timeout_seconds, 60 s; Cloudflare: 100 s; GCP: the backend service timeout, 30 s)${lower}` },
+  ];
+}
 
 function idleFixes(keepAlive: number | undefined): Array<{ for: string; fix: string }> {
   const hb = keepAlive === undefined ? "" : ` — or keep them and run Heartline with --heartbeat-interval ${keepAlive} and --poll-timeout ${keepAlive}`;
@@ -147,7 +158,7 @@ export function judgeSse(r: SseResult, count: number, interval: number): Check {
   return { name, status: "pass", summary: `unbuffered: first byte after ${r.openAt ?? r.headersAt} ms, ${count} events written ${interval} ms apart arrived over ${spread} ms`, details, fixes: [] };
 }
 
-export function judgePoll(r: PollResult, hold: number): Check {
+export function judgePoll(r: PollResult, hold: number, keepAlive?: number): Check {
   const name = "long-poll" as const;
   const details = { hold, elapsed: r.elapsed, status: r.answer?.status, error: r.error };
   const s = (ms: number) => (ms / 1000).toFixed(1);
@@ -156,10 +167,10 @@ export function judgePoll(r: PollResult, hold: number): Check {
     const when = r.elapsed === undefined ? "" : ` after ${s(r.elapsed)} s`;
     const what = who.heartline ? `${who.heartline.code}: ${who.heartline.message}` : `HTTP ${r.answer.status}`;
     const cut = r.elapsed !== undefined && who.heartline === undefined;
-    return { name, status: "fail", by: who.by, summary: `a poll held ${hold} s was answered ${what}${when} by ${who.by}`, details: { ...details, error: who.heartline }, fixes: cut ? seenFirst(idleFixes(undefined), who.by) : [] };
+    return { name, status: "fail", by: who.by, summary: `a poll held ${hold} s was answered ${what}${when} by ${who.by}`, details: { ...details, error: who.heartline }, fixes: cut ? seenFirst(pollFixes(keepAlive), who.by) : [] };
   }
   if (r.error !== undefined) {
-    return { name, status: "fail", summary: `a poll held ${hold} s was cut${r.elapsed === undefined ? "" : ` after ${s(r.elapsed)} s`}: ${r.error}`, details, fixes: idleFixes(undefined) };
+    return { name, status: "fail", summary: `a poll held ${hold} s was cut${r.elapsed === undefined ? "" : ` after ${s(r.elapsed)} s`}: ${r.error}`, details, fixes: pollFixes(keepAlive) };
   }
   if (r.elapsed! < hold * 1000 - 1500 && r.messages === 0) {
     return { name, status: "warn", summary: `a poll held ${hold} s was answered empty after ${s(r.elapsed!)} s, earlier than its hold`, details, fixes: [] };
@@ -197,7 +208,7 @@ export function judgeIdle(http: HoldResult, ws: HoldResult, maxIdle: number, ser
   const keepAlive = keepAliveFor(cut);
   const hb = server.heartbeatInterval;
   const poll = server.pollTimeout;
-  let advice = `a heartbeat every ${keepAlive} s or less keeps this path alive`;
+  let advice = `A heartbeat every ${keepAlive} s or less keeps this path alive`;
   if (keepAlive < 5) advice += " (that often costs every connection traffic: better raise the proxy's timeout)";
   if (hb !== undefined) advice += `; Heartline sends one after ${hb} s of silence (--heartbeat-interval)`;
   if (poll !== undefined && poll * 1000 >= cut) advice += `; --poll-timeout ${poll} s holds polls longer than the cut`;
@@ -208,7 +219,8 @@ export function judgeIdle(http: HoldResult, ws: HoldResult, maxIdle: number, ser
       name,
       status: ok ? "warn" : "fail",
       by,
-      summary: `a silent connection is cut after ${s(cut)} s${by ? ` (path: ${by})` : ""} — ${both}. ${advice}`,
+      summary: `a silent connection is cut after ${s(cut)} s${by ? ` (path: ${by})` : ""}: ${both}`,
+      note: advice,
       details: { ...details, keepAlive, heartbeatInterval: hb, pollTimeout: poll },
       fixes: ok ? [] : seenFirst(idleFixes(keepAlive), by),
     },

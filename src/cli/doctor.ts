@@ -76,16 +76,14 @@ export async function diagnose(base: URL, maxIdle: number, token?: string): Prom
   ]);
   const checks: Check[] = [judgeWebSocket(ws)];
   checks.push(sse ? judgeSse(sse, SSE_COUNT, SSE_INTERVAL) : refusedDiag("sse", info.answer));
-  checks.push(judgePoll(poll, pollHold));
   const advice: DoctorReport["advice"] = {};
-  if (http && wsHold) {
-    const idle = judgeIdle(http, wsHold, maxIdle, server);
-    checks.push(idle.check);
-    if (idle.keepAlive !== undefined) {
-      advice.heartbeatInterval = idle.keepAlive;
-      advice.pollTimeout = idle.keepAlive;
-    }
-  } else checks.push(refusedDiag("idle", info.answer));
+  const idle = http && wsHold ? judgeIdle(http, wsHold, maxIdle, server) : undefined;
+  if (idle?.keepAlive !== undefined) {
+    advice.heartbeatInterval = idle.keepAlive;
+    advice.pollTimeout = idle.keepAlive;
+  }
+  checks.push(judgePoll(poll, pollHold, idle?.keepAlive));
+  checks.push(idle?.check ?? refusedDiag("idle", info.answer));
   const path = pathNames(info.answer.headers);
   return { url: base.href, ok: checks.every((c) => c.status === "pass" || c.status === "warn"), server, path, checks, advice };
 }
@@ -102,6 +100,7 @@ export function formatReport(r: DoctorReport): string {
   lines.push("");
   for (const c of r.checks) {
     lines.push(`${MARK[c.status]} ${c.name.padEnd(10)} ${c.summary}`);
+    if (c.note !== undefined) lines.push(`       ${c.note}`);
     for (const f of c.fixes) lines.push(`       fix (${f.for}): ${f.fix}`);
   }
   lines.push("");
