@@ -167,6 +167,10 @@ export function judgePoll(r: PollResult, hold: number, keepAlive?: number): Chec
     const when = r.elapsed === undefined ? "" : ` after ${s(r.elapsed)} s`;
     const what = who.heartline ? `${who.heartline.code}: ${who.heartline.message}` : `HTTP ${r.answer.status}`;
     const cut = r.elapsed !== undefined && who.heartline === undefined;
+    const code = who.heartline?.code;
+    if (code === "unauthorized" || code === "forbidden" || code === "token_expired") {
+      return { name, status: "fail", by: who.by, summary: `the poll was refused by Heartline: ${code}: ${who.heartline!.message} (give a token that may read the channel heartline-doctor with --token)`, details, fixes: [] };
+    }
     return { name, status: "fail", by: who.by, summary: `a poll held ${hold} s was answered ${what}${when} by ${who.by}`, details: { ...details, error: who.heartline }, fixes: cut ? seenFirst(pollFixes(keepAlive), who.by) : [] };
   }
   if (r.error !== undefined) {

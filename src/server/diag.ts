@@ -77,6 +77,13 @@ export class Diagnostics {
   serve(req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): void {
     const q = this.query(req);
     const mode = q.get("mode");
+    if (mode !== "silent" && mode !== "events") throw httpError("bad_request", "mode must be silent or events");
+    if (req.method === "HEAD") {
+      // Nothing to hold for a HEAD: the headers, at once.
+      res.writeHead(200, this.headers(cors, mode));
+      res.end();
+      return;
+    }
     if (mode === "silent") {
       const hold = holdParam(q.get("hold"));
       const ip = this.admit(req, "sse", req.socket);
@@ -86,7 +93,7 @@ export class Diagnostics {
       const interval = intParam(q.get("interval"), "interval", 500, MIN_INTERVAL, MAX_INTERVAL);
       const ip = this.admit(req, "sse", req.socket);
       this.events(ip, res, cors, count, interval);
-    } else throw httpError("bad_request", "mode must be silent or events");
+    }
   }
 
   /** `GET /diag?mode=silent` as a WebSocket upgrade. */

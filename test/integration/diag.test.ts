@@ -98,6 +98,16 @@ describe("GET /diag", () => {
     });
   }
 
+  it("answers a HEAD at once with the headers, holding nothing", async () => {
+    const t0 = Date.now();
+    const res = await fetch(`${server.url}/diag?mode=silent&hold=100`, { method: "HEAD" });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-heartline-diag"), "silent");
+    assert.equal(res.headers.get("x-heartline-poll-timeout"), "7");
+    assert.ok(Date.now() - t0 < 2000);
+    assert.equal(server.hl.connections, 0);
+  });
+
   it("refuses a bad hold on a WebSocket upgrade with 400 too", async () => {
     const a = await upgrade(server.port, "/diag?mode=silent&hold=1e9");
     assert.equal(a.status, 400);
