@@ -65,6 +65,8 @@ export class Diagnostics {
   private readonly holds = new Set<Hold>();
   private readonly perIp = new Map<string, number>();
   private wss: WebSocketServer | undefined;
+  /** WebSocket handshakes admitted and not yet complete (they hold a slot). */
+  private pending = 0;
 
   constructor(private readonly ctx: ServerContext) {}
 
@@ -133,7 +135,11 @@ export class Diagnostics {
   private query(req: IncomingMessage): URLSearchParams {
     if (!this.ctx.config.diagnostics) throw httpError("not_found", "diagnostics are off on this server (--diagnostics false)");
     if (this.ctx.draining) throw httpError("shutting_down", "the server is draining", { "Retry-After": "1" });
-    return new URL(req.url ?? "/", "http://heartline.invalid").searchParams;
+    try {
+      return new URL(req.url ?? "/", "http://heartline.invalid").searchParams;
+    } catch {
+      throw httpError("bad_request", "the request URL is malformed");
+    }
   }
 
   /** Takes a diagnostic slot and a connection slot in one step (or throws the 429 / 503 refusing it); the client address. */
@@ -150,9 +156,6 @@ export class Diagnostics {
     socketAdmitted(socket);
     return ip;
   }
-
-  /** WebSocket handshakes admitted and not yet complete (they hold a slot). */
-  private pending = 0;
 
   private release(ip: string, kind: "sse" | "ws", h?: Hold): void {
     if (h !== undefined) {
