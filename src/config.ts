@@ -168,7 +168,7 @@ export const OPTION_DEFS = {
   },
   tlsKey: { schema: optString, default: undefined, expected: "the path of a PEM private key", help: "PEM private key file of --tls-cert" },
   // Path diagnostics (GET /diag, used by `heartline doctor`).
-  diagnostics: {
+  pathDiagnostics: {
     schema: z.preprocess(toBool, z.boolean()),
     default: true,
     expected: "true or false",
@@ -223,7 +223,7 @@ export interface HeartlineConfig {
   eventsChannel: string | undefined;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
-  diagnostics: boolean;
+  pathDiagnostics: boolean;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */

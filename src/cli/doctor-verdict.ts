@@ -234,12 +234,12 @@ export function judgeIdle(http: HoldResult, ws: HoldResult, maxIdle: number, ser
 /** `/diag` was not served: who refused it, and what to change. */
 export function refusedDiag(name: CheckName, a: Answer): Check {
   const who = whoAnswered(a);
-  const off = who.heartline?.code === "not_found" && /--diagnostics/.test(who.heartline.message);
+  const off = who.heartline?.code === "not_found" && /--path-diagnostics/.test(who.heartline.message);
   const summary = off
-    ? "not measured: the server runs with --diagnostics false (GET /diag is off)"
+    ? "not measured: the server runs with --path-diagnostics false (GET /diag is off)"
     : `not measured: GET /diag was answered HTTP ${a.status} by ${who.by}${who.heartline ? ` (${who.heartline.code})` : ""}`;
   const fixes = off
-    ? [{ for: "Heartline", fix: "run it with --diagnostics true (the default) while diagnosing" }]
+    ? [{ for: "Heartline", fix: "run it with --path-diagnostics true (the default) while diagnosing" }]
     : [
         { for: "nginx", fix: "forward /diag like /sse (the README's location = /diag)" },
         { for: "HAProxy", fix: "add /diag to the public_route acl" },

@@ -133,7 +133,7 @@ export class Diagnostics {
   }
 
   private query(req: IncomingMessage): URLSearchParams {
-    if (!this.ctx.config.diagnostics) throw httpError("not_found", "diagnostics are off on this server (--diagnostics false)");
+    if (!this.ctx.config.pathDiagnostics) throw httpError("not_found", "path diagnostics are off on this server (--path-diagnostics false)");
     if (this.ctx.draining) throw httpError("shutting_down", "the server is draining", { "Retry-After": "1" });
     try {
       return new URL(req.url ?? "/", "http://heartline.invalid").searchParams;

@@ -480,9 +480,9 @@ describe("heartline CLI", { concurrency: true }, () => {
       assert.match(r.stderr, new RegExp(`cannot reach http://127\\.0\\.0\\.1:${port}/: .*ECONNREFUSED`));
     });
 
-    it("reports a server's settings and passes straight to it (exit 0); with --diagnostics false names the option (exit 1)", async () => {
+    it("reports a server's settings and passes straight to it (exit 0); with --path-diagnostics false names the option (exit 1)", async () => {
       const on = await serve(["--heartbeat-interval", "11", "--poll-timeout", "13"]);
-      const off = await serve(["--diagnostics", "false"]);
+      const off = await serve(["--path-diagnostics", "false"]);
       try {
         const [good, bad] = await Promise.all([runToExit(["doctor", on.url, "--max-idle", "1"]), runToExit(["doctor", off.url, "--max-idle", "1", "--json"])]);
         assert.equal(good.code, 0, good.stdout + good.stderr);
@@ -497,7 +497,7 @@ describe("heartline CLI", { concurrency: true }, () => {
         assert.equal(byName["long-poll"].status, "pass");
         for (const name of ["sse", "idle"]) {
           assert.equal(byName[name].status, "skip");
-          assert.match(byName[name].summary, /--diagnostics false/);
+          assert.match(byName[name].summary, /--path-diagnostics false/);
         }
       } finally {
         on.child.kill("SIGTERM");

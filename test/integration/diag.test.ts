@@ -177,13 +177,13 @@ describe("GET /diag and the server's limits", () => {
     assert.ok(Date.now() - t0 < 4000, "drain did not wait for the hold");
   });
 
-  it("answers 404 with --diagnostics false", async () => {
-    const off = await startServer({ diagnostics: false });
+  it("answers 404 with --path-diagnostics false", async () => {
+    const off = await startServer({ pathDiagnostics: false });
     try {
       const r = await getJson(`${off.url}/diag?mode=silent&hold=1`);
       assert.equal(r.status, 404);
       assert.equal(r.body.error.code, "not_found");
-      assert.match(r.body.error.message, /--diagnostics false/);
+      assert.match(r.body.error.message, /--path-diagnostics false/);
     } finally {
       await off.close();
     }

@@ -111,7 +111,7 @@ const TLS_DEFAULTS = {
 
 /** Path diagnostics (GET /diag, `heartline doctor`). */
 const DIAG_DEFAULTS = {
-  diagnostics: true,
+  pathDiagnostics: true,
 };
 
 /** Every option's default. */
@@ -293,10 +293,10 @@ describe("value parsing", () => {
     assert.equal(loadConfig({ trustProxy: true }, {}).trustProxy, true, "a bare --trust-proxy flag");
   });
 
-  it("turns diagnostics off with --diagnostics false or HEARTLINE_DIAGNOSTICS, and refuses other values", () => {
-    assert.equal(loadConfig({ diagnostics: "false" }, {}).diagnostics, false);
-    assert.equal(loadConfig({}, { HEARTLINE_DIAGNOSTICS: "off" }).diagnostics, false);
-    assert.match(configError(() => loadConfig({ diagnostics: "sometimes" }, {})), /--diagnostics.*"sometimes".*true or false/);
+  it("turns path diagnostics off with --path-diagnostics false or HEARTLINE_PATH_DIAGNOSTICS, and refuses other values", () => {
+    assert.equal(loadConfig({ pathDiagnostics: "false" }, {}).pathDiagnostics, false);
+    assert.equal(loadConfig({}, { HEARTLINE_PATH_DIAGNOSTICS: "off" }).pathDiagnostics, false);
+    assert.match(configError(() => loadConfig({ pathDiagnostics: "sometimes" }, {})), /--path-diagnostics.*"sometimes".*true or false/);
   });
 
   it("accepts redis and rediss URLs", () => {
