@@ -21,6 +21,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 import { HeartlineError, httpError } from "../errors.js";
 import { clientAddress } from "../http/client-address.js";
+import { carrierOf, isH2 } from "../http/h2.js";
 import { socketAdmitted, socketIdle } from "../http/socket-limits.js";
 import type { ServerContext } from "../transports/connection.js";
 import { openSseResponse } from "../transports/sse.js";
@@ -75,7 +76,7 @@ export class Diagnostics {
     return this.holds.size;
   }
 
-  /** `GET /diag` through node:http's response. */
+  /** `GET /diag` through node:http's response (or node:http2's compatibility response). */
   serve(req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): void {
     const q = this.query(req);
     const mode = q.get("mode");
@@ -88,13 +89,13 @@ export class Diagnostics {
     }
     if (mode === "silent") {
       const hold = holdParam(q.get("hold"));
-      const ip = this.admit(req, "sse", req.socket);
-      this.silentHttp(ip, res, cors, hold);
+      const ip = this.admit(req, "sse", carrierOf(req));
+      this.silentHttp(ip, req, res, cors, hold);
     } else if (mode === "events") {
       const count = intParam(q.get("count"), "count", 5, 1, MAX_COUNT);
       const interval = intParam(q.get("interval"), "interval", 500, MIN_INTERVAL, MAX_INTERVAL);
-      const ip = this.admit(req, "sse", req.socket);
-      this.events(ip, res, cors, count, interval);
+      const ip = this.admit(req, "sse", carrierOf(req));
+      this.events(ip, req, res, cors, count, interval);
     }
   }
 
@@ -175,38 +176,39 @@ export class Diagnostics {
     return { ...cors, "X-Heartline-Diag": mode, "X-Heartline-Heartbeat-Interval": String(c.heartbeatInterval), "X-Heartline-Poll-Timeout": String(c.pollTimeout) };
   }
 
-  private silentHttp(ip: string, res: ServerResponse, cors: Record<string, string>, hold: number): void {
+  private silentHttp(ip: string, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, hold: number): void {
     res.writeHead(200, {
       ...this.headers(cors, "silent"),
       "Content-Type": "text/plain; charset=utf-8",
       "Cache-Control": "no-cache, no-transform",
       "X-Accel-Buffering": "no",
     });
-    res.socket?.setNoDelay(true);
+    if (!isH2(res)) res.socket?.setNoDelay(true);
     res.write(`open hold=${hold}\n`);
     const started = this.ctx.clock.now();
     const end = () => res.writableEnded || res.end(`end held=${((this.ctx.clock.now() - started) / 1000).toFixed(3)}\n`);
-    this.track(res, new Hold(ip, "sse", started + hold * 1000, 0, 0, noop, end));
+    this.track(res, carrierOf(req), new Hold(ip, "sse", started + hold * 1000, 0, 0, noop, end));
   }
 
-  private events(ip: string, res: ServerResponse, cors: Record<string, string>, count: number, interval: number): void {
-    const out = openSseResponse(res, this.headers(cors, "events")) as ServerResponse;
+  private events(ip: string, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, count: number, interval: number): void {
+    // The response, or on HTTP/2 the request's stream (see openSseResponse).
+    const out = openSseResponse(res, this.headers(cors, "events")) as unknown as Output;
     out.write(": open\n\n");
     const write = (text: string) => out.writableEnded || out.write(text);
     const h: Hold = new Hold(ip, "sse", this.ctx.clock.now() + count * interval, count, interval, write, () => {
       if (!out.writableEnded) out.end(sseEvent("end", undefined, JSON.stringify({ sent: h.sent })));
     });
-    this.track(out, h);
+    this.track(out, carrierOf(req), h);
   }
 
   /** Holds a response's slots until it finishes or closes. */
-  private track(res: ServerResponse, h: Hold): void {
+  private track(out: Output, carrier: Duplex, h: Hold): void {
     this.holds.add(h);
-    res.once("close", () => this.release(h.ip, "sse", h));
-    res.once("finish", () => {
+    out.once("close", () => this.release(h.ip, "sse", h));
+    out.once("finish", () => {
       this.release(h.ip, "sse", h);
-      // Kept alive, the socket is an idle connection again.
-      if (!res.req.socket.destroyed) socketIdle(res.req.socket);
+      // Kept alive (or the HTTP/2 session going on), the connection is an idle one again.
+      if (!carrier.destroyed) socketIdle(carrier);
     });
   }
 
@@ -223,6 +225,9 @@ export class Diagnostics {
     ws.once("close", () => this.release(ip, "ws", h));
   }
 }
+
+/** What a hold writes to: node:http's response, or an HTTP/2 stream. */
+type Output = Pick<ServerResponse, "write" | "end" | "writableEnded"> & { once(event: "close" | "finish", fn: () => void): unknown };
 
 function noop(): void {}
 

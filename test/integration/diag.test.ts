@@ -1,9 +1,13 @@
 /** `GET /diag`: the silent holds and event streams `heartline doctor` measures a path with. */
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import WebSocket from "ws";
 import { getJson, startServer, upgrade, waitFor, withServer, type TestServer } from "../helpers/server.js";
+import { h2Request, h2Session, h2Sse, makeCert } from "../helpers/tls.js";
 
 /** Reads a streamed answer, noting when each chunk arrived (ms after the request). */
 async function timedBody(url: string, init?: RequestInit): Promise<{ status: number; headers: Headers; chunks: Array<{ at: number; text: string }>; text: string }> {
@@ -187,5 +191,34 @@ describe("GET /diag and the server's limits", () => {
     } finally {
       await off.close();
     }
+  });
+});
+
+describe("GET /diag over HTTP/2", () => {
+  const dir = mkdtempSync(join(tmpdir(), "heartline-diag-tls-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const cert = makeCert(dir, "diag");
+  const server = withServer({ tlsCert: cert.certPath, tlsKey: cert.keyPath }, { tickMs: 50 });
+
+  it("serves both modes on streams of one session, and gives every slot and the socket back", async () => {
+    const session = await h2Session(server.port, cert.cert);
+    try {
+      const events = h2Sse(session, "/diag?mode=events&count=3&interval=100");
+      const silent = h2Request(session, { ":path": "/diag?mode=silent&hold=0.5" });
+      await waitFor(() => server.hl.connections === 2, 2000, "both holds counted as connections");
+      const end = await events.next((e) => e.event === "end", 5000);
+      assert.deepEqual(JSON.parse(end.data), { sent: 3 });
+      assert.deepEqual(events.items.filter((e) => e.event === "diag").map((e) => JSON.parse(e.data).n), [1, 2, 3]);
+      assert.equal(events.headers["x-heartline-diag"], "events");
+      const s = await silent;
+      assert.equal(s.status, 200);
+      assert.match(s.body, /^open hold=0\.5\nend held=0\.\d{3}\n$/);
+      await waitFor(() => server.hl.connections === 0, 5000, "the holds to be released");
+      // The session is still open, idle: it counts as one pending socket again.
+      assert.equal(server.hl.socketCounts.pending, 1);
+    } finally {
+      session.close();
+    }
+    await waitFor(() => server.hl.socketCounts.open === 0, 5000, "the session's socket to close");
   });
 });
