@@ -239,24 +239,35 @@ export interface PollResult {
   messages?: number;
 }
 
+/** A poll's JSON answer; undefined when the body is not JSON. */
+function pollAnswer(a: Answer): unknown {
+  try {
+    return JSON.parse(a.body) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A first poll for a cursor, then one held for `hold` seconds on a channel no one publishes to. */
 export async function probePoll(base: URL, hold: number, token: string | undefined): Promise<PollResult> {
   const channel = "heartline-doctor";
   const r: PollResult = {};
   try {
-    const first = await fetch(endpoint(base, "/poll", { channel, token, timeout: 0 }), { signal: AbortSignal.timeout(15_000) });
-    if (first.status !== 200) {
-      r.answer = await answerOf(first);
+    const first = await answerOf(await fetch(endpoint(base, "/poll", { channel, token, timeout: 0 }), { signal: AbortSignal.timeout(15_000) }));
+    const cursor = (pollAnswer(first) as { cursor?: string } | undefined)?.cursor;
+    if (first.status !== 200 || typeof cursor !== "string") {
+      r.answer = first;
       return r;
     }
-    const { cursor } = (await first.json()) as { cursor?: string };
     const t0 = performance.now();
     try {
       const res = await fetch(endpoint(base, "/poll", { channel, token, cursor, timeout: hold }), { signal: AbortSignal.timeout((hold + 15) * 1000) });
       const answer = await answerOf(res);
       r.elapsed = Math.round(performance.now() - t0);
-      if (res.status !== 200) r.answer = answer;
-      else r.messages = (JSON.parse(answer.body) as { messages?: unknown[] }).messages?.length ?? 0;
+      const body = pollAnswer(answer) as { messages?: unknown[] } | undefined;
+      // Not Heartline's answer (an error, or a page a proxy put in its place): who gave it says more.
+      if (res.status !== 200 || !Array.isArray(body?.messages)) r.answer = answer;
+      else r.messages = body.messages.length;
     } catch (err) {
       r.elapsed = Math.round(performance.now() - t0);
       throw err;
