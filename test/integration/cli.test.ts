@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { nowSec, sign } from "../helpers/auth.js";
 import { freePort } from "../helpers/redis.js";
+import { makeCert } from "../helpers/tls.js";
 import { getJson, refused, waitFor, WsClient } from "../helpers/server.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -472,6 +473,21 @@ describe("heartline CLI", { concurrency: true }, () => {
         assert.equal(r.stdout, "");
       });
     }
+
+    it("measures a server serving HTTPS itself: https:// and wss:// through the same checks (exit 0)", async () => {
+      const cert = makeCert(tmp, "doctor");
+      const s = await serve(["--tls-cert", cert.certPath, "--tls-key", cert.keyPath]);
+      try {
+        const r = await runToExit(["doctor", `https://127.0.0.1:${s.port}`, "--max-idle", "1", "--json"], { NODE_EXTRA_CA_CERTS: cert.certPath });
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        const report = JSON.parse(r.stdout);
+        assert.deepEqual(report.checks.map((c: { status: string }) => c.status), ["pass", "pass", "pass", "pass"]);
+        assert.equal(report.url, `https://127.0.0.1:${s.port}/`);
+      } finally {
+        s.child.kill("SIGTERM");
+        await s.exited;
+      }
+    });
 
     it("exits 1 with a clear message when the server cannot be reached", async () => {
       const port = await freePort();
