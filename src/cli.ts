@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The `heartline` command: `serve`, `publish`, `subscribe`. */
+/** The `heartline` command: `serve`, `publish`, `subscribe`, `doctor`. */
 import cluster from "node:cluster";
 import { Command, CommanderError, Option } from "commander";
 import { createTokenVerifier } from "./auth/tokens.js";
@@ -8,6 +8,7 @@ import { HeartlineError } from "./errors.js";
 import { Heartline } from "./server.js";
 import { publishCommand } from "./cli/publish.js";
 import { subscribeCommand } from "./cli/subscribe.js";
+import { doctorCommand } from "./cli/doctor.js";
 import { DRAIN_MESSAGE, runPrimary } from "./cli/cluster.js";
 import { drainOnSignals, installProcessHandlers, reloadOnHangup } from "./cli/process.js";
 import { readTlsPair } from "./server/tls.js";
@@ -75,6 +76,17 @@ program
   .option("--count <n>", "exit after n messages", (v) => Number.parseInt(v, 10))
   .action(async (channels: string[], opts: { url: string; transport: "ws" | "sse" | "poll"; cursor?: string; token?: string; count?: number }) => {
     process.exit(await subscribeCommand(channels, opts));
+  });
+
+program
+  .command("doctor")
+  .description("measure the path to a Heartline server: WebSocket upgrades, SSE buffering, long-poll holds, idle cuts")
+  .argument("<url>", "the server's public URL, as clients use it (http(s)://host[:port][/prefix])")
+  .option("--max-idle <seconds>", "longest silence to measure, 1 to 120", "120")
+  .option("--json", "print the report as JSON")
+  .option("--token <token>", "subscriber token for /ws and /poll (or HEARTLINE_TOKEN)", process.env.HEARTLINE_TOKEN)
+  .action(async (url: string, opts: { maxIdle: string; json?: boolean; token?: string }) => {
+    process.exit(await doctorCommand(url, opts));
   });
 
 try {

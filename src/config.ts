@@ -167,6 +167,13 @@ export const OPTION_DEFS = {
     help: "PEM certificate file: serve HTTPS with HTTP/2 and HTTP/1.1 (requires --tls-key; re-read on SIGHUP)",
   },
   tlsKey: { schema: optString, default: undefined, expected: "the path of a PEM private key", help: "PEM private key file of --tls-cert" },
+  // Path diagnostics (GET /diag, used by `heartline doctor`).
+  pathDiagnostics: {
+    schema: z.preprocess(toBool, z.boolean()),
+    default: true,
+    expected: "true or false",
+    help: "serve GET /diag, the endpoint `heartline doctor` measures proxies and load balancers with",
+  },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -216,6 +223,7 @@ export interface HeartlineConfig {
   eventsChannel: string | undefined;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
+  pathDiagnostics: boolean;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */

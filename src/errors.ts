@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   rpc_not_configured: { status: 404, summary: "RPC needs an rpc hook (library) or --proxy-rpc-url." },
   rate_limited: { status: 429, summary: "More client publishes or RPCs per second than --client-publish-rate / --client-rpc-rate allow on this connection." },
   too_many_requests: { status: 429, summary: "More RPCs in flight on this WebSocket than the per-connection cap (32); wait for answers." },
+  too_many_diagnostics: { status: 429, summary: "More diagnostic holds (GET /diag) than 4 per address or 32 per process; retry when one ends." },
 } as const;
 
 /** A stable, snake_case error code from {@link ERROR_CODES}. */

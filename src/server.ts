@@ -438,6 +438,7 @@ export class Heartline {
       ctx.hooks.sweep(now);
       this.hub.presence.tick(now);
       this.poll.sweep(now);
+      this.door.diag.sweep(now);
       ctx.logs.sweep(now);
       if (now - this.lastBrokerSweep >= 1000) {
         this.lastBrokerSweep = now;

@@ -13,6 +13,7 @@ import type { PollTransport } from "../transports/poll.js";
 import type { WebSocketTransport } from "../transports/websocket.js";
 import type { Admission } from "./admission.js";
 import type { ClientReports } from "./client-reports.js";
+import type { Diagnostics } from "./diag.js";
 import type { ServerApi } from "./server-api.js";
 
 export interface Door {
@@ -26,6 +27,8 @@ export interface Door {
   readonly api: ServerApi;
   /** Clients' reports of fallbacks and cut connections (`POST /api/diagnostics`). */
   readonly reports: ClientReports;
+  /** `GET /diag`: the holds `heartline doctor` measures the path with. */
+  readonly diag: Diagnostics;
   /** `POST /api/publish` requests not answered yet: their bodies being read, their messages being stored (drain waits for them). */
   readonly publishRequests: Set<IncomingMessage>;
   /** Answers an error through the response or, for a request taken out of node:http, on its socket. */

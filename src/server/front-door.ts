@@ -19,6 +19,7 @@ import type { PollTransport } from "../transports/poll.js";
 import type { WebSocketTransport } from "../transports/websocket.js";
 import { ClientReports } from "./client-reports.js";
 import { Admission } from "./admission.js";
+import { Diagnostics } from "./diag.js";
 import type { Door } from "./door.js";
 import type { ServerApi } from "./server-api.js";
 import { assertMethod, findRoute, noRoute, type Route } from "./routes.js";
@@ -33,6 +34,7 @@ export class FrontDoor implements Door {
   readonly admission: Admission;
   readonly reports: ClientReports;
   readonly publishRequests = new Set<IncomingMessage>();
+  readonly diag: Diagnostics;
 
   constructor(
     readonly ctx: ServerContext,
@@ -45,6 +47,7 @@ export class FrontDoor implements Door {
   ) {
     this.admission = new Admission(ctx, origins, publisher);
     this.reports = new ClientReports(metrics, () => ctx.clock.now());
+    this.diag = new Diagnostics(ctx);
   }
 
   /** The route of a request's target, or undefined (also for a target that is not a plain path). */

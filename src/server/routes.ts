@@ -58,6 +58,8 @@ export const ROUTES: readonly Route[] = [
   { path: "/api/history/", prefix: true, serve: (d, req, res, cors, path) => d.api.handleHistory(req, res, cors, path) },
   { path: "/api/presence/", prefix: true, method: "GET", serve: presenceRoute },
   { path: "/api/diagnostics", method: "POST", serve: (d, req, res, cors) => d.reports.handle(req, res, cors) },
+  // Path diagnostics for `heartline doctor` (diag.ts): an HTTP stream, an event stream, or a silent WebSocket.
+  { path: "/diag", method: "GET", serve: (d, req, res, cors) => d.diag.serve(req, res, cors), upgrade: async (d, req, socket, head) => d.diag.upgrade(d.admission, req, socket, head) },
   { path: "/healthz", method: "GET", serve: health },
   { path: "/readyz", method: "GET", serve: ready },
   { path: "/metrics", method: "GET", serve: metrics },

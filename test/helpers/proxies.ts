@@ -5,7 +5,9 @@
  * and `listen 80;` / `bind :80` a free port on 127.0.0.1. Each proxy runs in
  * the foreground as a child of the test, with its files in a temporary
  * directory. Without the binary the tests are skipped with a message, except
- * on CI (CI=true), where they fail.
+ * on CI (CI=true), where they fail. A test may change the block first
+ * (`edit`, with {@link replaceIn} for changes that must match), to run a
+ * proxy configured the way a real one goes wrong.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -44,7 +46,7 @@ export function readmeBlock(lang: ProxyKind): string {
 }
 
 /** Replaces `from` by `to`, requiring `count` occurrences (so the README cannot drift from what is tested). */
-function replaceAll(text: string, from: string, to: string, count: number): string {
+export function replaceIn(text: string, from: string, to: string, count: number): string {
   const n = text.split(from).length - 1;
   if (n !== count) throw new Error(`expected ${count} × ${JSON.stringify(from)} in the README block, found ${n}`);
   return text.split(from).join(to);
@@ -52,8 +54,8 @@ function replaceAll(text: string, from: string, to: string, count: number): stri
 
 /** The README's block with the test's addresses. */
 export function readmeConfig(kind: ProxyKind, listenPort: number, upstreamPort: number): string {
-  let text = replaceAll(readmeBlock(kind), "127.0.0.1:8080", `127.0.0.1:${upstreamPort}`, 1);
-  text = kind === "nginx" ? replaceAll(text, "listen 80;", `listen 127.0.0.1:${listenPort};`, 1) : replaceAll(text, "bind :80\n", `bind 127.0.0.1:${listenPort}\n`, 1);
+  let text = replaceIn(readmeBlock(kind), "127.0.0.1:8080", `127.0.0.1:${upstreamPort}`, 1);
+  text = kind === "nginx" ? replaceIn(text, "listen 80;", `listen 127.0.0.1:${listenPort};`, 1) : replaceIn(text, "bind :80\n", `bind 127.0.0.1:${listenPort}\n`, 1);
   return text;
 }
 
@@ -78,8 +80,8 @@ export class Proxy {
     return `ws://127.0.0.1:${this.port}`;
   }
 
-  /** Starts `kind` with the README's configuration in front of `upstreamPort`. */
-  static async start(kind: ProxyKind, upstreamPort: number): Promise<Proxy> {
+  /** Starts `kind` with the README's configuration, changed by `edit` when given, in front of `upstreamPort`. */
+  static async start(kind: ProxyKind, upstreamPort: number, edit: (config: string) => string = (c) => c): Promise<Proxy> {
     const bin = BINARIES[kind];
     if (!bin) throw new Error(`${kind} is not installed (apt-get install ${kind}); the proxy tests need it`);
     const dir = mkdtempSync(join(tmpdir(), `heartline-${kind}-`));
@@ -96,12 +98,12 @@ export class Proxy {
           `${root}worker_processes 1;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log warn;\nevents {}\nhttp {\n` +
             `access_log off;\nclient_body_temp_path ${dir}/client_body;\nproxy_temp_path ${dir}/proxy;\n` +
             `fastcgi_temp_path ${dir}/fastcgi;\nuwsgi_temp_path ${dir}/uwsgi;\nscgi_temp_path ${dir}/scgi;\n` +
-            readmeConfig("nginx", port, upstreamPort) +
+            edit(readmeConfig("nginx", port, upstreamPort)) +
             "}\n",
         );
         args = ["-p", dir, "-e", `${dir}/error.log`, "-c", conf, "-g", "daemon off;"];
       } else {
-        writeFileSync(conf, readmeConfig("haproxy", port, upstreamPort));
+        writeFileSync(conf, edit(readmeConfig("haproxy", port, upstreamPort)));
         // -db: foreground, no daemon.
         args = ["-db", "-f", conf];
       }

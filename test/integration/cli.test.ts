@@ -13,6 +13,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { nowSec, sign } from "../helpers/auth.js";
+import { freePort } from "../helpers/redis.js";
+import { makeCert } from "../helpers/tls.js";
 import { getJson, refused, waitFor, WsClient } from "../helpers/server.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -459,6 +461,65 @@ describe("heartline CLI", { concurrency: true }, () => {
         "no info lines at --log-level warn, yet the listening line is there",
       );
       assert.ok(await refused(int.port));
+    });
+  });
+
+  describe("heartline doctor", { concurrency: true }, () => {
+    for (const args of [["not a url"], ["ftp://example.com"], ["http://127.0.0.1:1", "--max-idle", "0"], ["http://127.0.0.1:1", "--max-idle", "abc"], ["http://127.0.0.1:1", "--max-idle", "121"], []]) {
+      it(`exits 2 on a usage error: doctor ${args.join(" ")}`, async () => {
+        const r = await runToExit(["doctor", ...args]);
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(r.stderr, /URL|--max-idle|missing required argument/);
+        assert.equal(r.stdout, "");
+      });
+    }
+
+    it("measures a server serving HTTPS itself: https:// and wss:// through the same checks (exit 0)", async () => {
+      const cert = makeCert(tmp, "doctor");
+      const s = await serve(["--tls-cert", cert.certPath, "--tls-key", cert.keyPath]);
+      try {
+        const r = await runToExit(["doctor", `https://127.0.0.1:${s.port}`, "--max-idle", "1", "--json"], { NODE_EXTRA_CA_CERTS: cert.certPath });
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        const report = JSON.parse(r.stdout);
+        assert.deepEqual(report.checks.map((c: { status: string }) => c.status), ["pass", "pass", "pass", "pass"]);
+        assert.equal(report.url, `https://127.0.0.1:${s.port}/`);
+      } finally {
+        s.child.kill("SIGTERM");
+        await s.exited;
+      }
+    });
+
+    it("exits 1 with a clear message when the server cannot be reached", async () => {
+      const port = await freePort();
+      const r = await runToExit(["doctor", `http://127.0.0.1:${port}`]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, new RegExp(`cannot reach http://127\\.0\\.0\\.1:${port}/: .*ECONNREFUSED`));
+    });
+
+    it("reports a server's settings and passes straight to it (exit 0); with --path-diagnostics false names the option (exit 1)", async () => {
+      const on = await serve(["--heartbeat-interval", "11", "--poll-timeout", "13"]);
+      const off = await serve(["--path-diagnostics", "false"]);
+      try {
+        const [good, bad] = await Promise.all([runToExit(["doctor", on.url, "--max-idle", "1"]), runToExit(["doctor", off.url, "--max-idle", "1", "--json"])]);
+        assert.equal(good.code, 0, good.stdout + good.stderr);
+        assert.match(good.stdout, /server: --heartbeat-interval 11 s, --poll-timeout 13 s/);
+        assert.match(good.stdout, /^\[pass\] idle +silent connections lived 1 s uncut/m);
+        assert.match(good.stdout, /verdict: the path carries WebSocket, SSE and long polling/);
+        assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+        const report = JSON.parse(bad.stdout);
+        assert.equal(report.ok, false);
+        const byName = Object.fromEntries(report.checks.map((c: { name: string }) => [c.name, c]));
+        assert.equal(byName.websocket.status, "pass");
+        assert.equal(byName["long-poll"].status, "pass");
+        for (const name of ["sse", "idle"]) {
+          assert.equal(byName[name].status, "skip");
+          assert.match(byName[name].summary, /--path-diagnostics false/);
+        }
+      } finally {
+        on.child.kill("SIGTERM");
+        off.child.kill("SIGTERM");
+        await Promise.all([on.exited, off.exited]);
+      }
     });
   });
 });
