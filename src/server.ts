@@ -360,9 +360,7 @@ export class Heartline {
       headersTimeout: this.runtime.headersTimeoutMs ?? 10_000,
       requestTimeout: this.requestTimeoutMs(),
       connectionsCheckingInterval: Math.min(1000, this.runtime.headersTimeoutMs ?? 1000),
-      // Longer than the proxy's own idle timeout for upstream connections, so
-      // the proxy, never Heartline, closes an idle kept-alive connection: a
-      // proxy does not retry a POST on a connection closed under it.
+      // Longer than a proxy's upstream idle timeout: the proxy closes idle connections (it never retries a POST).
       keepAliveTimeout: this.config.keepAliveTimeout * 1000,
     });
     server.on("connection", (socket: Socket) => this.sockets.accept(socket));
