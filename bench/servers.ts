@@ -182,7 +182,7 @@ function benchCertificate(): string[] {
 export async function startHeartline(opts: HeartlineOptions = {}): Promise<ServerHandle> {
   const cli = join(ROOT, "dist/cli.js");
   if (!existsSync(cli)) throw new Error("dist/cli.js is missing: run npm run build first");
-  const nodeArgs = opts.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", opts.cpuProfDir] : [];
+  const nodeArgs = [...(opts.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", opts.cpuProfDir] : []), ...(process.env.BENCH_HEARTLINE_NODE_FLAGS ?? "").split(" ").filter(Boolean)];
   const inspector = await inspectable(opts.inspect);
   const [cmd, args] = pinned(0, process.execPath, [
     ...nodeArgs,

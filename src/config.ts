@@ -174,6 +174,13 @@ export const OPTION_DEFS = {
     expected: "true or false",
     help: "serve GET /diag, the endpoint `heartline doctor` measures proxies and load balancers with",
   },
+  // Memory.
+  settleGc: {
+    schema: z.preprocess(toBool, z.boolean()),
+    default: true,
+    expected: "true or false",
+    help: "one garbage collection once a burst of 1,000+ new connections has settled, so its garbage leaves resident memory",
+  },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -224,6 +231,7 @@ export interface HeartlineConfig {
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   pathDiagnostics: boolean;
+  settleGc: boolean;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */

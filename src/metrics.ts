@@ -116,6 +116,15 @@ export function createMetrics(ctx: ServerContext): Registry {
       this.inc(stats.brokerErrors);
     },
   });
+  new Counter({
+    name: "heartline_settle_collections_total",
+    help: "Garbage collections run once a burst of new connections settled (--settle-gc).",
+    registers: [register],
+    collect() {
+      this.reset();
+      this.inc(stats.settleCollections);
+    },
+  });
   new Gauge({
     name: "heartline_broker_ready",
     help: "1 while the broker can store messages.",

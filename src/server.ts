@@ -11,10 +11,8 @@ import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { Auth } from "./auth/auth.js";
 import { sweepTokens } from "./auth/expiry.js";
-import { readRecordTtl, type Broker } from "./broker/broker.js";
-import { MemoryBroker } from "./broker/memory.js";
-import { parseRedisTopology } from "./redis-topology.js";
-import { createRedisBroker } from "./broker/create.js";
+import type { Broker } from "./broker/broker.js";
+import { createBroker } from "./broker/create.js";
 import { sleepOn, systemClock, type Clock } from "./clock.js";
 import { configFromOptions, type HeartlineConfig, type HeartlineOptions, type TransportName } from "./config.js";
 import { httpError } from "./errors.js";
@@ -40,6 +38,7 @@ import { WebSocketTransport } from "./transports/websocket.js";
 import { FrontDoor } from "./server/front-door.js";
 import { createTlsServer, readTlsPair, watchHttp1Requests, type TlsPair } from "./server/tls.js";
 import { ServerActions } from "./server/actions.js";
+import { SettleGc } from "./server/settle-gc.js";
 import {
   ServerApi,
   type ChannelInfo,
@@ -94,6 +93,7 @@ export class Heartline {
   /** Servers made by `listen()`; attached servers belong to the app and are never closed here. */
   private readonly owned = new Set<Server>();
   private readonly runtime: RuntimeOptions;
+  private readonly settleGc: SettleGc;
   /** The certificate and key in use (`--tls-cert`, `--tls-key`); undefined: plain HTTP. */
   private tls: TlsPair | undefined;
   private lastBrokerSweep = 0;
@@ -109,13 +109,7 @@ export class Heartline {
     const { tlsCert, tlsKey } = this.config;
     if (tlsCert !== undefined && tlsKey !== undefined) this.tls = readTlsPair(tlsCert, tlsKey);
     this.auth = new Auth(this.config, { clock: this.clock, wallClock: runtime.wallClock, tickMs, log: this.log, stats: this.stats });
-    const { historySize, historyTtl, redis, maxChannels, maxHistoryBytes, idempotencyTtl } = this.config;
-    const readTtl = readRecordTtl(historyTtl, this.config.pollTimeout);
-    const broker =
-      runtime.broker ??
-      (redis
-        ? createRedisBroker(parseRedisTopology(redis), { historySize, historyTtl, readTtl, maxChannels, idempotencyTtl, clock: this.clock, logger: this.log })
-        : new MemoryBroker({ historySize, historyTtl, readTtl, maxChannels, maxHistoryBytes, idempotencyTtl, clock: this.clock }));
+    const broker = runtime.broker ?? createBroker(this.config, this.clock, this.log);
     this.hub = new Hub(broker, { presence: this.config.presence, presenceGraceMs: this.config.presenceGrace * 1000, now: () => this.clock.now() });
     if (this.config.eventsChannel !== undefined) {
       const feed = new EventFeed(this.config.eventsChannel, (channel, json) => this.hub.publish(channel, json), () => this.auth.now());
@@ -149,6 +143,7 @@ export class Heartline {
     this.metrics = createMetrics(this.ctx);
     this.api = new ServerApi(this.ctx, new ServerActions(this.ctx, this.poll), this.publisher);
     this.door = new FrontDoor(this.ctx, new OriginPolicy(this.config.allowedOrigins), this.publisher, this.metrics, this.poll, this.ws, this.api);
+    this.settleGc = new SettleGc(this.config.settleGc, this.log, this.stats);
     this.stopTicker = this.clock.every(tickMs, () => this.tick());
     if (!this.config.apiKey) {
       this.log.warn("no --api-key: publishing over HTTP is accepted only from loopback addresses");
@@ -415,6 +410,7 @@ export class Heartline {
     this.closing ??= (async () => {
       await this.drain(timeoutSeconds);
       this.stopTicker();
+      this.settleGc.close();
       this.ws.wss.close();
       await this.hub.closeBroker();
       await this.ctx.hooks.close();
@@ -438,6 +434,7 @@ export class Heartline {
       this.poll.sweep(now);
       this.door.diag.sweep(now);
       ctx.logs.sweep(now);
+      this.settleGc.tick(now, ctx.registry.admitted);
       if (now - this.lastBrokerSweep >= 1000) {
         this.lastBrokerSweep = now;
         this.hub.sweepBroker(now);

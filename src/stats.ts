@@ -17,4 +17,6 @@ export class Stats {
   brokerErrors = 0;
   /** Publishes accepted through this node's API and WebSocket frames. */
   publishAccepted = 0;
+  /** Collections run once a burst of new connections settled (server/settle-gc.ts). */
+  settleCollections = 0;
 }

@@ -1,6 +1,10 @@
-/** The Redis broker that `--redis` names (see redis-topology.ts): one Redis, shards, or a Redis Cluster. */
-import { redactedUrl, type RedisTopology } from "../redis-topology.js";
-import type { Broker } from "./broker.js";
+/** The broker a configuration names: in memory, or the Redis that `--redis` names (see redis-topology.ts): one Redis, shards, or a Redis Cluster. */
+import type { Clock } from "../clock.js";
+import type { HeartlineConfig } from "../config.js";
+import type { Logger } from "../log.js";
+import { parseRedisTopology, redactedUrl, type RedisTopology } from "../redis-topology.js";
+import { readRecordTtl, type Broker } from "./broker.js";
+import { MemoryBroker } from "./memory.js";
 import { RedisBroker, type RedisBrokerOptions } from "./redis.js";
 import { ShardedBroker } from "./sharded.js";
 
@@ -16,4 +20,13 @@ export function createRedisBroker(topology: RedisTopology, options: Omit<RedisBr
     case "cluster":
       return new RedisBroker({ ...options, url: "", cluster: topology });
   }
+}
+
+/** The broker of `config`: Redis when `--redis` is given, else in memory. */
+export function createBroker(config: HeartlineConfig, clock: Clock, logger: Logger): Broker {
+  const { historySize, historyTtl, redis, maxChannels, maxHistoryBytes, idempotencyTtl } = config;
+  const readTtl = readRecordTtl(historyTtl, config.pollTimeout);
+  return redis
+    ? createRedisBroker(parseRedisTopology(redis), { historySize, historyTtl, readTtl, maxChannels, idempotencyTtl, clock, logger })
+    : new MemoryBroker({ historySize, historyTtl, readTtl, maxChannels, maxHistoryBytes, idempotencyTtl, clock });
 }

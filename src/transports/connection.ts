@@ -206,6 +206,8 @@ export abstract class Connection implements Subscriber, TokenHolder {
  */
 export class ConnectionRegistry {
   total = 0;
+  /** Connections ever admitted (for settle-gc.ts). */
+  admitted = 0;
   readonly byTransport: Record<TransportName, number> = { ws: 0, sse: 0, poll: 0 };
   private readonly perIp = new Map<string, number>();
   /** Connections per user, kept only with --max-connections-per-user. */
@@ -246,6 +248,7 @@ export class ConnectionRegistry {
     }
     this.perIp.set(ip, n + 1);
     this.total++;
+    this.admitted++;
     this.byTransport[kind]++;
   }
 

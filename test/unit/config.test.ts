@@ -39,7 +39,7 @@ function configError(fn: () => unknown): string {
 }
 
 /** The defaults of SPEC §1's option table, every option. */
-const SPEC_DEFAULTS: Omit<HeartlineConfig, keyof typeof ADDED_DEFAULTS | keyof typeof HOOK_DEFAULTS | keyof typeof FAIRNESS_DEFAULTS | keyof typeof PUBLISH_DEFAULTS | keyof typeof PRESENCE_DEFAULTS | keyof typeof TLS_DEFAULTS | keyof typeof DIAG_DEFAULTS> = {
+const SPEC_DEFAULTS: Omit<HeartlineConfig, keyof typeof ADDED_DEFAULTS | keyof typeof HOOK_DEFAULTS | keyof typeof FAIRNESS_DEFAULTS | keyof typeof PUBLISH_DEFAULTS | keyof typeof PRESENCE_DEFAULTS | keyof typeof TLS_DEFAULTS | keyof typeof DIAG_DEFAULTS | keyof typeof MEMORY_DEFAULTS> = {
   port: 8080,
   host: "0.0.0.0",
   apiKey: undefined,
@@ -114,8 +114,13 @@ const DIAG_DEFAULTS = {
   pathDiagnostics: true,
 };
 
+/** Memory. */
+const MEMORY_DEFAULTS = {
+  settleGc: true,
+};
+
 /** Every option's default. */
-const DEFAULTS: HeartlineConfig = { ...SPEC_DEFAULTS, ...ADDED_DEFAULTS, ...HOOK_DEFAULTS, ...FAIRNESS_DEFAULTS, ...PUBLISH_DEFAULTS, ...PRESENCE_DEFAULTS, ...TLS_DEFAULTS, ...DIAG_DEFAULTS };
+const DEFAULTS: HeartlineConfig = { ...SPEC_DEFAULTS, ...ADDED_DEFAULTS, ...HOOK_DEFAULTS, ...FAIRNESS_DEFAULTS, ...PUBLISH_DEFAULTS, ...PRESENCE_DEFAULTS, ...TLS_DEFAULTS, ...DIAG_DEFAULTS, ...MEMORY_DEFAULTS };
 
 describe("config defaults", () => {
   it("equal SPEC §1's table for every option, with no flags, env or file", () => {
@@ -128,7 +133,7 @@ describe("config defaults", () => {
   });
 
   it("define the options of SPEC §1, in its order, then the additions", () => {
-    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS), ...Object.keys(HOOK_DEFAULTS), ...Object.keys(FAIRNESS_DEFAULTS), ...Object.keys(PUBLISH_DEFAULTS), ...Object.keys(PRESENCE_DEFAULTS), ...Object.keys(TLS_DEFAULTS), ...Object.keys(DIAG_DEFAULTS)]);
+    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS), ...Object.keys(HOOK_DEFAULTS), ...Object.keys(FAIRNESS_DEFAULTS), ...Object.keys(PUBLISH_DEFAULTS), ...Object.keys(PRESENCE_DEFAULTS), ...Object.keys(TLS_DEFAULTS), ...Object.keys(DIAG_DEFAULTS), ...Object.keys(MEMORY_DEFAULTS)]);
     assert.deepEqual(
       Object.keys(OPTION_DEFS)
         .slice(0, Object.keys(SPEC_DEFAULTS).length)

@@ -1,0 +1,64 @@
+/**
+ * `--settle-gc`: one garbage collection once a burst of 1,000+ new
+ * connections has settled (3 s without a new one), none for fewer, none
+ * when turned off.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import WebSocket from "ws";
+import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+
+async function collections(s: TestServer): Promise<number> {
+  const m = /^heartline_settle_collections_total (\d+)$/m.exec(await (await fetch(`${s.url}/metrics`)).text());
+  assert.ok(m, "the counter is in /metrics");
+  return Number(m[1]);
+}
+
+/** Opens `n` WebSockets, each subscribed, and returns them. */
+async function openMany(s: TestServer, n: number): Promise<WebSocket[]> {
+  const all: WebSocket[] = [];
+  for (let i = 0; i < n; i += 100) {
+    await Promise.all(
+      Array.from({ length: Math.min(100, n - i) }, (_, k) =>
+        new Promise<void>((resolve, reject) => {
+          const ws = new WebSocket(`${s.wsUrl}/ws?channel=settle:${i + k}`);
+          all.push(ws);
+          ws.on("message", (d) => String(d).includes('"subscribed"') && resolve());
+          ws.on("error", reject);
+        }),
+      ),
+    );
+  }
+  return all;
+}
+
+describe("--settle-gc", () => {
+  it("collects once after a burst of 1,000 connections has settled, and not for a handful more", async () => {
+    const s = await startServer({ maxPendingConnectionsPerIp: 0 });
+    const sockets: WebSocket[] = [];
+    try {
+      sockets.push(...(await openMany(s, 1000)));
+      assert.equal(await collections(s), 0, "not while connections are arriving");
+      await waitFor(async () => (await collections(s)) === 1 || undefined, 8000, "one collection after the burst");
+      sockets.push(...(await openMany(s, 20)));
+      await new Promise((r) => setTimeout(r, 3600));
+      assert.equal(await collections(s), 1, "20 more connections are no burst");
+    } finally {
+      for (const w of sockets) w.terminate();
+      await s.close();
+    }
+  });
+
+  it("never collects with --settle-gc false", async () => {
+    const s = await startServer({ maxPendingConnectionsPerIp: 0, settleGc: false });
+    let sockets: WebSocket[] = [];
+    try {
+      sockets = await openMany(s, 1000);
+      await new Promise((r) => setTimeout(r, 4000));
+      assert.equal(await collections(s), 0);
+    } finally {
+      for (const w of sockets) w.terminate();
+      await s.close();
+    }
+  });
+});
