@@ -15,12 +15,8 @@
  *   world loopback, and a forwarded `127.0.0.1` never does either.
  */
 import type { IncomingMessage } from "node:http";
-import { BlockList, isIP } from "node:net";
+import { isIP } from "node:net";
 import { httpError } from "../errors.js";
-
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
-LOOPBACK.addAddress("::1", "ipv6");
 
 /**
  * An address as written by a peer or a proxy, in the one form the limits
@@ -74,10 +70,19 @@ function groups(v6: string): number[] {
   return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
 }
 
-/** Whether an address (as {@link normalizeAddress} gives it) is loopback: 127.0.0.0/8 or ::1. */
+/**
+ * Whether an address (as {@link normalizeAddress} gives it) is loopback:
+ * 127.0.0.0/8 or ::1, in any spelling. Plain string checks: it runs for
+ * every publish without an API key (a BlockList check builds a SocketAddress
+ * object each time, a few percent of such a publish's CPU).
+ */
 export function isLoopbackAddress(address: string): boolean {
   const v = isIP(address);
-  return v !== 0 && LOOPBACK.check(address, v === 4 ? "ipv4" : "ipv6");
+  if (v === 4) return address.startsWith("127.");
+  if (v !== 6) return false;
+  if (address === "::1") return true;
+  const g = groups(address);
+  return g.length === 8 && g[7] === 1 && g.every((x, i) => i === 7 || x === 0);
 }
 
 /** The TCP peer's address, normalised; "unknown" once the socket is gone. */

@@ -75,5 +75,7 @@ describe("client addresses", () => {
     for (const a of ["128.0.0.1", "10.0.0.1", "::2", "2001:db8::1", "::", "0.0.0.0", "unknown"]) assert.equal(isLoopbackAddress(a), false, a);
     assert.equal(isLoopbackAddress(normalizeAddress("0:0:0:0:0:0:0:1")!), true);
     assert.equal(isLoopbackAddress(normalizeAddress("::ffff:127.0.0.1")!), true);
+    assert.equal(isLoopbackAddress(normalizeAddress("0::1")!), true);
+    for (const a of ["1::1", "::1:1", "0:0:0:0:0:0:1:1", "127", "::ffff:128.0.0.1"]) assert.equal(isLoopbackAddress(normalizeAddress(a) ?? a), false, a);
   });
 });
