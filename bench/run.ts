@@ -1,8 +1,8 @@
 /**
  * Heartline side by side with Socket.IO 4 and nchan, in one run.
  *
- *   npm run bench                       # everything (≈14 min)
- *   npm run bench -- --quick            # smaller N, shorter runs: a smoke run (≈2 min)
+ *   npm run bench                       # everything (≈22–25 min; the estimate is printed first)
+ *   npm run bench -- --quick            # smaller N, shorter runs: a smoke run (≈4 min)
  *   npm run bench -- --scenario 1,3     # a subset: 1 fan-out CPU, steady (fan-out CPU under a steady stream), 2 idle RSS, 3 latency, 4 hold, hooks, presence, profile
  *   npm run bench -- --scenario presence --servers heartline   # what presence costs (memory broker and Redis)
  *   npm run bench -- --servers heartline,socketio
