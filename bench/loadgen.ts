@@ -65,6 +65,35 @@ export interface ClosedLoopResult {
   stalled?: string;
 }
 
+export interface SteadyCommand {
+  cmd: "steady";
+  endpoint: Endpoint;
+  channel: string;
+  /** Concurrent publishers, each publishing continuously over its kept-alive connection. */
+  publishers: number;
+  /** Messages published but not yet delivered to every subscriber, at most (shared by the publishers). */
+  window: number;
+  /** Payload size in bytes. */
+  bytes: number;
+  warmupMs: number;
+  durationMs: number;
+  serverPids: number[];
+}
+export interface SteadyResult {
+  /** Messages published in the measured window. */
+  published: number;
+  /** Deliveries counted in the measured window (markers, all subscribers). */
+  delivered: number;
+  elapsedMs: number;
+  serverCpuUs: number;
+  serverSysUs: number;
+  generatorCpuUs: number;
+  /** Mean of (published − delivered to everyone) seen by a publisher before each publish. */
+  meanInFlight: number;
+  publishErrors: number;
+  stalled?: string;
+}
+
 export interface LatencyCommand {
   cmd: "latency";
   endpoint: Endpoint;
@@ -95,7 +124,7 @@ export interface CountsResult {
   cpuUs: number;
 }
 
-type Command = OpenCommand | ClosedLoopCommand | LatencyCommand | { cmd: "counts" } | { cmd: "closeAll" } | { cmd: "exit" };
+type Command = OpenCommand | ClosedLoopCommand | SteadyCommand | LatencyCommand | { cmd: "counts" } | { cmd: "closeAll" } | { cmd: "exit" };
 interface Envelope {
   id: number;
   command: Command;
@@ -113,6 +142,12 @@ const PAD = "x".repeat(64);
 /** The benchmark payload: a timestamp (performance.now() of the publishing process) and padding. */
 export function payload(t = performance.now()): string {
   return '{"t":' + t.toFixed(3) + ',"p":"' + PAD + '"}';
+}
+
+/** The same payload padded to exactly `bytes` bytes (when the timestamp leaves room). */
+export function payloadOf(bytes: number, t = performance.now()): string {
+  const ts = t.toFixed(3);
+  return '{"t":' + ts + ',"p":"' + "x".repeat(Math.max(0, bytes - 13 - ts.length)) + '"}';
 }
 
 const publishAgent = new http.Agent({ keepAlive: true, maxSockets: 32 });
@@ -276,6 +311,103 @@ async function closedLoop(c: ClosedLoopCommand): Promise<ClosedLoopResult> {
   };
 }
 
+/**
+ * A steady stream: `publishers` loops publish back to back, each on its own
+ * kept-alive connection, as long as fewer than `window` messages are
+ * published but not yet delivered to every subscriber; the window is shared.
+ * A subscriber's k-th message is counted in `hits[k]`; message k is
+ * delivered to everyone when `hits[k]` reaches the number of subscribers
+ * (each subscriber gets the channel's messages in one order).
+ */
+async function steady(c: SteadyCommand): Promise<SteadyResult> {
+  const n = subs.length;
+  if (n === 0) throw new Error("no subscribers");
+  const base = subs[0]!.seen;
+  if (subs.some((x) => x.seen !== base)) throw new Error("subscribers start from different counts");
+  const RING = 1 << 12;
+  if (c.window >= RING) throw new Error("window too large");
+  const hits = new Uint32Array(RING);
+  let full = base; // messages delivered to every subscriber
+  let published = base;
+  let lastProgress = performance.now();
+  const waiting: Array<() => void> = [];
+  counters.perSubscriber = (seen, k) => {
+    for (let i = 1; i <= k; i++) hits[(seen + i) % RING]!++;
+    let advanced = false;
+    while (hits[(full + 1) % RING] === n) {
+      hits[(full + 1) % RING] = 0;
+      full++;
+      advanced = true;
+    }
+    if (advanced) {
+      lastProgress = performance.now();
+      for (const w of waiting.splice(0)) w();
+    }
+  };
+  let stop = false;
+  let stall: string | undefined;
+  let publishErrors = 0;
+  let gaps = 0;
+  let gapSamples = 0;
+  const room = (): Promise<void> => (published - full < c.window ? Promise.resolve() : new Promise((r) => waiting.push(r)));
+  const publisher = async (): Promise<void> => {
+    while (!stop) {
+      await room();
+      if (stop) break;
+      if (published - full >= c.window) continue;
+      gaps += published - full;
+      gapSamples++;
+      published++;
+      try {
+        await publishOk(c.endpoint, c.channel, payloadOf(c.bytes));
+      } catch (e) {
+        publishErrors++;
+        stall ??= `publish failed: ${(e as Error).message}`;
+        stop = true;
+      }
+    }
+  };
+  const watchdog = setInterval(() => {
+    if (performance.now() - lastProgress > 15000) {
+      stall ??= `stalled: ${published - full} messages published but not delivered to every subscriber for 15 s`;
+      stop = true;
+      for (const w of waiting.splice(0)) w();
+    }
+  }, 500);
+  const loops = Array.from({ length: c.publishers }, publisher);
+  try {
+    await sleep(c.warmupMs);
+    const server0 = cpuMicrosOf(c.serverPids);
+    const sys0 = sysMicrosOf(c.serverPids);
+    const gen0 = cpuNowUs();
+    const recv0 = counters.received;
+    const pub0 = published;
+    gaps = 0;
+    gapSamples = 0;
+    const t0 = performance.now();
+    await sleep(c.durationMs);
+    const elapsedMs = performance.now() - t0;
+    const serverCpuUs = cpuMicrosOf(c.serverPids) - server0;
+    const serverSysUs = sysMicrosOf(c.serverPids) - sys0;
+    const generatorCpuUs = cpuNowUs() - gen0;
+    const delivered = counters.received - recv0;
+    const pubs = published - pub0;
+    const meanInFlight = gapSamples ? gaps / gapSamples : 0;
+    stop = true;
+    for (const w of waiting.splice(0)) w();
+    await Promise.all(loops);
+    // Let what is in flight arrive, so the next run starts clean.
+    const drainEnd = performance.now() + 5000;
+    while (full < published && performance.now() < drainEnd) await sleep(20);
+    return { published: pubs, delivered, elapsedMs: Math.round(elapsedMs), serverCpuUs, serverSysUs, generatorCpuUs, meanInFlight, publishErrors, ...(stall ? { stalled: stall } : {}) };
+  } finally {
+    stop = true;
+    for (const w of waiting.splice(0)) w();
+    clearInterval(watchdog);
+    counters.perSubscriber = undefined;
+  }
+}
+
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
@@ -342,6 +474,8 @@ async function run(command: Command): Promise<unknown> {
       return open(command);
     case "closedLoop":
       return closedLoop(command);
+    case "steady":
+      return steady(command);
     case "latency":
       return latency(command);
     case "counts":

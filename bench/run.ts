@@ -1,9 +1,9 @@
 /**
  * Heartline side by side with Socket.IO 4 and nchan, in one run.
  *
- *   npm run bench                       # everything (≈14 min)
- *   npm run bench -- --quick            # smaller N, shorter runs: a smoke run (≈2 min)
- *   npm run bench -- --scenario 1,3     # a subset: 1 fan-out CPU, 2 idle RSS, 3 latency, 4 hold, hooks, presence, profile
+ *   npm run bench                       # everything (≈22–25 min; the estimate is printed first)
+ *   npm run bench -- --quick            # smaller N, shorter runs: a smoke run (≈4 min)
+ *   npm run bench -- --scenario 1,3     # a subset: 1 fan-out CPU, steady (fan-out CPU under a steady stream), 2 idle RSS, 3 latency, 4 hold, hooks, presence, profile
  *   npm run bench -- --scenario presence --servers heartline   # what presence costs (memory broker and Redis)
  *   npm run bench -- --servers heartline,socketio
  *
@@ -23,15 +23,15 @@ import { hooksScenario } from "./hooks.js";
 import { get as httpGet, type IncomingMessage } from "node:http";
 import { get as httpsGet } from "node:https";
 import { presenceEstimate, presenceScenario } from "./presence.js";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { summarizeFile } from "./cpu-profile.js";
-import { LoadGen, primeChannel, payload, publish, type ClosedLoopResult, type LatencyResult } from "./loadgen.js";
+import { LoadGen, primeChannel, payload, publish, type ClosedLoopResult, type LatencyResult, type SteadyResult } from "./loadgen.js";
 import { cpuMicrosOf, machine, pinProcess, rssKiBOf } from "./proc.js";
-import { evaluateTargets, fullReport, type FanoutRow, type HoldResult, type IdleRow, type LatencyRow, type ProfileResult, type Results } from "./report.js";
+import { evaluateTargets, fullReport, type FanoutRow, type HoldResult, type IdleRow, type LatencyRow, type ProfileResult, type Results, type SteadyRow } from "./report.js";
 import { nchanMissing, startHeartline, startServer, TRANSPORTS, type Endpoint, type ServerHandle, type ServerName, type Transport } from "./servers.js";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -42,16 +42,16 @@ const LOCAL_ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "12
 const { values } = parseArgs({
   options: {
     quick: { type: "boolean", default: process.env.BENCH_QUICK === "1" },
-    scenario: { type: "string", default: process.env.BENCH_SCENARIOS ?? "1,2,3,4,hooks,presence,profile" },
+    scenario: { type: "string", default: process.env.BENCH_SCENARIOS ?? "1,steady,2,3,4,hooks,presence,profile" },
     servers: { type: "string", default: "heartline,socketio,nchan" },
   },
 });
 const quick = values.quick!;
 const scenarios = new Set(values.scenario!.split(",").map((s) => s.trim()));
 for (const s of scenarios) {
-  if (!["1", "2", "3", "4", "hooks", "presence", "profile"].includes(s)) {
+  if (!["1", "steady", "2", "3", "4", "hooks", "presence", "profile"].includes(s)) {
     process.stderr.write(
-      `unknown scenario ${JSON.stringify(s)}: use 1 (fan-out CPU), 2 (idle RSS), 3 (latency), 4 (hold), hooks (connect hook cost), presence (presence cost), profile\n`,
+      `unknown scenario ${JSON.stringify(s)}: use 1 (fan-out CPU), steady (fan-out CPU, steady stream), 2 (idle RSS), 3 (latency), 4 (hold), hooks (connect hook cost), presence (presence cost), profile\n`,
     );
     process.exit(2);
   }
@@ -61,7 +61,11 @@ const plan = {
   fanout: quick
     ? { sizes: [100], batch: 10, warmupMs: 300, durationMs: 1500 }
     : { sizes: [100, 1000], batch: 10, warmupMs: 1000, durationMs: 4000 },
-  idle: quick ? { sizes: [500, 1000], settleMs: 1500, warm: 100 } : { sizes: [5000, 10000], settleMs: 2500, warm: 200 },
+  steady: quick
+    ? { sizes: [100], publishers: 4, window: 16, bytes: 100, warmupMs: 500, durationMs: 1500 }
+    : { sizes: [100, 1000], publishers: 4, window: 16, bytes: 100, warmupMs: 1000, durationMs: 4000 },
+  /** `asIsMs`: how long after the last connection opened RSS is read as it stands (no forced GC); `settleMs`: the same before a forced GC. */
+  idle: quick ? { sizes: [500, 1000], asIsMs: 3000, settleMs: 1500, warm: 100, workers: 2 } : { sizes: [5000, 19000], asIsMs: 12000, settleMs: 2500, warm: 200, workers: 2 },
   latency: { subscribers: 100, rate: 50, warmupMs: quick ? 500 : 1000, durationMs: quick ? 3000 : 10000 },
   hold: {
     connections: Number(process.env.BENCH_HOLD_CONNECTIONS ?? (quick ? 2000 : 19000)),
@@ -149,6 +153,10 @@ if (servers.includes("nchan") && missing) {
 }
 const pairs: Array<[ServerName, Transport]> = [];
 for (const t of ["ws", "sse", "sse-h2", "poll"] as Transport[]) for (const s of servers) if (TRANSPORTS[s].includes(t)) pairs.push([s, t]);
+/** The steady stream runs on the plain transports (not SSE over HTTP/2). */
+const steadyPairs = pairs.filter(([, t]) => t !== "sse-h2");
+/** Scenario 2's sizes for a transport: SSE over HTTP/2 (a TLS handshake per connection) stops at the first. */
+const idleSizes = (t: Transport): number[] => (t === "sse-h2" ? plan.idle.sizes.slice(0, 1) : plan.idle.sizes);
 
 /** Running servers by name; Heartline's SSE over HTTP/2 is served by a second Heartline with TLS, "heartline-tls". */
 type Running = Map<ServerName | "heartline-tls", ServerHandle>;
@@ -161,6 +169,7 @@ const results: Results = {
   skipped,
   plan,
   fanout: [],
+  steady: [],
   idle: [],
   latency: [],
   targets: [],
@@ -168,9 +177,15 @@ const results: Results = {
 
 function estimate(): number {
   let s = 0;
-  if (scenarios.has("1") || scenarios.has("3")) s += pairs.length * (quick ? 1 : 1.5) + 3;
+  if (scenarios.has("1") || scenarios.has("steady") || scenarios.has("3")) s += pairs.length * (quick ? 1 : 1.5) + 3;
   if (scenarios.has("1")) s += plan.fanout.sizes.length * pairs.length * ((plan.fanout.warmupMs + plan.fanout.durationMs) / 1000 + 1.5) + 3;
-  if (scenarios.has("2")) s += pairs.length * (3 + plan.idle.sizes.length * (plan.idle.settleMs / 1000 + (quick ? 1 : 4)));
+  if (scenarios.has("steady")) s += plan.steady.sizes.length * steadyPairs.length * ((plan.steady.warmupMs + plan.steady.durationMs) / 1000 + 2);
+  // Two fresh servers per pair; per size: opening (about 1,500 connections a second) and the wait before reading.
+  if (scenarios.has("2"))
+    for (const [, t] of pairs) {
+      const sizes = idleSizes(t);
+      s += 8 + plan.idle.asIsMs / 1000 + (2 * sizes[sizes.length - 1]!) / 1500 + sizes.length * (plan.idle.asIsMs / 1000 + 1 + plan.idle.settleMs / 1000 + 2);
+    }
   if (scenarios.has("3")) s += pairs.length * ((plan.latency.warmupMs + plan.latency.durationMs) / 1000 + 1.5) + 3;
   if (scenarios.has("4") && servers.includes("heartline")) s += plan.hold.holdSeconds + (quick ? 5 : 30);
   if (scenarios.has("hooks") && servers.includes("heartline")) s += 6 * (quick ? 3 : 8);
@@ -180,6 +195,7 @@ function estimate(): number {
 }
 
 const progress = new Progress(estimate());
+progress.note(`estimated time: about ${Math.ceil(estimate() / 60)} min`);
 const label = (s: ServerName, t: Transport) => `${{ heartline: "Heartline", socketio: "Socket.IO", nchan: "nchan" }[s]} ${t}`;
 const errMsg = (e: unknown) => (e instanceof Error ? e.message : String(e)).split("\n")[0]!.slice(0, 300);
 
@@ -190,6 +206,26 @@ const errMsg = (e: unknown) => (e instanceof Error ? e.message : String(e)).spli
 async function steadyRss(h: ServerHandle): Promise<number> {
   await h.collectGarbage?.();
   await sleep(200);
+  const xs: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    if (i) await sleep(200);
+    xs.push(rssKiBOf(h.pids()));
+  }
+  return xs.sort((a, b) => a - b)[2]!;
+}
+
+/** This process's soft limit on open files (its workers inherit it), from /proc. */
+function openFilesLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** RSS of a server (KiB) as it stands, as `top` shows it: no forced GC, the median of five readings 200 ms apart. */
+async function asIsRss(h: ServerHandle): Promise<number> {
   const xs: number[] = [];
   for (let i = 0; i < 5; i++) {
     if (i) await sleep(200);
@@ -295,49 +331,136 @@ async function fanout(running: Running): Promise<void> {
   }
 }
 
-/** Scenario 2: RSS per idle connection, each server and transport in a fresh process. */
+/**
+ * Scenario steady: fan-out under a steady stream. Several publishers publish
+ * back to back within a shared window of messages not yet delivered to every
+ * subscriber; server CPU per delivered message over the measured seconds.
+ */
+async function steadyFanout(running: Running): Promise<void> {
+  const { sizes, publishers, window, bytes, warmupMs, durationMs } = plan.steady;
+  const gen = await LoadGen.start(1);
+  try {
+    for (const n of sizes) {
+      for (const [s, t] of steadyPairs) {
+        progress.step(`scenario steady · ${label(s, t)} · ${n} subscribers`, (warmupMs + durationMs) / 1000 + 2);
+        const h = handleOf(running, s, t);
+        const row: SteadyRow = { server: s, transport: t, subscribers: n };
+        try {
+          const channel = channelFor(`steady-${t}-${n}`);
+          await primeChannel(h.endpoint, channel);
+          await openOrThrow(gen, h.endpoint, t, channel, n);
+          const r = await gen.call<SteadyResult>(0, { cmd: "steady", endpoint: h.endpoint, channel, publishers, window, bytes, warmupMs, durationMs, serverPids: h.pids() });
+          if (r.stalled) throw new Error(r.stalled);
+          Object.assign(row, {
+            serverUsPerMsg: r.serverCpuUs / r.delivered,
+            serverSysUsPerMsg: r.serverSysUs / r.delivered,
+            generatorUsPerMsg: r.generatorCpuUs / r.delivered,
+            deliveredPerSec: r.delivered / (r.elapsedMs / 1000),
+            publishedPerSec: r.published / (r.elapsedMs / 1000),
+            delivered: r.delivered,
+            meanInFlight: r.meanInFlight,
+          });
+        } catch (e) {
+          row.error = errMsg(e);
+          progress.note(`scenario steady · ${label(s, t)} · ${n}: ${row.error}`);
+        }
+        results.steady.push(row);
+        await gen.closeAll();
+        await sleep(300);
+      }
+    }
+  } finally {
+    await gen.stop();
+  }
+}
+
+interface IdleReading {
+  opened: number;
+  before: number;
+  after: number;
+  heapBefore?: number;
+  heapAfter?: number;
+  error?: string;
+}
+
+/**
+ * One pass of scenario 2 on a fresh server: warm the code, read the
+ * baseline, then open the sizes in turn and read RSS at each. `asIs`: no
+ * inspector and no forced GC anywhere in the server's life, each reading
+ * `asIsMs` after the last connection opened, as `top` would show it; else
+ * every reading (the baseline too) follows a forced GC.
+ */
+async function idlePass(gen: LoadGen, s: ServerName, t: Transport, asIs: boolean): Promise<IdleReading[]> {
+  const how = asIs ? "as it stands" : "after forced GC";
+  progress.step(`scenario 2 · ${label(s, t)} · ${how} · starting a fresh server`, 3);
+  const out: IdleReading[] = [];
+  let h: ServerHandle | undefined;
+  let opened = 0;
+  try {
+    h = await startServer(s, { inspect: !asIs, tls: t === "sse-h2" });
+    const read = (x: ServerHandle) => (asIs ? asIsRss(x) : steadyRss(x));
+    const channel = channelFor(`idle-${t}`);
+    await primeChannel(h.endpoint, channel);
+    // Warm the code paths first so the baseline already holds compiled code.
+    await gen.call(0, { cmd: "open", endpoint: h.endpoint, transport: t, channel, n: plan.idle.warm, concurrency: 50 });
+    await gen.closeAll();
+    await sleep(asIs ? plan.idle.asIsMs : 1000);
+    const before = await read(h);
+    const heapBefore = s === "heartline" && !asIs ? await heartlineHeapKiB(h.endpoint) : undefined;
+    for (const n of idleSizes(t)) {
+      progress.step(`scenario 2 · ${label(s, t)} · ${how} · ${n.toLocaleString("en-US")} idle connections`, (n - opened) / 1500 + (asIs ? plan.idle.asIsMs / 1000 + 1 : plan.idle.settleMs / 1000 + 2));
+      const r: IdleReading = { opened, before, after: 0 };
+      try {
+        opened += await openOrThrow(gen, h.endpoint, t, channel, n - opened, LOCAL_ADDRESSES);
+        await sleep(asIs ? plan.idle.asIsMs : plan.idle.settleMs);
+        Object.assign(r, { opened, after: await read(h) });
+        if (heapBefore !== undefined) Object.assign(r, { heapBefore, heapAfter: await heartlineHeapKiB(h.endpoint) });
+      } catch (e) {
+        r.error = errMsg(e);
+        progress.note(`scenario 2 · ${label(s, t)} · ${how} · ${n}: ${r.error}`);
+      }
+      out.push(r);
+      if (r.error) break;
+    }
+  } catch (e) {
+    out.push({ opened, before: 0, after: 0, error: errMsg(e) });
+    progress.note(`scenario 2 · ${label(s, t)} · ${how}: ${errMsg(e)}`);
+  } finally {
+    await h?.stop(false);
+    await gen.closeAll();
+    await sleep(500);
+  }
+  return out;
+}
+
+/**
+ * Scenario 2: RSS per idle connection, each server and transport in two
+ * fresh processes: one read as it stands (what a user sees), one read after
+ * forced GCs (what is live).
+ */
 async function idle(): Promise<void> {
-  const gen = await LoadGen.start(2);
+  const gen = await LoadGen.start(plan.idle.workers);
+  const nofile = openFilesLimit();
+  const need = Math.ceil(Math.max(...plan.idle.sizes) / plan.idle.workers) + 500;
+  if (nofile !== undefined && nofile < need) progress.note(`scenario 2: the generator may open ${nofile} files per process (ulimit -n) but needs about ${need}`);
   try {
     for (const [s, t] of pairs) {
-      progress.step(`scenario 2 · ${label(s, t)} · starting a fresh server`, 3);
-      let h: ServerHandle | undefined;
-      let opened = 0;
-      try {
-        h = await startServer(s, { inspect: true, tls: t === "sse-h2" });
-        const channel = channelFor(`idle-${t}`);
-        await primeChannel(h.endpoint, channel);
-        // Warm the code paths first so the baseline already holds compiled code.
-        await gen.call(0, { cmd: "open", endpoint: h.endpoint, transport: t, channel, n: plan.idle.warm, concurrency: 50 });
-        await gen.closeAll();
-        await sleep(1000);
-        const before = await steadyRss(h);
-        const heapBefore = s === "heartline" ? await heartlineHeapKiB(h.endpoint) : undefined;
-        for (const n of plan.idle.sizes) {
-          progress.step(`scenario 2 · ${label(s, t)} · ${n.toLocaleString("en-US")} idle connections`, plan.idle.settleMs / 1000 + (quick ? 1 : 4));
-          const row: IdleRow = { server: s, transport: t, connections: n };
-          try {
-            opened += await openOrThrow(gen, h.endpoint, t, channel, n - opened, LOCAL_ADDRESSES);
-            await sleep(plan.idle.settleMs);
-            const after = await steadyRss(h);
-            Object.assign(row, { opened, rssBeforeKiB: before, rssAfterKiB: after, perConnKiB: (after - before) / opened });
-            const heapAfter = heapBefore === undefined ? undefined : await heartlineHeapKiB(h.endpoint);
-            if (heapBefore !== undefined && heapAfter !== undefined) row.heapPerConnKiB = (heapAfter - heapBefore) / opened;
-          } catch (e) {
-            row.error = errMsg(e);
-            progress.note(`scenario 2 · ${label(s, t)} · ${n}: ${row.error}`);
-          }
-          results.idle.push(row);
-          if (row.error) break;
+      const asIs = await idlePass(gen, s, t, true);
+      const gc = await idlePass(gen, s, t, false);
+      idleSizes(t).forEach((n, i) => {
+        const a = asIs[i];
+        const g = gc[i];
+        if (!a && !g) return;
+        const row: IdleRow = { server: s, transport: t, connections: n };
+        if (a && !a.error) Object.assign(row, { opened: a.opened, rssBeforeAsIsKiB: a.before, rssAfterAsIsKiB: a.after, perConnAsIsKiB: (a.after - a.before) / a.opened });
+        if (g && !g.error) {
+          Object.assign(row, { rssBeforeKiB: g.before, rssAfterKiB: g.after, perConnKiB: (g.after - g.before) / g.opened });
+          if (g.heapBefore !== undefined && g.heapAfter !== undefined) row.heapPerConnKiB = (g.heapAfter - g.heapBefore) / g.opened;
         }
-      } catch (e) {
-        results.idle.push({ server: s, transport: t, connections: plan.idle.sizes[0]!, error: errMsg(e) });
-        progress.note(`scenario 2 · ${label(s, t)}: ${errMsg(e)}`);
-      } finally {
-        await h?.stop(false);
-        await gen.closeAll();
-        await sleep(500);
-      }
+        const errs = [a?.error && `as it stands: ${a.error}`, g?.error && `after forced GC: ${g.error}`].filter(Boolean);
+        if (errs.length) row.error = errs.join("; ");
+        results.idle.push(row);
+      });
     }
   } finally {
     await gen.stop();
@@ -493,7 +616,7 @@ async function main(): Promise<void> {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const stamp = results.startedAt.replace(/[:.]/g, "-");
   for (const s of skipped) progress.note(`note: ${s}`);
-  if (scenarios.has("1") || scenarios.has("3")) {
+  if (scenarios.has("1") || scenarios.has("steady") || scenarios.has("3")) {
     progress.step("starting servers", 3);
     const running: Running = new Map();
     try {
@@ -501,6 +624,7 @@ async function main(): Promise<void> {
       if (pairs.some(([, t]) => t === "sse-h2")) running.set("heartline-tls", await startServer("heartline", { tls: true }));
       await warmUp(running);
       if (scenarios.has("1")) await fanout(running);
+      if (scenarios.has("steady")) await steadyFanout(running);
       if (scenarios.has("3")) await latency(running);
     } finally {
       for (const h of running.values()) await h.stop(false);

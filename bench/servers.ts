@@ -49,6 +49,8 @@ const BUILD_DIR = join(ROOT, "bench/results/.build");
 const HOST = "127.0.0.1";
 /** Open files a server may hold: the 19,000 connections of the hold scenario, plus room. */
 const NOFILE = 20000;
+/** nginx's worker_connections: above NOFILE by more than 1/16, where nginx begins to drain idle connections. */
+const NGINX_CONNECTIONS = Math.ceil((NOFILE * 16) / 15) + 1000;
 
 const NGINX = process.env.BENCH_NGINX ?? "/usr/sbin/nginx";
 const NCHAN_MODULE = process.env.BENCH_NCHAN_MODULE ?? "/usr/lib/nginx/modules/ngx_nchan_module.so";
@@ -278,7 +280,7 @@ export async function startNchan(): Promise<ServerHandle> {
     .replaceAll("{{USER_LINE}}", process.getuid?.() === 0 ? "user root root;" : "")
     .replaceAll("{{PREFIX}}", prefix)
     .replaceAll("{{MODULE}}", NCHAN_MODULE)
-    .replaceAll("{{NOFILE}}", String(NOFILE))
+    .replaceAll("{{NGINX_CONNECTIONS}}", String(NGINX_CONNECTIONS))
     .replaceAll("{{PORT}}", String(port));
   writeFileSync(join(prefix, "nginx.conf"), conf);
   const [cmd, args] = pinned(0, NGINX, ["-p", prefix, "-c", join(prefix, "nginx.conf"), "-e", join(prefix, "error.log")]);

@@ -42,9 +42,21 @@ export const counters = {
    * own work on the other subscribers of the batch before it.
    */
   latency: undefined as { samples: number[]; handled: number[] } | undefined,
+  /**
+   * Set by the steady stream: told of every delivery with the subscriber's
+   * own count before it (`seen`, the ordinal of its previous message) and
+   * how many markers arrived, so the generator knows how many messages have
+   * reached every subscriber.
+   */
+  perSubscriber: undefined as ((seen: number, n: number) => void) | undefined,
 };
 
-export interface Subscriber {
+/** What one subscriber has received: the steady stream counts per subscriber. */
+export interface Tally {
+  seen: number;
+}
+
+export interface Subscriber extends Tally {
   close(): void;
 }
 
@@ -57,8 +69,8 @@ const endTurn = (): void => {
   turnStart = 0;
 };
 
-/** Counts payload markers in `buf` (and times them in the latency scenario). */
-function scan(buf: Buffer): void {
+/** Counts payload markers in `buf` received by `owner` (and times them in the latency scenario). */
+function scan(buf: Buffer, owner: Tally): void {
   let i = buf.indexOf(MARK);
   if (i < 0) return;
   let n = 0;
@@ -82,6 +94,8 @@ function scan(buf: Buffer): void {
     i = buf.indexOf(MARK, i + 5);
   }
   counters.received += n;
+  counters.perSubscriber?.(owner.seen, n);
+  owner.seen += n;
   const w = counters.waiter;
   if (w && counters.received >= w.target) {
     counters.waiter = undefined;
@@ -118,7 +132,8 @@ function withTimeout<T>(p: Promise<T>, what: string, onTimeout: () => void): Pro
 const S = 0x73; // 's' of {"type":"subscribed"
 const P = 0x70; // 'p' of {"type":"ping"}
 
-class WsSubscriber implements Subscriber {
+class WsSubscriber implements Subscriber, Tally {
+  seen = 0;
   ws: WebSocket;
   ready = false;
   closing = false;
@@ -152,7 +167,7 @@ class WsSubscriber implements Subscriber {
         // {"type":"message"… / {"type":"subscribed"… / {"type":"ping"}: the type's first letter is byte 9.
         if (data[9] === P && data.length === 15) counters.heartbeats++;
         else if (!this.ready && data[9] === S) this.setReady();
-        else scan(data);
+        else scan(data, this);
         return;
       case "socketio": {
         // engine.io v4 packets: "0{…}" open, "2" ping, "4…" socket.io packets ("40" connect, "42[…]" event).
@@ -163,14 +178,14 @@ class WsSubscriber implements Subscriber {
         } else if (c0 === 0x30) this.ws.send("40");
         else if (c0 === 0x34 && data[1] === 0x32) {
           if (!this.ready && data.length === 11 && data.toString() === '42["ready"]') this.setReady();
-          else scan(data);
+          else scan(data, this);
         }
         return;
       }
       case "nchan":
         // Every text frame is a message; the first is the primer.
         if (!this.ready) this.setReady();
-        else scan(data);
+        else scan(data, this);
         return;
     }
   }
@@ -191,7 +206,8 @@ function wsUrl(ep: Endpoint, channel: string): string {
 
 // ---------------------------------------------------------------- Server-Sent Events
 
-class SseSubscriber implements Subscriber {
+class SseSubscriber implements Subscriber, Tally {
+  seen = 0;
   req: http.ClientRequest;
   ready = false;
   closing = false;
@@ -244,7 +260,7 @@ class SseSubscriber implements Subscriber {
       // nchan's first event is the primer, without a marker; Heartline's position event has none either.
     }
     if (this.server === "heartline" && buf.includes("event: ping")) counters.heartbeats++;
-    scan(buf);
+    scan(buf, this);
   }
 
   close(): void {
@@ -255,7 +271,8 @@ class SseSubscriber implements Subscriber {
 
 // ---------------------------------------------------------------- long polling
 
-class PollSubscriber implements Subscriber {
+class PollSubscriber implements Subscriber, Tally {
+  seen = 0;
   ready = false;
   closing = false;
   req: http.ClientRequest | undefined;
@@ -320,12 +337,12 @@ class PollSubscriber implements Subscriber {
       const at = body.lastIndexOf('"cursor":"');
       const end = body.indexOf('"', at + 10);
       this.cursor = body.toString("latin1", at + 10, end);
-      if (this.ready) scan(body);
+      if (this.ready) scan(body, this);
     } else {
       if (status === 200) {
         this.lastModified = String(res.headers["last-modified"] ?? "");
         this.etag = String(res.headers.etag ?? "");
-        if (this.ready) scan(body);
+        if (this.ready) scan(body, this);
       } else if (status !== 304 && status !== 408) {
         if (!this.ready) return this.onFail(new Error(`long-poll answered HTTP ${status}`));
         counters.errors++;
@@ -353,7 +370,8 @@ class PollSubscriber implements Subscriber {
 }
 
 /** An SSE stream on its own HTTP/2 session (TLS; the bench's certificate is not checked). */
-class H2SseSubscriber implements Subscriber {
+class H2SseSubscriber implements Subscriber, Tally {
+  seen = 0;
   private readonly session: http2.ClientHttp2Session;
   ready = false;
   closing = false;
@@ -401,7 +419,7 @@ class H2SseSubscriber implements Subscriber {
       this.onReady();
     }
     if (buf.includes("event: ping")) counters.heartbeats++;
-    scan(buf);
+    scan(buf, this);
   }
 
   close(): void {
