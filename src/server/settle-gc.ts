@@ -21,7 +21,7 @@ import type { Stats } from "../stats.js";
 
 const BURST = 1000;
 const CALM_MS = 3000;
-const SPACING_MS = 30_000;
+const SPACING_MS = 10_000;
 
 export class SettleGc {
   /** An in-process inspector session: its `HeapProfiler.collectGarbage` also gives the emptied pages back to the system. */
