@@ -206,43 +206,28 @@ function wsUrl(ep: Endpoint, channel: string): string {
 
 // ---------------------------------------------------------------- Server-Sent Events
 
-class SseSubscriber implements Subscriber, Tally {
+/** Reads an event stream's bytes, over whichever connection carries them: whole events only, the first one that says it is subscribed. */
+abstract class SseReader implements Subscriber, Tally {
   seen = 0;
-  req: http.ClientRequest;
   ready = false;
   closing = false;
   private carry: Buffer | undefined;
   constructor(
     readonly server: Endpoint["server"],
-    ep: Endpoint,
-    path: string,
-    localAddress: string | undefined,
-    private readonly onReady: () => void,
-    private readonly onFail: (e: Error) => void,
-  ) {
-    this.req = http.get({ host: ep.host, port: ep.port, path, localAddress, agent: false, headers: { Accept: "text/event-stream" } }, (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        this.onFail(new Error(`SSE answered HTTP ${res.statusCode}`));
-        return;
-      }
-      res.on("data", (chunk: Buffer) => this.chunk(chunk));
-      res.on("close", () => this.ended());
-    });
-    this.req.on("error", (e) => {
-      if (!this.ready) this.onFail(e);
-      else this.ended();
-    });
-  }
+    protected readonly onReady: () => void,
+    protected readonly onFail: (e: Error) => void,
+  ) {}
 
-  private ended(): void {
+  abstract close(): void;
+
+  protected ended(): void {
     if (this.closing) return;
     this.closing = true;
     if (this.ready) counters.dropped++;
     else this.onFail(new Error("SSE stream ended before subscribing"));
   }
 
-  private chunk(chunk: Buffer): void {
+  protected chunk(chunk: Buffer): void {
     let buf = this.carry ? Buffer.concat([this.carry, chunk]) : chunk;
     // Only whole events are read; the rest waits for the next chunk.
     const end = buf.lastIndexOf("\n\n");
@@ -261,6 +246,33 @@ class SseSubscriber implements Subscriber, Tally {
     }
     if (this.server === "heartline" && buf.includes("event: ping")) counters.heartbeats++;
     scan(buf, this);
+  }
+}
+
+class SseSubscriber extends SseReader {
+  req: http.ClientRequest;
+  constructor(
+    server: Endpoint["server"],
+    ep: Endpoint,
+    path: string,
+    localAddress: string | undefined,
+    onReady: () => void,
+    onFail: (e: Error) => void,
+  ) {
+    super(server, onReady, onFail);
+    this.req = http.get({ host: ep.host, port: ep.port, path, localAddress, agent: false, headers: { Accept: "text/event-stream" } }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        this.onFail(new Error(`SSE answered HTTP ${res.statusCode}`));
+        return;
+      }
+      res.on("data", (chunk: Buffer) => this.chunk(chunk));
+      res.on("close", () => this.ended());
+    });
+    this.req.on("error", (e) => {
+      if (!this.ready) this.onFail(e);
+      else this.ended();
+    });
   }
 
   close(): void {
@@ -370,19 +382,10 @@ class PollSubscriber implements Subscriber, Tally {
 }
 
 /** An SSE stream on its own HTTP/2 session (TLS; the bench's certificate is not checked). */
-class H2SseSubscriber implements Subscriber, Tally {
-  seen = 0;
+class H2SseSubscriber extends SseReader {
   private readonly session: http2.ClientHttp2Session;
-  ready = false;
-  closing = false;
-  private carry: Buffer | undefined;
-  constructor(
-    ep: Endpoint,
-    path: string,
-    localAddress: string | undefined,
-    private readonly onReady: () => void,
-    private readonly onFail: (e: Error) => void,
-  ) {
+  constructor(ep: Endpoint, path: string, localAddress: string | undefined, onReady: () => void, onFail: (e: Error) => void) {
+    super("heartline", onReady, onFail);
     this.session = http2.connect(`https://${ep.host}:${ep.port}`, {
       createConnection: () => tls.connect({ socket: net.connect({ host: ep.host, port: ep.port, localAddress }), ALPNProtocols: ["h2"], rejectUnauthorized: false }),
     });
@@ -395,31 +398,6 @@ class H2SseSubscriber implements Subscriber, Tally {
     stream.on("data", (chunk: Buffer) => this.chunk(chunk));
     stream.on("error", () => this.ended());
     stream.on("close", () => this.ended());
-  }
-
-  private ended(): void {
-    if (this.closing) return;
-    this.closing = true;
-    if (this.ready) counters.dropped++;
-    else this.onFail(new Error("SSE stream over HTTP/2 ended before subscribing"));
-  }
-
-  private chunk(chunk: Buffer): void {
-    let buf = this.carry ? Buffer.concat([this.carry, chunk]) : chunk;
-    const end = buf.lastIndexOf("\n\n");
-    if (end < 0) {
-      this.carry = buf;
-      return;
-    }
-    this.carry = end + 2 < buf.length ? Buffer.from(buf.subarray(end + 2)) : undefined;
-    buf = buf.subarray(0, end + 2);
-    if (!this.ready) {
-      if (!buf.includes("event: position")) return;
-      this.ready = true;
-      this.onReady();
-    }
-    if (buf.includes("event: ping")) counters.heartbeats++;
-    scan(buf, this);
   }
 
   close(): void {
