@@ -177,52 +177,22 @@ function keys<T extends { transport: Transport }>(rows: T[], size: (r: T) => num
   return out;
 }
 
-export function fanoutTable(rows: FanoutRow[]): string {
-  const body = keys(rows, (r) => r.subscribers).map(([t, n]) => {
-    const by = (s: ServerName) => rows.find((r) => r.server === s && r.transport === t && r.subscribers === n);
-    const hl = by("heartline");
-    return [
-      TRANSPORT_LABEL[t],
-      String(n),
-      ...(["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => num(r.serverUsPerMsg, 2))),
-      ...PEERS.map((s) => ratio(hl?.serverUsPerMsg, by(s)?.serverUsPerMsg)),
-      (["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => num(r.serverSysUsPerMsg, 2))).join(" / "),
-      (["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => num(r.generatorUsPerMsg, 2))).join(" / "),
-      (["heartline", ...PEERS] as ServerName[]).map((s) => cell(by(s), (r) => (r.deliveredPerSec ? Math.round(r.deliveredPerSec / 1000) + "k" : "—"))).join(" / "),
-    ];
-  });
-  return table(
-    [
-      "transport",
-      "subscribers",
-      "Heartline µs/msg",
-      "Socket.IO µs/msg",
-      "nchan µs/msg",
-      "HL/Socket.IO",
-      "HL/nchan",
-      "of which kernel µs/msg (HL / SIO / nchan)",
-      "generator µs/msg (HL / SIO / nchan)",
-      "delivered/s (HL / SIO / nchan)",
-    ],
-    body,
-  );
-}
-
-export function steadyTable(rows: SteadyRow[]): string {
+/** The fan-out table (scenario 1, and the steady stream's with `extra` columns: a header and a cell per server). */
+export function fanoutTable<R extends FanoutRow | SteadyRow>(rows: R[], extra: Array<[header: string, value: (r: R) => string]> = []): string {
   const all = ["heartline", ...PEERS] as ServerName[];
   const body = keys(rows, (r) => r.subscribers).map(([t, n]) => {
     const by = (s: ServerName) => rows.find((r) => r.server === s && r.transport === t && r.subscribers === n);
     const hl = by("heartline");
+    const perServer = (f: (r: R) => string) => all.map((s) => cell(by(s), f)).join(" / ");
     return [
       TRANSPORT_LABEL[t],
       String(n),
       ...all.map((s) => cell(by(s), (r) => num(r.serverUsPerMsg, 2))),
       ...PEERS.map((s) => ratio(hl?.serverUsPerMsg, by(s)?.serverUsPerMsg)),
-      all.map((s) => cell(by(s), (r) => num(r.serverSysUsPerMsg, 2))).join(" / "),
-      all.map((s) => cell(by(s), (r) => num(r.generatorUsPerMsg, 2))).join(" / "),
-      all.map((s) => cell(by(s), (r) => (r.deliveredPerSec ? Math.round(r.deliveredPerSec / 1000) + "k" : "—"))).join(" / "),
-      all.map((s) => cell(by(s), (r) => num(r.publishedPerSec, 0))).join(" / "),
-      all.map((s) => cell(by(s), (r) => num(r.meanInFlight, 1))).join(" / "),
+      perServer((r) => num(r.serverSysUsPerMsg, 2)),
+      perServer((r) => num(r.generatorUsPerMsg, 2)),
+      perServer((r) => (r.deliveredPerSec ? Math.round(r.deliveredPerSec / 1000) + "k" : "—")),
+      ...extra.map(([, f]) => perServer(f)),
     ];
   });
   return table(
@@ -237,11 +207,18 @@ export function steadyTable(rows: SteadyRow[]): string {
       "of which kernel µs/msg (HL / SIO / nchan)",
       "generator µs/msg (HL / SIO / nchan)",
       "delivered/s (HL / SIO / nchan)",
-      "published/s (HL / SIO / nchan)",
-      "mean in flight (HL / SIO / nchan)",
+      ...extra.map(([h]) => h),
     ],
     body,
   );
+}
+
+/** The steady stream's table: scenario 1's columns, then publishes per second and the messages in flight. */
+export function steadyTable(rows: SteadyRow[]): string {
+  return fanoutTable(rows, [
+    ["published/s (HL / SIO / nchan)", (r) => num(r.publishedPerSec, 0)],
+    ["mean in flight (HL / SIO / nchan)", (r) => num(r.meanInFlight, 1)],
+  ]);
 }
 
 export function idleTable(rows: IdleRow[]): string {
