@@ -118,13 +118,6 @@ export class ShardedBroker implements Broker {
     return this.of(channel).removeHistory(channel);
   }
 
-  /** Notification subscriptions of every shard (wanted or lingering). */
-  get subscribedChannels(): number {
-    let n = 0;
-    for (const s of this.shards) n += s.subscribedChannels;
-    return n;
-  }
-
   /** Whether `channel`'s notifications arrive now. */
   isSubscribed(channel: string): boolean {
     return this.of(channel).isSubscribed(channel);
