@@ -15,7 +15,7 @@ import http from "node:http";
 import https from "node:https";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { cpuMicrosOf, pinned, sysMicrosOf } from "./proc.js";
+import { cpuMicrosOf, pinned, sysMicrosOf, writeSyscallsOf } from "./proc.js";
 import type { Endpoint, Transport } from "./servers.js";
 import { counters, openSubscriber, type Subscriber } from "./subscribers.js";
 
@@ -91,6 +91,10 @@ export interface SteadyResult {
   /** Mean of (published − delivered to everyone) seen by a publisher before each publish. */
   meanInFlight: number;
   publishErrors: number;
+  /** Write syscalls the server made in the window (its publish answers included). */
+  serverWrites: number;
+  /** The measured window on the monotonic clock (µs, as `process.hrtime`), to cut a CPU profile to it. */
+  windowUs: [number, number];
   stalled?: string;
 }
 
@@ -379,16 +383,20 @@ async function steady(c: SteadyCommand): Promise<SteadyResult> {
     await sleep(c.warmupMs);
     const server0 = cpuMicrosOf(c.serverPids);
     const sys0 = sysMicrosOf(c.serverPids);
+    const writes0 = writeSyscallsOf(c.serverPids);
     const gen0 = cpuNowUs();
     const recv0 = counters.received;
     const pub0 = published;
     gaps = 0;
     gapSamples = 0;
     const t0 = performance.now();
+    const w0 = monotonicUs();
     await sleep(c.durationMs);
+    const w1 = monotonicUs();
     const elapsedMs = performance.now() - t0;
     const serverCpuUs = cpuMicrosOf(c.serverPids) - server0;
     const serverSysUs = sysMicrosOf(c.serverPids) - sys0;
+    const serverWrites = writeSyscallsOf(c.serverPids) - writes0;
     const generatorCpuUs = cpuNowUs() - gen0;
     const delivered = counters.received - recv0;
     const pubs = published - pub0;
@@ -399,7 +407,7 @@ async function steady(c: SteadyCommand): Promise<SteadyResult> {
     // Let what is in flight arrive, so the next run starts clean.
     const drainEnd = performance.now() + 5000;
     while (full < published && performance.now() < drainEnd) await sleep(20);
-    return { published: pubs, delivered, elapsedMs: Math.round(elapsedMs), serverCpuUs, serverSysUs, generatorCpuUs, meanInFlight, publishErrors, ...(stall ? { stalled: stall } : {}) };
+    return { published: pubs, delivered, elapsedMs: Math.round(elapsedMs), serverCpuUs, serverSysUs, generatorCpuUs, meanInFlight, publishErrors, serverWrites, windowUs: [w0, w1], ...(stall ? { stalled: stall } : {}) };
   } finally {
     stop = true;
     for (const w of waiting.splice(0)) w();

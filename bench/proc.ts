@@ -47,6 +47,26 @@ export function sysMicrosOf(pids: readonly number[]): number {
   return t;
 }
 
+/**
+ * Write syscalls (write, writev, sendmsg, …) `pid` has made, all threads
+ * (`syscw` of /proc/<pid>/io); 0 when unreadable or gone.
+ */
+export function writeSyscalls(pid: number): number {
+  try {
+    const m = /^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Summed write syscalls of several processes. */
+export function writeSyscallsOf(pids: readonly number[]): number {
+  let t = 0;
+  for (const p of pids) t += writeSyscalls(p);
+  return t;
+}
+
 /** Summed CPU time of several processes, in microseconds. */
 export function cpuMicrosOf(pids: readonly number[]): number {
   let t = 0;

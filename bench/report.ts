@@ -39,6 +39,8 @@ export interface SteadyRow {
   delivered?: number;
   /** Mean messages published but not yet delivered to every subscriber, seen at each publish (the window bounds it). */
   meanInFlight?: number;
+  /** Server write syscalls (write, writev, …; its publish answers included) per delivered message. */
+  writesPerMsg?: number;
   error?: string;
 }
 
@@ -105,6 +107,8 @@ export interface HoldResult {
 export interface ProfileResult {
   subscribers: number;
   transport: Transport;
+  /** The load profiled: the steady stream or scenario 1's lock-step rounds. */
+  load: "steady" | "rounds";
   serverUsPerMsg?: number;
   file?: string;
   summary?: ProfileSummary;
@@ -213,11 +217,12 @@ export function fanoutTable<R extends FanoutRow | SteadyRow>(rows: R[], extra: A
   );
 }
 
-/** The steady stream's table: scenario 1's columns, then publishes per second and the messages in flight. */
+/** The steady stream's table: scenario 1's columns, then publishes per second, the messages in flight and the server's write syscalls per delivered message. */
 export function steadyTable(rows: SteadyRow[]): string {
   return fanoutTable(rows, [
     ["published/s (HL / SIO / nchan)", (r) => num(r.publishedPerSec, 0)],
     ["mean in flight (HL / SIO / nchan)", (r) => num(r.meanInFlight, 1)],
+    ["server writes/msg (HL / SIO / nchan)", (r) => num(r.writesPerMsg, 2)],
   ]);
 }
 
@@ -314,7 +319,7 @@ export function profileTable(p: ProfileResult): string {
     ["function", "where", "self ms", "% of busy"],
     s.top.map((h) => [h.function, h.where, h.selfMs.toFixed(1), h.selfPct.toFixed(1)]),
   );
-  return `busy ${s.busyMs} ms, idle ${s.idleMs} ms in the measured window (${p.subscribers} ${TRANSPORT_LABEL[p.transport]} subscribers, ${num(p.serverUsPerMsg, 2)} µs/msg while profiled)\n\n${areas}\n\n${top}`;
+  return `busy ${s.busyMs} ms, idle ${s.idleMs} ms in the measured window (${p.subscribers} ${TRANSPORT_LABEL[p.transport]} subscribers, ${p.load === "steady" ? "steady stream" : "lock-step rounds"}, ${num(p.serverUsPerMsg, 2)} µs/msg while profiled)\n\n${areas}\n\n${top}`;
 }
 
 /** The project's targets against this run's figures. */

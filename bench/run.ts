@@ -13,7 +13,8 @@
  * Env: BENCH_HOLD_SECONDS (scenario 4, default 120; 10 with --quick),
  * BENCH_HOLD_CONNECTIONS (default 19000; 2000 with --quick),
  * BENCH_PROFILE_TRANSPORT (ws, sse or poll; default ws) and
- * BENCH_PROFILE_SUBSCRIBERS (default 1000) for the profile, BENCH_NGINX,
+ * BENCH_PROFILE_SUBSCRIBERS (default 1000) and BENCH_PROFILE_LOAD (steady,
+ * the default, or rounds) for the profile, BENCH_NGINX,
  * BENCH_NCHAN_MODULE. Servers run pinned to core 0 and the load generator
  * (plus this process) to core 1 when `taskset` exists. Figures are printed
  * as Markdown tables on stdout, progress on stderr, and everything is saved
@@ -76,6 +77,8 @@ const plan = {
   profile: {
     subscribers: Number(process.env.BENCH_PROFILE_SUBSCRIBERS ?? 1000),
     transport: (process.env.BENCH_PROFILE_TRANSPORT ?? "ws") as Transport,
+    /** `steady` (the default) profiles the steady stream, `rounds` the lock-step rounds of scenario 1. */
+    load: (process.env.BENCH_PROFILE_LOAD ?? "steady") === "rounds" ? ("rounds" as const) : ("steady" as const),
     batch: 10, warmupMs: quick ? 300 : 1000, durationMs: quick ? 2000 : 5000 },
 };
 
@@ -359,6 +362,7 @@ async function steadyFanout(running: Running): Promise<void> {
             publishedPerSec: r.published / (r.elapsedMs / 1000),
             delivered: r.delivered,
             meanInFlight: r.meanInFlight,
+            writesPerMsg: r.serverWrites / r.delivered,
           });
         } catch (e) {
           row.error = errMsg(e);
@@ -571,19 +575,23 @@ async function hold(): Promise<void> {
   }
 }
 
-/** A V8 CPU profile of Heartline's WebSocket fan-out (1,000 subscribers, closed loop). */
+/** A V8 CPU profile of Heartline's fan-out (1,000 WebSocket subscribers under the steady stream unless told otherwise). */
 async function profile(stamp: string): Promise<void> {
-  const { subscribers, batch, warmupMs, durationMs, transport } = plan.profile;
+  const { subscribers, batch, warmupMs, durationMs, transport, load } = plan.profile;
   progress.step(`profile · Heartline ${transport} fan-out to ${subscribers}`, (warmupMs + durationMs) / 1000 + 6);
   const dir = mkdtempSync(join(tmpdir(), "heartline-bench-prof-"));
-  const out: ProfileResult = { subscribers, transport };
+  const out: ProfileResult = { subscribers, transport, load };
   let window: [number, number] | undefined;
   const h = await startHeartline({ cpuProfDir: dir });
   const gen = await LoadGen.start(1);
   try {
     const channel = channelFor("profile");
     await openOrThrow(gen, h.endpoint, transport, channel, subscribers);
-    const r = await gen.call<ClosedLoopResult>(0, { cmd: "closedLoop", endpoint: h.endpoint, channel, batch, warmupMs, durationMs, serverPids: h.pids() });
+    const st = plan.steady;
+    const r =
+      load === "steady"
+        ? await gen.call<SteadyResult>(0, { cmd: "steady", endpoint: h.endpoint, channel, publishers: st.publishers, window: st.window, bytes: st.bytes, warmupMs, durationMs, serverPids: h.pids() })
+        : await gen.call<ClosedLoopResult>(0, { cmd: "closedLoop", endpoint: h.endpoint, channel, batch, warmupMs, durationMs, serverPids: h.pids() });
     if (r.stalled) throw new Error(r.stalled);
     out.serverUsPerMsg = r.serverCpuUs / r.delivered;
     window = r.windowUs;
