@@ -181,6 +181,13 @@ export const OPTION_DEFS = {
     expected: "true or false",
     help: "one garbage collection once a burst of 1,000+ new connections has settled, so its garbage leaves resident memory",
   },
+  // Writes.
+  writeDelayMs: {
+    schema: z.preprocess(toNumber, z.number().finite().min(0).max(1000)),
+    default: 1,
+    expected: "a number of milliseconds from 0 to 1000",
+    help: "under load, gather what goes to each connection for up to this long and write it at once (0: write at the end of every event-loop turn)",
+  },
 } satisfies Record<string, OptionDef>;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -232,6 +239,7 @@ export interface HeartlineConfig {
   tlsKey: string | undefined;
   pathDiagnostics: boolean;
   settleGc: boolean;
+  writeDelayMs: number;
 }
 
 /** Options as a user writes them: any subset, values typed or as strings. */

@@ -1,34 +1,63 @@
 /**
- * Write batching: the first write to a socket in a turn of the event loop
- * corks it, and one `setImmediate` uncorks every corked socket at the end of
- * the turn. A burst of messages to one subscriber then leaves in one writev
- * instead of one syscall each; a single message waits at most until the
- * current I/O callbacks are done. One batch per server (its connection
- * registry holds it), so servers in one process share nothing.
+ * Write batching: the first write to a socket corks it, and one flush
+ * uncorks every corked socket. A burst of messages to one subscriber then
+ * leaves in one writev instead of one syscall each.
+ *
+ * When the flush goes: at the end of the current turn of the event loop
+ * (`setImmediate`), unless the previous flush is less than `delayMs` old;
+ * then `delayMs` after the previous one. A quiet server therefore writes
+ * each message at once, and a busy one writes to each connection at most
+ * once per `delayMs`, with every message that arrived meanwhile: under a
+ * steady stream, that is what turns one write per delivered message into one
+ * per several. A message waits at most `delayMs` more. One batch per server
+ * (its connection registry holds it), so servers in one process share nothing.
  */
 export interface Corkable {
   cork(): void;
   uncork(): void;
 }
 
+/** How a batch schedules its flush: at the end of the turn, or after a delay. */
+export interface FlushScheduler {
+  now(): number;
+  endOfTurn(fn: () => void): void;
+  after(ms: number, fn: () => void): void;
+}
+
+const REAL: FlushScheduler = {
+  now: () => performance.now(),
+  endOfTurn: (fn) => void setImmediate(fn),
+  after: (ms, fn) => void setTimeout(fn, ms),
+};
+
 export class WriteBatch {
   private readonly corked: Corkable[] = [];
   private scheduled = false;
+  /** When the last flush ran; -Infinity before the first. */
+  private lastFlush = Number.NEGATIVE_INFINITY;
   /** Bound once: scheduling the flush allocates no closure. */
   private readonly flush = (): void => {
     this.scheduled = false;
+    this.lastFlush = this.timers.now();
     // New writes during the loop below start a new batch.
     const list = this.corked.splice(0, this.corked.length);
     for (let i = 0; i < list.length; i++) list[i]!.uncork();
   };
 
-  /** Corks `target` until the end of this turn. Call once per turn per target (track it with a flag). */
-  corkUntilTurnEnds(target: Corkable): void {
+  constructor(
+    /** The least time between two flushes, ms (`--write-delay`); 0: every turn's writes go at its end. */
+    private readonly delayMs = 0,
+    private readonly timers: FlushScheduler = REAL,
+  ) {}
+
+  /** Corks `target` until the next flush. Call once per flush per target (track it with a flag). */
+  corkUntilFlush(target: Corkable): void {
     target.cork();
     this.corked.push(target);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
+    if (this.scheduled) return;
+    this.scheduled = true;
+    const since = this.timers.now() - this.lastFlush;
+    if (since < this.delayMs) this.timers.after(this.delayMs - since, this.flush);
+    else this.timers.endOfTurn(this.flush);
   }
 }

@@ -219,14 +219,16 @@ export class ConnectionRegistry {
   readonly polls = new ByUser<HeldPoll>();
   /** Connections closed politely whose socket must be cut if the peer lingers. */
   readonly closing = new Set<Connection>();
-  /** End-of-turn write batching for the connections of this server (see batch.ts). */
-  readonly batch = new WriteBatch();
+  /** Write batching for the connections of this server (see batch.ts). */
+  readonly batch: WriteBatch;
   private lastId = 0;
 
   constructor(
     private readonly config: HeartlineConfig,
     private readonly stats: Stats,
-  ) {}
+  ) {
+    this.batch = new WriteBatch(config.writeDelayMs);
+  }
 
   /**
    * Takes a slot for a new connection from `ip` (and, with

@@ -98,7 +98,7 @@ export class SseConnection extends Connection {
     const out = this.out;
     if (!this.corked) {
       this.corked = true;
-      this.ctx.registry.batch.corkUntilTurnEnds(this);
+      this.ctx.registry.batch.corkUntilFlush(this);
     }
     out.write(id);
     out.write(body);

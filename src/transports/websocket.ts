@@ -108,7 +108,7 @@ export class WsConnection extends Connection {
     if (raw !== null) {
       if (!this.corked) {
         this.corked = true;
-        this.ctx.registry.batch.corkUntilTurnEnds(this);
+        this.ctx.registry.batch.corkUntilFlush(this);
       }
       raw.write(bytes);
     } else this.socket.send(bytes, TEXT);

@@ -39,7 +39,7 @@ function configError(fn: () => unknown): string {
 }
 
 /** The defaults of SPEC §1's option table, every option. */
-const SPEC_DEFAULTS: Omit<HeartlineConfig, keyof typeof ADDED_DEFAULTS | keyof typeof HOOK_DEFAULTS | keyof typeof FAIRNESS_DEFAULTS | keyof typeof PUBLISH_DEFAULTS | keyof typeof PRESENCE_DEFAULTS | keyof typeof TLS_DEFAULTS | keyof typeof DIAG_DEFAULTS | keyof typeof MEMORY_DEFAULTS> = {
+const SPEC_DEFAULTS: Omit<HeartlineConfig, keyof typeof ADDED_DEFAULTS | keyof typeof HOOK_DEFAULTS | keyof typeof FAIRNESS_DEFAULTS | keyof typeof PUBLISH_DEFAULTS | keyof typeof PRESENCE_DEFAULTS | keyof typeof TLS_DEFAULTS | keyof typeof DIAG_DEFAULTS | keyof typeof MEMORY_DEFAULTS | keyof typeof WRITE_DEFAULTS> = {
   port: 8080,
   host: "0.0.0.0",
   apiKey: undefined,
@@ -119,8 +119,13 @@ const MEMORY_DEFAULTS = {
   settleGc: true,
 };
 
+/** Writes. */
+const WRITE_DEFAULTS = {
+  writeDelayMs: 1,
+};
+
 /** Every option's default. */
-const DEFAULTS: HeartlineConfig = { ...SPEC_DEFAULTS, ...ADDED_DEFAULTS, ...HOOK_DEFAULTS, ...FAIRNESS_DEFAULTS, ...PUBLISH_DEFAULTS, ...PRESENCE_DEFAULTS, ...TLS_DEFAULTS, ...DIAG_DEFAULTS, ...MEMORY_DEFAULTS };
+const DEFAULTS: HeartlineConfig = { ...SPEC_DEFAULTS, ...ADDED_DEFAULTS, ...HOOK_DEFAULTS, ...FAIRNESS_DEFAULTS, ...PUBLISH_DEFAULTS, ...PRESENCE_DEFAULTS, ...TLS_DEFAULTS, ...DIAG_DEFAULTS, ...MEMORY_DEFAULTS, ...WRITE_DEFAULTS };
 
 describe("config defaults", () => {
   it("equal SPEC §1's table for every option, with no flags, env or file", () => {
@@ -133,7 +138,7 @@ describe("config defaults", () => {
   });
 
   it("define the options of SPEC §1, in its order, then the additions", () => {
-    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS), ...Object.keys(HOOK_DEFAULTS), ...Object.keys(FAIRNESS_DEFAULTS), ...Object.keys(PUBLISH_DEFAULTS), ...Object.keys(PRESENCE_DEFAULTS), ...Object.keys(TLS_DEFAULTS), ...Object.keys(DIAG_DEFAULTS), ...Object.keys(MEMORY_DEFAULTS)]);
+    assert.deepEqual(Object.keys(OPTION_DEFS), [...Object.keys(SPEC_DEFAULTS), ...Object.keys(ADDED_DEFAULTS), ...Object.keys(HOOK_DEFAULTS), ...Object.keys(FAIRNESS_DEFAULTS), ...Object.keys(PUBLISH_DEFAULTS), ...Object.keys(PRESENCE_DEFAULTS), ...Object.keys(TLS_DEFAULTS), ...Object.keys(DIAG_DEFAULTS), ...Object.keys(MEMORY_DEFAULTS), ...Object.keys(WRITE_DEFAULTS)]);
     assert.deepEqual(
       Object.keys(OPTION_DEFS)
         .slice(0, Object.keys(SPEC_DEFAULTS).length)
@@ -302,6 +307,14 @@ describe("value parsing", () => {
     assert.equal(loadConfig({ pathDiagnostics: "false" }, {}).pathDiagnostics, false);
     assert.equal(loadConfig({}, { HEARTLINE_PATH_DIAGNOSTICS: "off" }).pathDiagnostics, false);
     assert.match(configError(() => loadConfig({ pathDiagnostics: "sometimes" }, {})), /--path-diagnostics.*"sometimes".*true or false/);
+  });
+
+  it("takes --write-delay-ms in fractional milliseconds from 0 to 1000, and refuses others", () => {
+    assert.equal(loadConfig({ writeDelayMs: "0" }, {}).writeDelayMs, 0);
+    assert.equal(loadConfig({}, { HEARTLINE_WRITE_DELAY_MS: "2.5" }).writeDelayMs, 2.5);
+    for (const bad of ["-1", "1001", "soon", "Infinity"]) {
+      assert.match(configError(() => loadConfig({ writeDelayMs: bad }, {})), /--write-delay-ms.*milliseconds from 0 to 1000/, bad);
+    }
   });
 
   it("accepts redis and rediss URLs", () => {

@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { WriteBatch, type Corkable, type FlushScheduler } from "../../src/transports/batch.js";
+
+/** A scheduler whose time and callbacks the test moves by hand. */
+class FakeScheduler implements FlushScheduler {
+  t = 1000;
+  turnEnd: Array<() => void> = [];
+  timers: Array<{ ms: number; fn: () => void }> = [];
+  now(): number {
+    return this.t;
+  }
+  endOfTurn(fn: () => void): void {
+    this.turnEnd.push(fn);
+  }
+  after(ms: number, fn: () => void): void {
+    this.timers.push({ ms, fn });
+  }
+  runTurnEnd(): void {
+    for (const fn of this.turnEnd.splice(0)) fn();
+  }
+  runTimers(): void {
+    for (const { fn } of this.timers.splice(0)) fn();
+  }
+}
+
+/** A socket stand-in that records its cork depth and what it was told. */
+class Target implements Corkable {
+  depth = 0;
+  uncorks = 0;
+  constructor(
+    readonly name: string,
+    readonly log: string[],
+  ) {}
+  cork(): void {
+    this.depth++;
+  }
+  uncork(): void {
+    this.depth--;
+    this.uncorks++;
+    this.log.push(this.name);
+  }
+}
+
+describe("WriteBatch", () => {
+  it("without a delay, uncorks every target corked in a turn at its end, in order", () => {
+    const s = new FakeScheduler();
+    const log: string[] = [];
+    const batch = new WriteBatch(0, s);
+    const a = new Target("a", log);
+    const b = new Target("b", log);
+    batch.corkUntilFlush(a);
+    batch.corkUntilFlush(b);
+    assert.equal(s.turnEnd.length, 1, "one flush per batch, not one per target");
+    assert.deepEqual([a.depth, b.depth], [1, 1]);
+    s.runTurnEnd();
+    assert.deepEqual(log, ["a", "b"]);
+    assert.deepEqual([a.depth, b.depth], [0, 0]);
+    // The next turn's writes go at its end too, however soon it comes.
+    batch.corkUntilFlush(a);
+    assert.equal(s.turnEnd.length, 1);
+    assert.equal(s.timers.length, 0);
+  });
+
+  it("flushes a quiet server's writes at the end of the turn", () => {
+    const s = new FakeScheduler();
+    const batch = new WriteBatch(2, s);
+    batch.corkUntilFlush(new Target("a", []));
+    assert.equal(s.turnEnd.length, 1, "the first flush ever goes at the end of the turn");
+    assert.equal(s.timers.length, 0);
+    s.runTurnEnd();
+    s.t += 2.5;
+    batch.corkUntilFlush(new Target("b", []));
+    assert.equal(s.turnEnd.length, 1, "more than the delay after the last flush: at the end of the turn");
+    assert.equal(s.timers.length, 0);
+  });
+
+  it("on a busy server, holds writes until the delay has passed since the previous flush", () => {
+    const s = new FakeScheduler();
+    const log: string[] = [];
+    const batch = new WriteBatch(2, s);
+    const a = new Target("a", log);
+    batch.corkUntilFlush(a);
+    s.runTurnEnd();
+    s.t += 0.5;
+    batch.corkUntilFlush(a);
+    assert.equal(s.turnEnd.length, 0, "not at the end of this turn");
+    assert.deepEqual(
+      s.timers.map((x) => x.ms),
+      [1.5],
+      "2 ms after the previous flush",
+    );
+    // Later turns before the flush add to the same batch.
+    s.t += 1;
+    const b = new Target("b", log);
+    batch.corkUntilFlush(b);
+    assert.equal(s.timers.length, 1, "one pending flush");
+    assert.equal(a.depth, 1);
+    s.t += 0.5;
+    s.runTimers();
+    assert.deepEqual(log, ["a", "a", "b"]);
+    assert.deepEqual([a.depth, b.depth], [0, 0]);
+  });
+
+  it("puts a target corked during a flush in the next batch", () => {
+    const s = new FakeScheduler();
+    const log: string[] = [];
+    const batch = new WriteBatch(0, s);
+    const late = new Target("late", log);
+    const first: Corkable = {
+      cork() {},
+      uncork() {
+        log.push("first");
+        batch.corkUntilFlush(late);
+      },
+    };
+    batch.corkUntilFlush(first);
+    s.runTurnEnd();
+    assert.deepEqual(log, ["first"]);
+    assert.equal(late.depth, 1, "still corked");
+    assert.equal(s.turnEnd.length, 1, "a new flush is scheduled");
+    s.runTurnEnd();
+    assert.deepEqual(log, ["first", "late"]);
+  });
+});
