@@ -217,12 +217,17 @@ export function fanoutTable<R extends FanoutRow | SteadyRow>(rows: R[], extra: A
   );
 }
 
-/** The steady stream's table: scenario 1's columns, then publishes per second, the messages in flight and the server's write syscalls per delivered message. */
+/** The steady stream's table: scenario 1's columns, then publishes per second, the messages in flight, the server's write syscalls per delivered message and the server's and generator's CPU together. */
 export function steadyTable(rows: SteadyRow[]): string {
   return fanoutTable(rows, [
     ["published/s (HL / SIO / nchan)", (r) => num(r.publishedPerSec, 0)],
     ["mean in flight (HL / SIO / nchan)", (r) => num(r.meanInFlight, 1)],
     ["server writes/msg (HL / SIO / nchan)", (r) => num(r.writesPerMsg, 2)],
+    // On loopback the kernel work of sending can land on the receiver: a
+    // server that leaves Nagle's algorithm on (nginx does for streaming
+    // responses) queues small sends, and the generator's ACKs transmit them.
+    // The sum is the whole machine's work per delivered message.
+    ["server + generator µs/msg (HL / SIO / nchan)", (r) => (r.serverUsPerMsg !== undefined && r.generatorUsPerMsg !== undefined ? num(r.serverUsPerMsg + r.generatorUsPerMsg, 2) : "—")],
   ]);
 }
 
