@@ -434,7 +434,7 @@ export class Heartline {
       this.poll.sweep(now);
       this.door.diag.sweep(now);
       ctx.logs.sweep(now);
-      this.settleGc.tick(now, ctx.registry.admitted);
+      this.settleGc.tick(now, ctx.registry.admitted, this.hub.published);
       if (now - this.lastBrokerSweep >= 1000) {
         this.lastBrokerSweep = now;
         this.hub.sweepBroker(now);

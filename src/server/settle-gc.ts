@@ -5,14 +5,17 @@
  * grown to tens of MB after a burst without collecting it while the process
  * is quiet, so the resident memory a user sees stays up by that much. After
  * at least {@link BURST} connections were admitted, once {@link CALM_MS}
- * pass without a new one (and at most once per {@link SPACING_MS}), the
+ * pass without a new one and without a message fanned out (and at most once
+ * per {@link SPACING_MS}), the
  * server's ticker asks for one collection through an in-process inspector
  * session (`HeapProfiler.collectGarbage`: a full collection that also gives
  * the emptied pages back to the system, which `global.gc()` does not). It
  * pauses the process for tens of milliseconds (logged at debug with its
  * duration and the RSS it gave back; counted in
  * `heartline_settle_collections_total`).
- * Busy servers, whose connections keep coming, are left to V8.
+ * Busy servers, whose connections keep coming or whose messages keep
+ * flowing, are left to V8: the pause would delay their messages, and their
+ * own allocation makes V8 collect anyway.
  */
 import { Session } from "node:inspector";
 import { performance } from "node:perf_hooks";
@@ -27,6 +30,7 @@ export class SettleGc {
   /** An in-process inspector session: its `HeapProfiler.collectGarbage` also gives the emptied pages back to the system. */
   private readonly session: Session | undefined;
   private seen = 0;
+  private seenPublished = 0;
   private changedAt = 0;
   private sinceGc = 0;
   private lastGcAt = -Infinity;
@@ -49,12 +53,20 @@ export class SettleGc {
     this.session?.disconnect();
   }
 
-  /** From the ticker: `admitted` is the count of connections ever admitted. */
-  tick(now: number, admitted: number): void {
+  /** From the ticker: `admitted` counts the connections ever admitted, `published` the messages fanned out on this node. */
+  tick(now: number, admitted: number, published: number): void {
     if (this.session === undefined) return;
+    let moved = false;
     if (admitted !== this.seen) {
       this.sinceGc += admitted - this.seen;
       this.seen = admitted;
+      moved = true;
+    }
+    if (published !== this.seenPublished) {
+      this.seenPublished = published;
+      moved = true;
+    }
+    if (moved) {
       this.changedAt = now;
       return;
     }

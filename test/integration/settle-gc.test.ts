@@ -1,12 +1,12 @@
 /**
  * `--settle-gc`: one garbage collection once a burst of 1,000+ new
- * connections has settled (3 s without a new one), none for 999, none when
- * turned off.
+ * connections has settled (3 s without a new one and without a message),
+ * none for 999, none while messages flow, none when turned off.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import WebSocket from "ws";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
 
 async function collections(s: TestServer): Promise<number> {
   const m = /^heartline_settle_collections_total (\d+)$/m.exec(await (await fetch(`${s.url}/metrics`)).text());
@@ -43,6 +43,24 @@ describe("--settle-gc", () => {
       sockets.push(...(await openMany(s, 1)));
       assert.equal(await collections(s), 0, "not while connections are arriving");
       await waitFor(async () => (await collections(s)) === 1 || undefined, 8000, "one collection once the 1,000th has settled");
+    } finally {
+      for (const w of sockets) w.terminate();
+      await s.close();
+    }
+  });
+
+  it("waits while messages flow: a collection would pause their delivery", async () => {
+    const s = await startServer({ maxPendingConnectionsPerIp: 0 });
+    const sockets: WebSocket[] = [];
+    try {
+      sockets.push(...(await openMany(s, 1000)));
+      // 4.5 s of messages, one every 300 ms: never 3 s of calm.
+      for (let i = 0; i < 15; i++) {
+        assert.equal((await publishHttp(s, "settle:0", { i })).status, 200);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      assert.equal(await collections(s), 0, "no collection while messages were flowing");
+      await waitFor(async () => (await collections(s)) === 1 || undefined, 8000, "one collection once the messages stopped");
     } finally {
       for (const w of sockets) w.terminate();
       await s.close();
