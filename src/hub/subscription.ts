@@ -5,8 +5,9 @@
  */
 import type { StoredMessage } from "../broker/broker.js";
 import type { HoldChange } from "../broker/holds.js";
-import { sseMessageEvent, ssePresenceEvent, wsMessagePayload, wsTextFrame } from "../wire.js";
-import { channelKey, type Position } from "./cursor.js";
+import { CURSOR_VERSION } from "../cursor-layout.js";
+import { sseMessageEvent, sseMessageEventWithId, ssePresenceEvent, wsMessagePayload, wsTextFrame } from "../wire.js";
+import { channelKey, cursorSegment, type Position } from "./cursor.js";
 import type { Member } from "./presence.js";
 
 /**
@@ -17,6 +18,8 @@ export class Outgoing {
   private wsPayload: Buffer | undefined;
   private wsWire: Buffer | undefined;
   private sseEvent: Buffer | undefined;
+  private soloKey: string | undefined;
+  private soloEvent: Buffer | undefined;
   constructor(readonly message: StoredMessage) {}
 
   /** WebSocket text payload `{"type":"message",…}`. */
@@ -32,6 +35,20 @@ export class Outgoing {
   /** SSE event body `data: {…}\n\n` (the per-connection `id:` line goes before it). */
   get sse(): Buffer {
     return (this.sseEvent ??= sseMessageEvent(this.message.json));
+  }
+
+  /**
+   * The whole SSE event, `id:` line included, for a stream whose one channel
+   * is this message's (its key in cursors `key`): such a stream's cursor
+   * names only this message's position, so every one of them gets these
+   * same bytes, built once.
+   */
+  sseSolo(key: string): Buffer {
+    if (this.soloKey !== key || this.soloEvent === undefined) {
+      this.soloKey = key;
+      this.soloEvent = sseMessageEventWithId(CURSOR_VERSION + cursorSegment(key, this.message), this.message.json);
+    }
+    return this.soloEvent;
   }
 }
 

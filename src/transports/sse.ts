@@ -91,17 +91,29 @@ export class SseConnection extends Connection {
     return s;
   }
 
-  deliver(_sub: Subscription, msg: Outgoing): void {
-    const id = sseIdLine(this.cursor());
-    const body = msg.sse;
-    if (!this.writable(id.length + body.length)) return;
+  deliver(sub: Subscription, msg: Outgoing): void {
     const out = this.out;
-    if (!this.corked) {
-      this.corked = true;
-      this.ctx.registry.batch.corkUntilFlush(this);
+    if (this.subs.length === 1 && this.subs[0] === sub) {
+      // The cursor names this channel alone, at this message: the event is
+      // the same for every such stream (see Outgoing.sseSolo).
+      const event = msg.sseSolo(sub.key);
+      if (!this.writable(event.length)) return;
+      if (!this.corked) {
+        this.corked = true;
+        this.ctx.registry.batch.corkUntilFlush(this);
+      }
+      out.write(event);
+    } else {
+      const id = sseIdLine(this.cursor());
+      const body = msg.sse;
+      if (!this.writable(id.length + body.length)) return;
+      if (!this.corked) {
+        this.corked = true;
+        this.ctx.registry.batch.corkUntilFlush(this);
+      }
+      out.write(id);
+      out.write(body);
     }
-    out.write(id);
-    out.write(body);
     this.lastSendAt = this.ctx.now;
     this.ctx.stats.delivered.sse++;
   }
