@@ -40,12 +40,15 @@ export function sysMicros(pid: number): number {
   return f ? (Number(f[12]) * 1e6) / CLOCK_TICKS : 0;
 }
 
-/** Summed kernel CPU time of several processes, in microseconds. */
-export function sysMicrosOf(pids: readonly number[]): number {
+/** A per-process reading summed over several processes. */
+function sumOf(pids: readonly number[], read: (pid: number) => number): number {
   let t = 0;
-  for (const p of pids) t += sysMicros(p);
+  for (const p of pids) t += read(p);
   return t;
 }
+
+/** Summed kernel CPU time of several processes, in microseconds. */
+export const sysMicrosOf = (pids: readonly number[]): number => sumOf(pids, sysMicros);
 
 /**
  * Write syscalls (write, writev, sendmsg, …) `pid` has made, all threads
@@ -61,18 +64,10 @@ export function writeSyscalls(pid: number): number {
 }
 
 /** Summed write syscalls of several processes. */
-export function writeSyscallsOf(pids: readonly number[]): number {
-  let t = 0;
-  for (const p of pids) t += writeSyscalls(p);
-  return t;
-}
+export const writeSyscallsOf = (pids: readonly number[]): number => sumOf(pids, writeSyscalls);
 
 /** Summed CPU time of several processes, in microseconds. */
-export function cpuMicrosOf(pids: readonly number[]): number {
-  let t = 0;
-  for (const p of pids) t += cpuMicros(p);
-  return t;
-}
+export const cpuMicrosOf = (pids: readonly number[]): number => sumOf(pids, cpuMicros);
 
 /** Resident set size of `pid` in KiB (VmRSS); 0 once it is gone. */
 export function rssKiB(pid: number): number {
@@ -85,11 +80,7 @@ export function rssKiB(pid: number): number {
 }
 
 /** Summed RSS of several processes, in KiB. */
-export function rssKiBOf(pids: readonly number[]): number {
-  let t = 0;
-  for (const p of pids) t += rssKiB(p);
-  return t;
-}
+export const rssKiBOf = (pids: readonly number[]): number => sumOf(pids, rssKiB);
 
 /** Direct children of `pid` (for nginx: its workers). */
 export function childrenOf(pid: number): number[] {
