@@ -26,22 +26,13 @@ export interface FanoutRow {
   error?: string;
 }
 
-export interface SteadyRow {
-  server: ServerName;
-  transport: Transport;
-  subscribers: number;
-  /** Server CPU (utime + stime) per delivered message, µs. */
-  serverUsPerMsg?: number;
-  serverSysUsPerMsg?: number;
-  generatorUsPerMsg?: number;
-  deliveredPerSec?: number;
+/** A row of the steady stream: scenario 1's figures (no rounds), and what only a steady stream shows. */
+export interface SteadyRow extends Omit<FanoutRow, "rounds" | "extra"> {
   publishedPerSec?: number;
-  delivered?: number;
   /** Mean messages published but not yet delivered to every subscriber, seen at each publish (the window bounds it). */
   meanInFlight?: number;
   /** Server write syscalls (write, writev, …; its publish answers included) per delivered message. */
   writesPerMsg?: number;
-  error?: string;
 }
 
 export interface IdleRow {

@@ -92,28 +92,19 @@ export class SseConnection extends Connection {
   }
 
   deliver(sub: Subscription, msg: Outgoing): void {
+    // On one channel, the cursor names this channel alone, at this message:
+    // the whole event is the same for every such stream (Outgoing.sseSolo).
+    const solo = this.subs.length === 1 && this.subs[0] === sub;
+    const id = solo ? undefined : sseIdLine(this.cursor());
+    const body = solo ? msg.sseSolo(sub.key) : msg.sse;
+    if (!this.writable((id?.length ?? 0) + body.length)) return;
     const out = this.out;
-    if (this.subs.length === 1 && this.subs[0] === sub) {
-      // The cursor names this channel alone, at this message: the event is
-      // the same for every such stream (see Outgoing.sseSolo).
-      const event = msg.sseSolo(sub.key);
-      if (!this.writable(event.length)) return;
-      if (!this.corked) {
-        this.corked = true;
-        this.ctx.registry.batch.corkUntilFlush(this);
-      }
-      out.write(event);
-    } else {
-      const id = sseIdLine(this.cursor());
-      const body = msg.sse;
-      if (!this.writable(id.length + body.length)) return;
-      if (!this.corked) {
-        this.corked = true;
-        this.ctx.registry.batch.corkUntilFlush(this);
-      }
-      out.write(id);
-      out.write(body);
+    if (!this.corked) {
+      this.corked = true;
+      this.ctx.registry.batch.corkUntilFlush(this);
     }
+    if (id !== undefined) out.write(id);
+    out.write(body);
     this.lastSendAt = this.ctx.now;
     this.ctx.stats.delivered.sse++;
   }
