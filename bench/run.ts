@@ -295,6 +295,17 @@ async function warmUp(running: Running): Promise<void> {
   }
 }
 
+/** The figures scenario 1 and the steady stream share: CPU per delivered message, and the rate. */
+function perDelivered(r: ClosedLoopResult | SteadyResult): Pick<FanoutRow, "serverUsPerMsg" | "serverSysUsPerMsg" | "generatorUsPerMsg" | "deliveredPerSec" | "delivered"> {
+  return {
+    serverUsPerMsg: r.serverCpuUs / r.delivered,
+    serverSysUsPerMsg: r.serverSysUs / r.delivered,
+    generatorUsPerMsg: r.generatorCpuUs / r.delivered,
+    deliveredPerSec: r.delivered / (r.elapsedMs / 1000),
+    delivered: r.delivered,
+  };
+}
+
 /** Scenario 1: closed-loop fan-out, server CPU per delivered message. */
 async function fanout(running: Running): Promise<void> {
   const gen = await LoadGen.start(1);
@@ -318,15 +329,7 @@ async function fanout(running: Running): Promise<void> {
             serverPids: h.pids(),
           });
           if (r.stalled) throw new Error(r.stalled);
-          Object.assign(row, {
-            serverUsPerMsg: r.serverCpuUs / r.delivered,
-            serverSysUsPerMsg: r.serverSysUs / r.delivered,
-            generatorUsPerMsg: r.generatorCpuUs / r.delivered,
-            deliveredPerSec: r.delivered / (r.elapsedMs / 1000),
-            delivered: r.delivered,
-            rounds: r.rounds,
-            extra: r.extra,
-          });
+          Object.assign(row, perDelivered(r), { rounds: r.rounds, extra: r.extra });
         } catch (e) {
           row.error = errMsg(e);
           progress.note(`scenario 1 · ${label(s, t)} · ${n}: ${row.error}`);
@@ -361,13 +364,8 @@ async function steadyFanout(running: Running): Promise<void> {
           await openOrThrow(gen, h.endpoint, t, channel, n);
           const r = await gen.call<SteadyResult>(0, { cmd: "steady", endpoint: h.endpoint, channel, publishers, window, bytes, warmupMs, durationMs, serverPids: h.pids() });
           if (r.stalled) throw new Error(r.stalled);
-          Object.assign(row, {
-            serverUsPerMsg: r.serverCpuUs / r.delivered,
-            serverSysUsPerMsg: r.serverSysUs / r.delivered,
-            generatorUsPerMsg: r.generatorCpuUs / r.delivered,
-            deliveredPerSec: r.delivered / (r.elapsedMs / 1000),
+          Object.assign(row, perDelivered(r), {
             publishedPerSec: r.published / (r.elapsedMs / 1000),
-            delivered: r.delivered,
             meanInFlight: r.meanInFlight,
             writesPerMsg: r.serverWrites / r.delivered,
           });

@@ -45,7 +45,7 @@ export class WriteBatch {
   };
 
   constructor(
-    /** The least time between two flushes, ms (`--write-delay`); 0: every turn's writes go at its end. */
+    /** The least time between two flushes, ms (`--write-delay-ms`); 0: every turn's writes go at its end. */
     private readonly delayMs = 0,
     private readonly timers: FlushScheduler = REAL,
   ) {}

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import WebSocket from "ws";
+import type { HeartlineOptions } from "../../src/index.js";
 import { publishHttp, startServer, waitFor, type TestServer } from "../helpers/server.js";
 
 async function collections(s: TestServer): Promise<number> {
@@ -32,51 +33,51 @@ async function openMany(s: TestServer, n: number): Promise<WebSocket[]> {
   return all;
 }
 
+/**
+ * Runs `body` against a fresh server with `options`, handing it a function
+ * that opens subscribed WebSockets; every socket and the server are closed
+ * afterwards, whatever happens.
+ */
+async function onFreshServer(options: HeartlineOptions, body: (s: TestServer, open: (n: number) => Promise<void>) => Promise<void>): Promise<void> {
+  const s = await startServer({ maxPendingConnectionsPerIp: 0, ...options });
+  const sockets: WebSocket[] = [];
+  try {
+    await body(s, async (n) => void sockets.push(...(await openMany(s, n))));
+  } finally {
+    for (const w of sockets) w.terminate();
+    await s.close();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 describe("--settle-gc", () => {
-  it("collects once a burst of 1,000 connections has settled, and not for 999", async () => {
-    const s = await startServer({ maxPendingConnectionsPerIp: 0 });
-    const sockets: WebSocket[] = [];
-    try {
-      sockets.push(...(await openMany(s, 999)));
-      await new Promise((r) => setTimeout(r, 3600));
+  it("collects once a burst of 1,000 connections has settled, and not for 999", () =>
+    onFreshServer({}, async (s, open) => {
+      await open(999);
+      await sleep(3600);
       assert.equal(await collections(s), 0, "999 connections are no burst");
-      sockets.push(...(await openMany(s, 1)));
+      await open(1);
       assert.equal(await collections(s), 0, "not while connections are arriving");
       await waitFor(async () => (await collections(s)) === 1 || undefined, 8000, "one collection once the 1,000th has settled");
-    } finally {
-      for (const w of sockets) w.terminate();
-      await s.close();
-    }
-  });
+    }));
 
-  it("waits while messages flow: a collection would pause their delivery", async () => {
-    const s = await startServer({ maxPendingConnectionsPerIp: 0 });
-    const sockets: WebSocket[] = [];
-    try {
-      sockets.push(...(await openMany(s, 1000)));
+  it("waits while messages flow: a collection would pause their delivery", () =>
+    onFreshServer({}, async (s, open) => {
+      await open(1000);
       // 4.5 s of messages, one every 300 ms: never 3 s of calm.
       for (let i = 0; i < 15; i++) {
         assert.equal((await publishHttp(s, "settle:0", { i })).status, 200);
-        await new Promise((r) => setTimeout(r, 300));
+        await sleep(300);
       }
       assert.equal(await collections(s), 0, "no collection while messages were flowing");
       await waitFor(async () => (await collections(s)) === 1 || undefined, 8000, "one collection once the messages stopped");
-    } finally {
-      for (const w of sockets) w.terminate();
-      await s.close();
-    }
-  });
+    }));
 
-  it("never collects with --settle-gc false", async () => {
-    const s = await startServer({ maxPendingConnectionsPerIp: 0, settleGc: false });
-    let sockets: WebSocket[] = [];
-    try {
-      sockets = await openMany(s, 1000);
-      await new Promise((r) => setTimeout(r, 4000));
+  it("never collects with --settle-gc false", () =>
+    onFreshServer({ settleGc: false }, async (s, open) => {
+      await open(1000);
+      await sleep(4000);
       assert.equal(await collections(s), 0);
-    } finally {
-      for (const w of sockets) w.terminate();
-      await s.close();
-    }
-  });
+    }));
 });
