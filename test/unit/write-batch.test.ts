@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { WriteBatch, type Corkable, type FlushScheduler } from "../../src/transports/batch.js";
+import { MAX_HOLD_MS, WriteBatch, type Corkable, type FlushScheduler } from "../../src/transports/batch.js";
 
 /** A scheduler whose time and callbacks the test moves by hand. */
 class FakeScheduler implements FlushScheduler {
@@ -100,6 +100,53 @@ describe("WriteBatch", () => {
     s.runTimers();
     assert.deepEqual(log, ["a", "a", "b"]);
     assert.deepEqual([a.depth, b.depth], [0, 0]);
+  });
+
+  it("after a flush that took longer than the delay, holds the next one as long as it took", () => {
+    const s = new FakeScheduler();
+    const batch = new WriteBatch(1, s);
+    let cost = 6;
+    // A flush of many connections: writing them takes `cost` ms of the clock.
+    const slow: Corkable = { cork() {}, uncork: () => void (s.t += cost) };
+    batch.corkUntilFlush(slow);
+    s.runTurnEnd();
+    s.t += 0.5;
+    batch.corkUntilFlush(slow);
+    assert.equal(s.turnEnd.length, 0);
+    assert.deepEqual(
+      s.timers.map((x) => x.ms),
+      [5.5],
+      "6 ms after the end of the 6 ms flush, not 1 ms",
+    );
+    // A flush as short as the delay brings the hold back to the delay.
+    cost = 0.2;
+    s.t += 5.5;
+    s.runTimers();
+    s.t += 0.5;
+    batch.corkUntilFlush(slow);
+    assert.deepEqual(
+      s.timers.map((x) => x.ms),
+      [0.5],
+    );
+  });
+
+  it("holds the next flush at most MAX_HOLD_MS, and not at all without a delay", () => {
+    const s = new FakeScheduler();
+    const held = new WriteBatch(1, s);
+    const slow: Corkable = { cork() {}, uncork: () => void (s.t += 10 * MAX_HOLD_MS) };
+    held.corkUntilFlush(slow);
+    s.runTurnEnd();
+    held.corkUntilFlush(slow);
+    assert.deepEqual(
+      s.timers.splice(0).map((x) => x.ms),
+      [MAX_HOLD_MS],
+    );
+    const immediate = new WriteBatch(0, s);
+    immediate.corkUntilFlush(slow);
+    s.runTurnEnd();
+    immediate.corkUntilFlush(slow);
+    assert.equal(s.timers.length, 0, "--write-delay-ms 0: every turn's writes go at its end");
+    assert.equal(s.turnEnd.length, 1);
   });
 
   it("puts a target corked during a flush in the next batch", () => {
