@@ -100,7 +100,7 @@ export class Auth {
    * (undefined without a token, or when tokens are off); throws 401 / 403.
    * A token that is present is always verified, even for public channels.
    */
-  async authorizeSubscribe(req: IncomingMessage, url: URL, channels: readonly string[]): Promise<TokenClaims | undefined> {
+  async authorizeSubscribe(req: IncomingMessage, url: Pick<URL, "searchParams">, channels: readonly string[]): Promise<TokenClaims | undefined> {
     if (!this.enabled) return undefined;
     try {
       const token = tokenOf(req, url);
@@ -120,7 +120,7 @@ export class Auth {
   }
 
   /** The token a request carries (Bearer header or `token=`), when tokens are on. */
-  tokenOf(req: IncomingMessage, url: URL): string | undefined {
+  tokenOf(req: IncomingMessage, url: Pick<URL, "searchParams">): string | undefined {
     return this.enabled ? tokenOf(req, url) : undefined;
   }
 

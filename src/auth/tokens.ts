@@ -150,7 +150,7 @@ export function loadPublicKey(path: string): { alg: TokenAlgorithm; key: KeyObje
  * The token of a request: `Authorization: Bearer <jwt>`, else the `token`
  * query parameter (EventSource and browsers' WebSocket cannot set headers).
  */
-export function tokenOf(req: IncomingMessage, url: URL): string | undefined {
+export function tokenOf(req: IncomingMessage, url: Pick<URL, "searchParams">): string | undefined {
   const h = req.headers.authorization;
   if (typeof h === "string") {
     const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(h);

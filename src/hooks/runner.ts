@@ -107,7 +107,7 @@ export class HookRunner {
   }
 
   /** A client's session, before any hook is called, with the client id it gave (a WebSocket or SSE connection gets one if not). */
-  session(transport: HookTransport, req: IncomingMessage, url: URL, ip: string, claims: TokenClaims | undefined, client?: string): Session {
+  session(transport: HookTransport, req: IncomingMessage, url: Pick<URL, "searchParams">, ip: string, claims: TokenClaims | undefined, client?: string): Session {
     const headers: Record<string, string> = {};
     for (const name of this.deps.config.proxyHeaders) {
       const v = req.headers[name];

@@ -10,6 +10,7 @@
  */
 import { ServerResponse, type IncomingMessage } from "node:http";
 import { constants, Http2ServerRequest, Http2ServerResponse, type ServerHttp2Stream } from "node:http2";
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 
 /** Whether `res` answers an HTTP/2 request. */
@@ -19,6 +20,8 @@ export function isH2(res: unknown): boolean {
 
 /** Whether `out` is a response (node:http's, or an HTTP/2 stream's) rather than a bare socket. */
 export function isResponse(out: unknown): out is ServerResponse {
+  // A socket first: the bare socket of a stream or poll is the common case on a busy server.
+  if (out instanceof Socket) return false;
   return out instanceof ServerResponse || out instanceof Http2ServerResponse;
 }
 

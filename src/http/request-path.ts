@@ -69,3 +69,23 @@ export function assertRoutePath(url: string | undefined): string {
   }
   return path;
 }
+
+/**
+ * The query of a request target whose path routePath accepted, read as
+ * `new URL(target).searchParams` reads it (the part after the first `?`, up
+ * to a `#`), without parsing a whole URL when the query is visible ASCII
+ * (URL would first percent-encode anything else, and drop tabs and line
+ * breaks; such a target is read by URL).
+ */
+export function queryOf(target: string | undefined): Pick<URL, "searchParams"> {
+  const t = target ?? "";
+  const q = t.indexOf("?");
+  if (q < 0) return { searchParams: new URLSearchParams() };
+  const hash = t.indexOf("#", q);
+  // From the `?`, which URLSearchParams drops (a second one stays, as in URL).
+  const query = hash < 0 ? t.slice(q) : t.slice(q, hash);
+  if (NOT_VISIBLE_ASCII.test(query)) return new URL(t, "http://heartline.invalid");
+  return { searchParams: new URLSearchParams(query) };
+}
+
+const NOT_VISIBLE_ASCII = /[^\x21-\x7e]/;

@@ -16,6 +16,7 @@ import { httpError } from "../errors.js";
 import { assertChannelName } from "../hub/channel-name.js";
 import { CursorCache, type Position, type SharedCursor } from "../hub/cursor.js";
 import { clientAddress } from "../http/client-address.js";
+import { queryOf } from "../http/request-path.js";
 import type { OriginPolicy } from "../http/origin.js";
 import type { Publisher } from "../http/publish.js";
 import { carrierOf, isResponse, responseGone } from "../http/h2.js";
@@ -81,8 +82,7 @@ export class Admission {
     this.offered(kind);
     this.notDraining();
     if (kind === "ws") this.assertOrigin(req);
-    // After routePath accepted the target, this parse cannot fail; its place in the order does not show.
-    const url = parseUrl(req);
+    const url = queryOf(req.url);
     const params = url.searchParams;
     const channels = [...new Set(params.getAll("channel"))];
     if (kind !== "ws" && channels.length === 0) throw httpError("bad_request", "give at least one channel= parameter");
@@ -177,14 +177,6 @@ function pollHold(t: string | null, max: number): number {
   const n = Number(t);
   if (t.trim() === "" || !Number.isFinite(n) || n < 0) throw httpError("bad_request", "timeout must be a number of seconds ≥ 0");
   return Math.min(n, max);
-}
-
-function parseUrl(req: IncomingMessage): URL {
-  try {
-    return new URL(req.url ?? "/", "http://heartline.invalid");
-  } catch {
-    throw httpError("bad_request", "the request URL is malformed");
-  }
 }
 
 function headerCursor(req: IncomingMessage): string | undefined {

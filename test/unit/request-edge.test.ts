@@ -1,8 +1,8 @@
-/** Pure rules of the HTTP edge: the route path, client addresses, loopback. */
+/** Pure rules of the HTTP edge: the route path, the query, client addresses, loopback. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isLoopbackAddress, normalizeAddress } from "../../src/http/client-address.js";
-import { routePath } from "../../src/http/request-path.js";
+import { queryOf, routePath } from "../../src/http/request-path.js";
 
 describe("routePath", () => {
   it("gives the raw path of a plain origin-form target, without the query", () => {
@@ -46,6 +46,36 @@ describe("routePath", () => {
       assert.equal(routePath(target), undefined, target);
     }
     assert.equal(routePath(undefined), undefined);
+  });
+});
+
+describe("queryOf", () => {
+  it("reads a target's query as new URL(target).searchParams does", () => {
+    const targets = [
+      "/poll?channel=a&channel=b",
+      "/poll??channel=a",
+      "/poll?channel=a#b&c=d",
+      "/poll?#x",
+      "/poll?",
+      "/poll",
+      "/poll?channel=%zz&c=%41&d=%E0%A4%A",
+      "/poll?a=1&&b=+2&=v&flag",
+      "/poll?channel=\xe9\xff&q=\"<>`'",
+      "/poll?a=b=c;d=e",
+      "/poll?a=%00&b=%0d%0a",
+    ];
+    // And random ones from the characters a target can hold.
+    const alphabet = "ab=&?#%+;/.~-_09AFaf\xe9 \t\n\x7f";
+    let seed = 7;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed % n);
+    for (let i = 0; i < 2000; i++) {
+      let t = "/poll?";
+      for (let j = rand(24); j > 0; j--) t += alphabet[rand(alphabet.length)];
+      targets.push(t);
+    }
+    for (const t of targets) {
+      assert.deepEqual([...queryOf(t).searchParams], [...new URL(t, "http://heartline.invalid").searchParams], JSON.stringify(t));
+    }
   });
 });
 
