@@ -4,19 +4,20 @@
  * an idle stream or a held poll keeps no parser, request or response. This
  * module holds what that takes, apart from what is said on the socket:
  * recognising such requests, the keep-alive decision, the response head
- * (formatted by wire.ts), holding a socket while a poll waits, and handing
- * the socket back to node:http for the next request of a kept-alive
- * connection.
+ * (formatted by wire.ts), holding a socket while a poll waits, and, on a
+ * kept-alive connection, reading the next request when it is another poll
+ * or handing the socket back to node:http for any other.
  *
  * A transport writes through an {@link HttpOutput}, node:http's response or
  * the bare socket, without caring which: both are writable streams with the
  * same calls (write, cork, uncork, end, destroy, writableLength) for a
  * stream, and {@link BareHttp.answer} sends a one-shot answer on either.
  */
-import { IncomingMessage, type ServerResponse, type Server } from "node:http";
+import { IncomingMessage, maxHeaderSize, type ServerResponse, type Server } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { carrierOf, isResponse } from "../http/h2.js";
+import { readPlainGet } from "../http/request-head.js";
 import { routePath } from "../http/request-path.js";
 import { DateLine, dateLine } from "../http/respond.js";
 import { HEAD_END, headerLine, headerLines, statusLine } from "../wire.js";
@@ -118,7 +119,10 @@ export interface Held {
 const HELD = Symbol("heartline.held");
 const KEPT = Symbol("heartline.kept");
 const WATCHED = Symbol("heartline.watched");
+/** On a socket: the server whose next request it waits for (see awaitNext). On a server: its sockets that wait. */
+const WAITING = Symbol("heartline.waiting");
 type BareSocket = Socket & {
+  [WAITING]?: Server;
   [HELD]?: Held;
   [KEPT]?: boolean;
   [WATCHED]?: boolean;
@@ -149,6 +153,7 @@ export function watchBareSocket(socket: Socket): void {
   socket.on("error", ignoreSocketError);
   socket.on("end", onHeldEnd);
   socket.on("close", onHeldClose);
+  socket.on("timeout", onBareTimeout);
 }
 
 /**
@@ -170,6 +175,12 @@ function onHeldData(this: BareSocket, chunk: Buffer): void {
 
 /** node:http servers allow half-open sockets: a client that ends its side during the hold is gone. */
 function onHeldEnd(this: BareSocket): void {
+  if (this[WAITING] !== undefined) {
+    // An idle connection whose client is done, closed as node:http closes one.
+    stopWaiting(this, this[WAITING]);
+    this.destroy();
+    return;
+  }
   const h = this[HELD];
   if (!h) return;
   h.abandon();
@@ -177,20 +188,108 @@ function onHeldEnd(this: BareSocket): void {
 }
 
 function onHeldClose(this: BareSocket): void {
+  if (this[WAITING] !== undefined) stopWaiting(this, this[WAITING]);
   this[HELD]?.abandon();
+}
+
+/**
+ * Waits on an answered, kept-alive socket for the client's next request, and
+ * reads it here when it is another poll (a plain GET of `/poll`, see
+ * http/request-head.ts): the poll then goes to the server's `upgrade`
+ * listener as node:http would have sent it there, without a parser, request
+ * and response being set up on the socket for it and let go again. Any other
+ * request, or one this reader does not accept, goes back to node:http with
+ * its bytes ({@link toNodeHttp}). `rest`: the bytes the client sent after the
+ * answered request. The socket idles with node:http's idle limit (see
+ * {@link idleLimit}); the server's drain closes it ({@link closeWaiting}).
+ */
+function awaitNext(socket: BareSocket, server: Server, rest: Buffer | undefined): void {
+  socket.removeListener("data", onHeldData);
+  if (socket[HELD] !== undefined) socket[HELD] = undefined;
+  idleLimit(socket, server);
+  if (rest !== undefined) {
+    nextRequest(socket, server, rest);
+    return;
+  }
+  socket[WAITING] = server;
+  waitingOn(server).add(socket);
+  socket.on("data", onNextData);
+  socket.resume();
+}
+
+function onNextData(this: BareSocket, chunk: Buffer): void {
+  const server = this[WAITING];
+  if (server !== undefined) nextRequest(this, server, chunk);
+}
+
+function stopWaiting(socket: BareSocket, server: Server): void {
+  socket[WAITING] = undefined;
+  waitingOn(server).delete(socket);
+}
+
+/** The client's next request on a socket that waits for one: a poll is taken here, anything else goes to node:http. */
+function nextRequest(socket: BareSocket, server: Server, bytes: Buffer): void {
+  socket.removeListener("data", onNextData);
+  if (socket[WAITING] !== undefined) stopWaiting(socket, server);
+  const head = server.listening ? readPlainGet(bytes, (server as { maxHeaderSize?: number }).maxHeaderSize ?? maxHeaderSize) : undefined;
+  if (head === undefined || routePath(head.target) !== "/poll") {
+    toNodeHttp(socket, server, bytes);
+    return;
+  }
+  // As node:http leaves a socket it hands to an upgrade listener: neither paused nor flowing.
+  socket.pause();
+  (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+  const req = new StreamRequest(socket);
+  req.method = "GET";
+  req.url = head.target;
+  req.httpVersionMajor = 1;
+  req.httpVersionMinor = head.minor;
+  req.httpVersion = head.minor === 1 ? "1.1" : "1.0";
+  req.rawHeaders = head.raw;
+  const headers = {};
+  const add = (req as unknown as { _addHeaderLine(name: string, value: string, into: object): void })._addHeaderLine;
+  for (let i = 0; i < head.raw.length; i += 2) add.call(req, head.raw[i]!, head.raw[i + 1]!, headers);
+  req.headers = headers;
+  req.upgrade = true;
+  server.emit("upgrade", req, socket, head.length < bytes.length ? bytes.subarray(head.length) : EMPTY);
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The sockets of `server` waiting for a next request (see awaitNext). */
+function waitingOn(server: Server): Set<Socket> {
+  const s = server as Server & { [WAITING]?: Set<Socket> };
+  return (s[WAITING] ??= new Set());
+}
+
+/**
+ * Closes the sockets of `server` that wait for a next request, as
+ * `server.close()` closes node:http's idle connections: called when the
+ * server stops listening.
+ */
+export function closeWaiting(server: Server): void {
+  const waiting = waitingOn(server);
+  for (const socket of waiting) socket.destroy();
+  waiting.clear();
+}
+
+/** A socket idles for the next request: its 'timeout' (set by idleLimit) closes it quietly. */
+function onBareTimeout(this: BareSocket): void {
+  const server = this[WAITING];
+  if (server === undefined) return;
+  stopWaiting(this, server);
+  this.destroy();
 }
 
 /**
  * Gives an answered socket back to its server, as a new connection
  * (`server.emit("connection")`, the documented way to hand node:http a
- * socket): the bytes already read after the request are put back in front,
- * and node:http parses them as the connection's next request.
+ * socket): `bytes`, already read, are put back in front, and node:http
+ * parses them as the connection's next request.
  */
-function handBack(socket: BareSocket, server: Server, rest: Buffer | undefined): void {
+function toNodeHttp(socket: BareSocket, server: Server, bytes: Buffer | undefined): void {
   socket.pause();
-  socket.removeListener("data", onHeldData);
-  if (socket[HELD] !== undefined) socket[HELD] = undefined;
-  if (rest !== undefined) socket.unshift(rest);
+  if (bytes !== undefined) socket.unshift(bytes);
   // As node:http leaves an upgraded socket: neither paused nor flowing, so
   // that its 'data' listener starts the flow (and the bytes put back first).
   (socket as { readableFlowing: boolean | null }).readableFlowing = null;
@@ -200,10 +299,16 @@ function handBack(socket: BareSocket, server: Server, rest: Buffer | undefined):
   const handle = socket._handle;
   if (handle && handle._consumed) handle._consumed = false;
   server.emit("connection", socket);
-  // An idle kept-alive connection is closed as node:http closes its own
-  // (keepAliveTimeout plus its one-second margin), and quietly before its
-  // headersTimeout, which runs from here too (the new parser waits for a
-  // request) and would answer 408. The next request clears the limit.
+}
+
+/**
+ * An idle kept-alive connection is closed as node:http closes its own
+ * (keepAliveTimeout plus its one-second margin), and quietly before its
+ * headersTimeout, which runs from a handed-back socket too (the new parser
+ * waits for a request) and would answer 408. The next request clears the
+ * limit.
+ */
+function idleLimit(socket: BareSocket, server: Server): void {
   let limit = server.keepAliveTimeout > 0 ? server.keepAliveTimeout + 1000 : 0;
   if (server.headersTimeout > 0) limit = limit === 0 ? server.headersTimeout * 0.6 : Math.min(limit, server.headersTimeout * 0.6);
   if (limit > 0) {
@@ -270,7 +375,7 @@ export class BareHttp {
     keepAlive &&= server !== undefined && server.listening;
     const head = JSON_HEAD + this.date.line() + (keepAlive ? this.keepAlive(server!) : CLOSE_LINE) + headerLine("Content-Length", bytes) + headerLines(headers) + HEAD_END;
     socket.write(head + body);
-    if (keepAlive) handBack(socket, server!, rest);
+    if (keepAlive) awaitNext(socket, server!, rest);
     else socket.destroySoon();
   }
 }

@@ -4,6 +4,7 @@ import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { ManualClock, type Heartline } from "../../src/index.js";
 import { channelKey, decodeCursor } from "../../src/hub/cursor.js";
+import { pollRequest, RawConnection } from "../helpers/raw-connection.js";
 import { getJson, startServer, waitFor, withServer } from "../helpers/server.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -432,57 +433,6 @@ function assertDate(value: string | undefined): void {
   assert.ok(Math.abs(Date.parse(value) - Date.now()) < 5000, value);
 }
 
-/** A raw HTTP/1.1 connection: sends text, reads answers one by one (by Content-Length). */
-class RawConnection {
-  readonly socket: net.Socket;
-  readonly closed: Promise<void>;
-  private buffered = "";
-
-  constructor(port: number) {
-    this.socket = net.connect(port, "127.0.0.1");
-    this.socket.setEncoding("latin1");
-    this.socket.on("data", (d: string) => (this.buffered += d));
-    this.socket.on("error", () => {});
-    this.closed = new Promise<void>((r) => this.socket.once("close", () => r()));
-  }
-
-  send(text: string): void {
-    this.socket.write(text);
-  }
-
-  /** Bytes received and not yet taken as an answer. */
-  get unread(): string {
-    return this.buffered;
-  }
-
-  /** The next complete answer: status, head, headers (lower-cased names) and body. */
-  async next(ms = 5000): Promise<{ status: number; head: string; headers: Map<string, string>; body: string }> {
-    let answer: { status: number; head: string; headers: Map<string, string>; body: string } | undefined;
-    await waitFor(
-      () => {
-        const end = this.buffered.indexOf("\r\n\r\n");
-        if (end < 0) return false;
-        const head = this.buffered.slice(0, end);
-        const headers = new Map<string, string>();
-        for (const line of head.split("\r\n").slice(1)) {
-          const colon = line.indexOf(":");
-          headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
-        }
-        const length = Number(headers.get("content-length") ?? "0");
-        if (this.buffered.length < end + 4 + length) return false;
-        const body = this.buffered.slice(end + 4, end + 4 + length);
-        this.buffered = this.buffered.slice(end + 4 + length);
-        answer = { status: Number(head.split(" ")[1]), head, headers, body };
-        return true;
-      },
-      ms,
-      "an answer",
-    );
-    return answer!;
-  }
-}
-
-const pollRequest = (query: string, extra = "") => `GET /poll?${query} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
 
 describe("long polling on a server made by listen(): polls are served on the bare socket", () => {
   /** Requests that went through node:http's request path (polls on the bare socket do not). */
