@@ -31,36 +31,43 @@ export interface PlainGet {
 }
 
 const MAX_FIELDS = 100;
-const REQUEST_LINE = /^GET (\/[\x21-\x7e]*) HTTP\/1\.([01])$/;
-/** A field: a token, a colon, and a value of tabs, spaces, visible ASCII and obs-text (no CR, LF or other control). */
-const FIELD = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t ]*([\t\x20-\x7e\x80-\xff]*?)[\t ]*$/;
+/** Read with `lastIndex` (sticky): no copy of each line is made. */
+const REQUEST_LINE = /^GET (\/[\x21-\x7e]*) HTTP\/1\.([01])\r\n/y;
+/** A field and its CRLF: a token, a colon, and a value of tabs, spaces, visible ASCII and obs-text (no CR, LF or other control). */
+const FIELD = /([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t ]*([\t\x20-\x7e\x80-\xff]*?)[\t ]*\r\n/y;
 
 /** The plain GET request at the start of `bytes`, or undefined when it is not one (or not whole). */
 export function readPlainGet(bytes: Buffer, maxBytes: number): PlainGet | undefined {
   const end = bytes.indexOf("\r\n\r\n");
   if (end < 0 || end + 4 > maxBytes) return undefined;
-  const text = bytes.toString("latin1", 0, end);
-  const lines = text.split("\r\n");
-  if (lines.length - 1 > MAX_FIELDS) return undefined;
-  const first = REQUEST_LINE.exec(lines[0]!);
+  // The head with the CRLF of its last line.
+  const text = bytes.toString("latin1", 0, end + 2);
+  REQUEST_LINE.lastIndex = 0;
+  const first = REQUEST_LINE.exec(text);
   if (first === null) return undefined;
   const minor = first[2] === "1" ? 1 : 0;
   const raw: string[] = [];
   let hosts = 0;
-  for (let i = 1; i < lines.length; i++) {
-    // (A bare CR or LF left inside a line fails the pattern.)
-    const f = FIELD.exec(lines[i]!);
+  let at = REQUEST_LINE.lastIndex;
+  while (at < text.length) {
+    if (raw.length === 2 * MAX_FIELDS) return undefined;
+    FIELD.lastIndex = at;
+    // (A folded line, a bare CR or LF, a control character fail the pattern.)
+    const f = FIELD.exec(text);
     if (f === null) return undefined;
+    at = FIELD.lastIndex;
     const name = f[1]!;
-    switch (name.toLowerCase()) {
-      case "content-length":
-      case "transfer-encoding":
-      case "expect":
-      case "upgrade":
-        return undefined;
-      case "host":
-        hosts++;
-        break;
+    if (name.length >= 4 && name.length <= 17) {
+      switch (name.toLowerCase()) {
+        case "content-length":
+        case "transfer-encoding":
+        case "expect":
+        case "upgrade":
+          return undefined;
+        case "host":
+          hosts++;
+          break;
+      }
     }
     raw.push(name, f[2]!);
   }

@@ -311,7 +311,8 @@ function toNodeHttp(socket: BareSocket, server: Server, bytes: Buffer | undefine
 function idleLimit(socket: BareSocket, server: Server): void {
   let limit = server.keepAliveTimeout > 0 ? server.keepAliveTimeout + 1000 : 0;
   if (server.headersTimeout > 0) limit = limit === 0 ? server.headersTimeout * 0.6 : Math.min(limit, server.headersTimeout * 0.6);
-  if (limit > 0) {
+  // Set once per connection: reads and writes restart it (and re-arm it once it has fired).
+  if (limit > 0 && (socket[KEPT] !== true || socket.timeout !== limit)) {
     socket.setTimeout(limit);
     socket[KEPT] = true;
   }

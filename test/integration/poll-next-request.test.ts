@@ -98,10 +98,8 @@ describe("the request after a long poll's answer", () => {
     assert.equal(await answerTo(d, pollRequest(`channel=private:a&timeout=0&token=${token}`)), "200");
     assert.equal(await answerTo(d, pollRequest("channel=public:a&timeout=0", "Origin: http://elsewhere.test\r\n")), "403 origin_not_allowed");
     const e = await afterAPoll(s.port);
-    const ok = await (async () => {
-      e.send(pollRequest("channel=public:a&timeout=0", "Origin: http://allowed.test\r\n"));
-      return e.next();
-    })();
+    e.send(pollRequest("channel=public:a&timeout=0", "Origin: http://allowed.test\r\n"));
+    const ok = await e.next();
     assert.equal(ok.headers.get("access-control-allow-origin"), "http://allowed.test");
     // HTTP/1.0 without keep-alive: answered, then the connection ends.
     e.send("GET /poll?channel=public:a&timeout=0 HTTP/1.0\r\n\r\n");
@@ -166,5 +164,25 @@ describe("a kept-alive connection waiting after a poll, when the server closes",
     const closed = s.hl.close(5).then(() => c.closed).then(() => "closed");
     assert.equal(await Promise.race([closed, late]), "closed");
     clearTimeout(timer);
+  });
+});
+
+describe("the idle limit of a kept-alive connection after a poll", () => {
+  it("still closes it when idle after a poll held longer than the limit", async () => {
+    // Idle limit: 300 ms (0.6 × headersTimeout); the second poll is held for 1 s.
+    const s = await startServer({ pollTimeout: 30 }, { headersTimeoutMs: 500 });
+    try {
+      const c = await afterAPoll(s.port);
+      c.send(pollRequest("channel=public:idle&timeout=0"));
+      const cursor = JSON.parse((await c.next()).body).cursor as string;
+      c.send(pollRequest(`channel=public:idle&cursor=${cursor}&timeout=1`));
+      const held = await c.next();
+      assert.equal(held.status, 200);
+      assert.deepEqual(JSON.parse(held.body).messages, []);
+      await c.closed;
+      assert.equal(c.unread, "", "closed quietly, without an answer");
+    } finally {
+      await s.close();
+    }
   });
 });
