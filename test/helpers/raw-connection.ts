@@ -1,4 +1,5 @@
 /** A raw HTTP/1.1 connection to a test server, for exchanges fetch cannot show (several requests on one connection, odd bytes). */
+import assert from "node:assert/strict";
 import net from "node:net";
 import { waitFor } from "./server.js";
 
@@ -54,3 +55,41 @@ export class RawConnection {
 
 /** A `GET /poll` request with `query`, and `extra` header lines (each ending in CRLF). */
 export const pollRequest = (query: string, extra = "") => `GET /poll?${query} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
+
+/** A connection whose first poll (timeout=0) has been answered: the next request is the one under test. */
+export async function afterAPoll(port: number): Promise<RawConnection> {
+  const c = new RawConnection(port);
+  c.send(pollRequest("channel=public:warm&timeout=0"));
+  assert.equal((await c.next()).status, 200);
+  return c;
+}
+
+/** Whether `text` starts with a whole answer (head and Content-Length body). */
+function whole(text: string): boolean {
+  const end = text.indexOf("\r\n\r\n");
+  if (end < 0) return false;
+  const length = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end));
+  return text.length >= end + 4 + Number(length?.[1] ?? 0);
+}
+
+/** Status and error code of the answer to `request` (0: the connection closed without one). */
+export async function answerTo(c: RawConnection, request: string | string[]): Promise<string> {
+  const parts = typeof request === "string" ? [request] : request;
+  for (let i = 0; i < parts.length; i++) {
+    // Pieces of one request arrive as separate reads.
+    if (i > 0) await new Promise((r) => setTimeout(r, 20));
+    c.send(parts[i]!);
+  }
+  let closed = false;
+  void c.closed.then(() => (closed = true));
+  await waitFor(() => closed || whole(c.unread), 5000, "an answer or the end of the connection");
+  if (!whole(c.unread)) return c.unread === "" ? "closed" : `unparsed ${JSON.stringify(c.unread.slice(0, 40))}`;
+  const answer = await c.next();
+  let code = "";
+  try {
+    code = (JSON.parse(answer.body) as { error?: { code?: string } }).error?.code ?? "";
+  } catch {
+    // Not JSON (node:http's own 400 has no body).
+  }
+  return `${answer.status} ${code}`.trim();
+}

@@ -8,46 +8,10 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { nowSec, sign } from "../helpers/auth.js";
-import { pollRequest, RawConnection } from "../helpers/raw-connection.js";
+import { afterAPoll, answerTo, pollRequest, RawConnection } from "../helpers/raw-connection.js";
 import { startServer, waitFor, withServer } from "../helpers/server.js";
 
 const SECRET = "next-request-secret-of-at-least-32-bytes";
-
-/** A connection whose first poll (timeout=0) has been answered: the next request is the one under test. */
-async function afterAPoll(port: number): Promise<RawConnection> {
-  const c = new RawConnection(port);
-  c.send(pollRequest("channel=public:warm&timeout=0"));
-  assert.equal((await c.next()).status, 200);
-  return c;
-}
-
-/** Whether `text` starts with a whole answer (head and Content-Length body). */
-function whole(text: string): boolean {
-  const end = text.indexOf("\r\n\r\n");
-  if (end < 0) return false;
-  const length = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end));
-  return text.length >= end + 4 + Number(length?.[1] ?? 0);
-}
-
-/** Status and error code of the answer to `request` (0: the connection closed without one). */
-async function answerTo(c: RawConnection, request: string | string[]): Promise<string> {
-  for (const part of typeof request === "string" ? [request] : request) {
-    c.send(part);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  let closed = false;
-  void c.closed.then(() => (closed = true));
-  await waitFor(() => closed || whole(c.unread), 5000, "an answer or the end of the connection");
-  if (!whole(c.unread)) return c.unread === "" ? "closed" : `unparsed ${JSON.stringify(c.unread.slice(0, 40))}`;
-  const answer = await c.next();
-  let code = "";
-  try {
-    code = (JSON.parse(answer.body) as { error?: { code?: string } }).error?.code ?? "";
-  } catch {
-    // Not JSON (node:http's own 400 has no body).
-  }
-  return `${answer.status} ${code}`.trim();
-}
 
 describe("the request after a long poll's answer", () => {
   const s = withServer({ pollTimeout: 30, jwtSecret: SECRET, allowedOrigins: ["http://allowed.test"] });
