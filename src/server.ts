@@ -32,7 +32,7 @@ import { createMetrics } from "./metrics.js";
 import { Stats } from "./stats.js";
 import { ConnectionRegistry, type ServerContext } from "./transports/connection.js";
 import { sweepClosing, sweepHeartbeats } from "./transports/heartbeat.js";
-import { clearKeepAliveLimit, closeWaiting, StreamRequest } from "./transports/bare.js";
+import { clearKeepAliveLimit, closeServer, StreamRequest } from "./transports/bare.js";
 import { PollTransport } from "./transports/poll.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 import { FrontDoor } from "./server/front-door.js";
@@ -382,8 +382,7 @@ export class Heartline {
   async drain(timeoutSeconds = this.config.drainTimeout): Promise<void> {
     const ctx = this.ctx;
     ctx.draining = true;
-    // Kept-alive connections idle after a poll close too, as close() closes node:http's idle ones.
-    for (const s of this.owned) s.close(), closeWaiting(s);
+    for (const s of this.owned) closeServer(s);
     // Waits on the injected clock (a ManualClock's sleep takes real time too, so a test's close ends).
     const clock = this.clock;
     const deadline = clock.now() + timeoutSeconds * 1000;

@@ -119,8 +119,10 @@ export interface Held {
 const HELD = Symbol("heartline.held");
 const KEPT = Symbol("heartline.kept");
 const WATCHED = Symbol("heartline.watched");
-/** On a socket: the server whose next request it waits for (see awaitNext). On a server: its sockets that wait. */
+/** On a socket: the server whose next request it waits for (see awaitNext). */
 const WAITING = Symbol("heartline.waiting");
+/** On a server: its sockets that wait for a next request. */
+const WAITERS = Symbol("heartline.waiters");
 type BareSocket = Socket & {
   [WAITING]?: Server;
   [HELD]?: Held;
@@ -175,12 +177,8 @@ function onHeldData(this: BareSocket, chunk: Buffer): void {
 
 /** node:http servers allow half-open sockets: a client that ends its side during the hold is gone. */
 function onHeldEnd(this: BareSocket): void {
-  if (this[WAITING] !== undefined) {
-    // An idle connection whose client is done, closed as node:http closes one.
-    stopWaiting(this, this[WAITING]);
-    this.destroy();
-    return;
-  }
+  // An idle connection whose client is done, closed as node:http closes one.
+  if (closeIdle(this)) return;
   const h = this[HELD];
   if (!h) return;
   h.abandon();
@@ -201,7 +199,7 @@ function onHeldClose(this: BareSocket): void {
  * request, or one this reader does not accept, goes back to node:http with
  * its bytes ({@link toNodeHttp}). `rest`: the bytes the client sent after the
  * answered request. The socket idles with node:http's idle limit (see
- * {@link idleLimit}); the server's drain closes it ({@link closeWaiting}).
+ * {@link idleLimit}); the server's drain closes it ({@link closeServer}).
  */
 function awaitNext(socket: BareSocket, server: Server, rest: Buffer | undefined): void {
   socket.removeListener("data", onHeldData);
@@ -258,27 +256,32 @@ const EMPTY = Buffer.alloc(0);
 
 /** The sockets of `server` waiting for a next request (see awaitNext). */
 function waitingOn(server: Server): Set<Socket> {
-  const s = server as Server & { [WAITING]?: Set<Socket> };
-  return (s[WAITING] ??= new Set());
+  const s = server as Server & { [WAITERS]?: Set<Socket> };
+  return (s[WAITERS] ??= new Set());
+}
+
+/** Closes `socket` if it waits for a next request (idle, nothing to answer); whether it did. */
+function closeIdle(socket: BareSocket): boolean {
+  const server = socket[WAITING];
+  if (server === undefined) return false;
+  stopWaiting(socket, server);
+  socket.destroy();
+  return true;
 }
 
 /**
- * Closes the sockets of `server` that wait for a next request, as
- * `server.close()` closes node:http's idle connections: called when the
- * server stops listening.
+ * Stops `server` listening (`server.close()`, which closes node:http's idle
+ * connections) and closes its sockets that wait for a next request after a
+ * poll, which node:http does not know of.
  */
-export function closeWaiting(server: Server): void {
-  const waiting = waitingOn(server);
-  for (const socket of waiting) socket.destroy();
-  waiting.clear();
+export function closeServer(server: Server): void {
+  server.close();
+  for (const socket of waitingOn(server)) closeIdle(socket as BareSocket);
 }
 
 /** A socket idles for the next request: its 'timeout' (set by idleLimit) closes it quietly. */
 function onBareTimeout(this: BareSocket): void {
-  const server = this[WAITING];
-  if (server === undefined) return;
-  stopWaiting(this, server);
-  this.destroy();
+  closeIdle(this);
 }
 
 /**

@@ -27,30 +27,37 @@ export class RawConnection {
   }
 
   /** The next complete answer: status, head, headers (lower-cased names) and body. */
-  async next(ms = 5000): Promise<{ status: number; head: string; headers: Map<string, string>; body: string }> {
-    let answer: { status: number; head: string; headers: Map<string, string>; body: string } | undefined;
-    await waitFor(
-      () => {
-        const end = this.buffered.indexOf("\r\n\r\n");
-        if (end < 0) return false;
-        const head = this.buffered.slice(0, end);
-        const headers = new Map<string, string>();
-        for (const line of head.split("\r\n").slice(1)) {
-          const colon = line.indexOf(":");
-          headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
-        }
-        const length = Number(headers.get("content-length") ?? "0");
-        if (this.buffered.length < end + 4 + length) return false;
-        const body = this.buffered.slice(end + 4, end + 4 + length);
-        this.buffered = this.buffered.slice(end + 4 + length);
-        answer = { status: Number(head.split(" ")[1]), head, headers, body };
-        return true;
-      },
-      ms,
-      "an answer",
-    );
+  async next(ms = 5000): Promise<RawAnswer> {
+    let answer: RawAnswer | undefined;
+    await waitFor(() => (answer = this.take()) !== undefined, ms, "an answer");
     return answer!;
   }
+
+  /** The first complete answer among the bytes received, taken off them; undefined while there is none. */
+  take(): RawAnswer | undefined {
+    const end = this.buffered.indexOf("\r\n\r\n");
+    if (end < 0) return undefined;
+    const head = this.buffered.slice(0, end);
+    const headers = new Map<string, string>();
+    for (const line of head.split("\r\n").slice(1)) {
+      const colon = line.indexOf(":");
+      headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
+    }
+    const length = Number(headers.get("content-length") ?? "0");
+    if (this.buffered.length < end + 4 + length) return undefined;
+    const body = this.buffered.slice(end + 4, end + 4 + length);
+    this.buffered = this.buffered.slice(end + 4 + length);
+    return { status: Number(head.split(" ")[1]), head, headers, body };
+  }
+}
+
+/** An answer read off a {@link RawConnection}. */
+export interface RawAnswer {
+  status: number;
+  head: string;
+  /** Lower-cased names. */
+  headers: Map<string, string>;
+  body: string;
 }
 
 /** A `GET /poll` request with `query`, and `extra` header lines (each ending in CRLF). */
@@ -64,15 +71,7 @@ export async function afterAPoll(port: number): Promise<RawConnection> {
   return c;
 }
 
-/** Whether `text` starts with a whole answer (head and Content-Length body). */
-function whole(text: string): boolean {
-  const end = text.indexOf("\r\n\r\n");
-  if (end < 0) return false;
-  const length = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end));
-  return text.length >= end + 4 + Number(length?.[1] ?? 0);
-}
-
-/** Status and error code of the answer to `request` (0: the connection closed without one). */
+/** Status and error code of the answer to `request` ("closed": the connection closed without one). */
 export async function answerTo(c: RawConnection, request: string | string[]): Promise<string> {
   const parts = typeof request === "string" ? [request] : request;
   for (let i = 0; i < parts.length; i++) {
@@ -82,9 +81,9 @@ export async function answerTo(c: RawConnection, request: string | string[]): Pr
   }
   let closed = false;
   void c.closed.then(() => (closed = true));
-  await waitFor(() => closed || whole(c.unread), 5000, "an answer or the end of the connection");
-  if (!whole(c.unread)) return c.unread === "" ? "closed" : `unparsed ${JSON.stringify(c.unread.slice(0, 40))}`;
-  const answer = await c.next();
+  let answer: RawAnswer | undefined;
+  await waitFor(() => (answer = c.take()) !== undefined || closed, 5000, "an answer or the end of the connection");
+  if (answer === undefined) return c.unread === "" ? "closed" : `unparsed ${JSON.stringify(c.unread.slice(0, 40))}`;
   let code = "";
   try {
     code = (JSON.parse(answer.body) as { error?: { code?: string } }).error?.code ?? "";
