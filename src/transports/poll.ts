@@ -74,6 +74,22 @@ function answerKey(cursor: string, channels: readonly string[]): string {
   return channels.length === 1 ? cursor + " " + channels[0] : cursor + " " + channels.join(" ");
 }
 
+/**
+ * What follows `cursor` on `channels` when the hub reads at once, as an
+ * answer, or null when nothing is new; `shared` holds the answers already
+ * worked out in this turn, by (cursor, channels).
+ */
+function readNow(hub: ServerContext["hub"], cursor: SharedCursor, channels: readonly string[], shared: Map<string, PollAnswer | null>): PollAnswer | null {
+  const key = answerKey(cursor.text, channels);
+  let a = shared.get(key);
+  if (a === undefined) {
+    const c = hub.readAfterNow(channels, cursor.positions, POLL_BATCH_LIMIT);
+    a = hasNews(c, channels, cursor.positions) ? encodeAnswer(c) : null;
+    shared.set(key, a);
+  }
+  return a;
+}
+
 /** Turns a burst may hold woken polls back; each is one pass of the event loop, microseconds when idle. */
 const MAX_DEFERRED_TURNS = 4;
 
@@ -178,14 +194,7 @@ class PendingPoll implements Waiter, Held, HeldPoll {
    */
   checkNow(shared: Map<string, PollAnswer | null>): void {
     try {
-      const key = answerKey(this.cursor.text, this.channels);
-      let a = shared.get(key);
-      if (a === undefined) {
-        const cursor = this.cursor.positions;
-        const c = this.transport.ctx.hub.readAfterNow(this.channels, cursor, POLL_BATCH_LIMIT);
-        a = hasNews(c, this.channels, cursor) ? encodeAnswer(c) : null;
-        shared.set(key, a);
-      }
+      const a = readNow(this.transport.ctx.hub, this.cursor, this.channels, shared);
       if (this.tokenExpired()) {
         // Woken after the token expired (before the sweep): answer without news;
         // the next poll is refused and the client resumes with a new token.
@@ -229,21 +238,21 @@ class PendingPoll implements Waiter, Held, HeldPoll {
   answer(a: PollAnswer): void {
     if (this.done) return;
     this.transport.release(this);
-    this.transport.ctx.stats.delivered.poll += a.messages;
-    this.transport.write(this.out, a, this.headers, this.keepAlive, this.rest);
+    // Answered: the connection is no longer a subscriber's (a poll whose client left never gets here).
+    socketIdle(socketOf(this.out));
+    this.transport.send(this.out, a, this.headers, this.keepAlive, this.rest);
   }
 
   /** Answers with nothing new: the positions the cursor holds for the poll's channels. */
   finish(): void {
     if (this.done) return;
-    this.transport.release(this);
     const cursor = this.cursor.positions;
     const positions: Array<[string, Position]> = [];
     for (const ch of this.channels) {
       const p = positionIn(cursor, ch);
       if (p) positions.push([ch, p]);
     }
-    this.transport.write(this.out, encodeAnswer({ messages: [], resets: [], positions }), this.headers, this.keepAlive, this.rest);
+    this.answer(encodeAnswer({ messages: [], resets: [], positions }));
   }
 
   /** The client went away: free the slot, write nothing. */
@@ -273,11 +282,10 @@ export class PollTransport {
     this.wakes = new WakeQueue(ctx.hub);
   }
 
-  /** Writes an answer through the response, or on the bare socket (see BareHttp.answerJson). */
-  write(out: HttpOutput, a: PollAnswer, headers: Record<string, string>, keepAlive: boolean, rest: Buffer | undefined): void {
+  /** Sends an answer through the response, or on the bare socket (see BareHttp.answerJson), and counts what it delivers. */
+  send(out: HttpOutput, a: PollAnswer, headers: Record<string, string>, keepAlive: boolean, rest: Buffer | undefined): void {
+    this.ctx.stats.delivered.poll += a.messages;
     this.http.answerJson(out, a.body, a.bytes, headers, keepAlive && !this.ctx.draining, rest);
-    // Answered: a held poll's connection is no longer a subscriber's (a poll whose client left never gets here).
-    socketIdle(socketOf(out));
   }
 
   /**
@@ -312,13 +320,21 @@ export class PollTransport {
     if (!shared || holdSeconds <= 0) {
       try {
         const c = now ? hub.readAfterNow(channels, cursor, POLL_BATCH_LIMIT) : await hub.readAfter(channels, cursor, POLL_BATCH_LIMIT);
-        const a = encodeAnswer(c, members ? await presenceNews(this.ctx, members) : undefined);
-        this.ctx.stats.delivered.poll += a.messages;
-        this.write(out, a, headers, keepAlive, rest);
+        this.send(out, encodeAnswer(c, members ? await presenceNews(this.ctx, members) : undefined), headers, keepAlive, rest);
       } finally {
         if (members) this.exitMembers(members);
       }
       return;
+    }
+    if (now && !this.ctx.draining) {
+      // The hub reads at once: nothing can be stored between this read and the
+      // wait below. A poll with something to answer is answered without being
+      // held: no slot, no waiter (a burst's polls share the answer).
+      const a = readNow(hub, shared, channels, this.answers());
+      if (a !== null) {
+        this.send(out, a, headers, keepAlive, rest);
+        return;
+      }
     }
     // Take the slot and register before the first read, so a message stored
     // between the read and the wait still wakes this poll.

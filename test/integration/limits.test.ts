@@ -88,6 +88,15 @@ describe("connection limits", () => {
         const now = await getJson(`${s.url}/poll?channel=max:1`);
         assert.equal(now.status, 200);
         assert.equal((await getJson(`${s.url}/poll?channel=max:1&cursor=${now.body.cursor}&timeout=0`)).status, 200);
+        // So does a poll whose cursor has something after it: it never waits.
+        await s.hl.publish("max:1", "after");
+        const behind = await getJson(`${s.url}/poll?channel=max:1&cursor=${now.body.cursor}`);
+        assert.equal(behind.status, 200, JSON.stringify(behind.body));
+        assert.deepEqual(
+          behind.body.messages.map((m: { data: unknown }) => m.data),
+          ["after"],
+        );
+        assert.equal(await rejectedCount(s, "too_many_connections"), rejectedBefore + 3);
 
         // Freeing one slot lets one new subscriber in: here a waiting poll, and then nobody else.
         ws.close();
