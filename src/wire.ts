@@ -95,14 +95,14 @@ export function sseIdLine(cursor: string): string {
   return "id: " + cursor + "\n";
 }
 
-/** A whole message event, its `id:` line naming `cursor`: what a stream on one channel gets (shared by every such stream). */
-export function sseMessageEventWithId(cursor: string, messageJson: string): Buffer {
-  return Buffer.from(sseIdLine(cursor) + sseDataLines(messageJson) + "\n");
-}
-
-/** The body of a message event, `data: {…}\n\n`, shared by every stream (its `id:` line goes before it). */
-export function sseMessageEvent(messageJson: string): Buffer {
-  return Buffer.from(sseDataLines(messageJson) + "\n");
+/**
+ * A message event: its `data:` lines and the blank line, after an `id:` line
+ * when `cursor` is given (a stream on one channel, whose whole event every
+ * such stream shares); without one, the body every stream shares, its own
+ * `id:` line going before it.
+ */
+export function sseMessageEvent(messageJson: string, cursor?: string): Buffer {
+  return Buffer.from((cursor === undefined ? "" : sseIdLine(cursor)) + sseDataLines(messageJson) + "\n");
 }
 
 /**

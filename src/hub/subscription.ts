@@ -6,7 +6,7 @@
 import type { StoredMessage } from "../broker/broker.js";
 import type { HoldChange } from "../broker/holds.js";
 import { CURSOR_VERSION } from "../cursor-layout.js";
-import { sseMessageEvent, sseMessageEventWithId, ssePresenceEvent, wsMessagePayload, wsTextFrame } from "../wire.js";
+import { sseMessageEvent, ssePresenceEvent, wsMessagePayload, wsTextFrame } from "../wire.js";
 import { channelKey, cursorSegment, type Position } from "./cursor.js";
 import type { Member } from "./presence.js";
 
@@ -46,7 +46,7 @@ export class Outgoing {
   sseSolo(key: string): Buffer {
     if (this.soloKey !== key || this.soloEvent === undefined) {
       this.soloKey = key;
-      this.soloEvent = sseMessageEventWithId(CURSOR_VERSION + cursorSegment(key, this.message), this.message.json);
+      this.soloEvent = sseMessageEvent(this.message.json, CURSOR_VERSION + cursorSegment(key, this.message));
     }
     return this.soloEvent;
   }
