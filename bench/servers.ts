@@ -197,8 +197,12 @@ export async function startHeartline(opts: HeartlineOptions = {}): Promise<Serve
     HOST,
     "--max-connections",
     String(NOFILE),
-    // The load generators open hundreds of connections at once from a few loopback addresses.
+    // The load generators open hundreds of connections at once from a few loopback addresses,
+    // and 1,000 long-pollers answered in one round are all idle kept-alive sockets until they
+    // poll again: the default bound on such sockets would refuse a publisher's new connection then.
     "--max-pending-connections-per-ip",
+    "0",
+    "--max-pending-connections",
     "0",
     "--log-level",
     "warn",
