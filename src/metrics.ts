@@ -180,8 +180,8 @@ export function createMetrics(ctx: ServerContext): Registry {
   });
   // The event-loop delay histogram samples every 100 ms, not prom-client's
   // default 10 ms: that timer alone woke an idle server 100 times a second
-  // (half a per cent of a core on a small VM), and a histogram read once per scrape
-  // needs no more than 10 samples a second.
+  // (half a per cent of a core on a small VM), and a histogram read once per
+  // scrape needs no more than 10 samples a second.
   collectDefaultMetrics({ register, prefix: "heartline_", eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   return register;
 }
