@@ -197,9 +197,8 @@ export async function startHeartline(opts: HeartlineOptions = {}): Promise<Serve
     HOST,
     "--max-connections",
     String(NOFILE),
-    // The load generators open hundreds of connections at once from a few loopback addresses,
-    // and 1,000 long-pollers answered in one round are all idle kept-alive sockets until they
-    // poll again: the default bound on such sockets would refuse a publisher's new connection then.
+    // The load generators open thousands of connections at once from a few loopback addresses:
+    // until each is admitted as a subscriber it counts toward the pending limits.
     "--max-pending-connections-per-ip",
     "0",
     "--max-pending-connections",

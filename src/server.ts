@@ -25,7 +25,7 @@ import type { Hooks } from "./hooks/types.js";
 import { OriginPolicy } from "./http/origin.js";
 import { Publisher, type PublishOptions, type PublishResult } from "./http/publish.js";
 import { carrierOf } from "./http/h2.js";
-import { SocketLimits } from "./http/socket-limits.js";
+import { SocketLimits, type SocketCounts } from "./http/socket-limits.js";
 import { sendRawError } from "./http/respond.js";
 import { createLogger, LogLimiter, type Logger } from "./log.js";
 import { createMetrics } from "./metrics.js";
@@ -136,6 +136,9 @@ export class Heartline {
       maxPending: this.config.maxPendingConnections,
       // Behind a trusted proxy every socket comes from the proxy: its own limits apply there.
       maxPendingPerIp: this.config.trustProxy ? 0 : this.config.maxPendingConnectionsPerIp,
+      // A poller's socket between two polls counts like the connection it stands for.
+      maxResting: this.config.maxConnections,
+      maxRestingPerIp: this.config.trustProxy ? 0 : this.config.maxConnectionsPerIp,
       onRefused: (perAddress) => this.stats.rejected[perAddress ? "too_many_connections_per_ip" : "too_many_connections"]++,
     });
     this.ws = new WebSocketTransport(this.ctx, this.publisher);
@@ -162,9 +165,10 @@ export class Heartline {
 
   /**
    * Open sockets of the servers made by `listen()`, those among them that are
-   * not subscriber connections (pending), and the peer addresses holding pending ones.
+   * not subscriber connections (pending), those between a poller's polls
+   * (resting), and the peer addresses holding pending ones.
    */
-  get socketCounts(): { open: number; pending: number; addresses: number } {
+  get socketCounts(): SocketCounts {
     return this.sockets.counts;
   }
 

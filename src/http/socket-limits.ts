@@ -9,10 +9,22 @@
  * once, before node:http reads a byte from it.
  *
  * A socket counts as pending from its accept until it is admitted as a
- * subscriber connection ({@link socketAdmitted}), and again once a held poll
- * on it is answered and it goes back to idle keep-alive ({@link socketIdle});
- * it stops counting when it closes. Nothing is kept per socket but three
- * fields on it and a shared 'close' listener; the counts live in one Map.
+ * subscriber connection ({@link socketAdmitted}), and again once its stream
+ * ends and it goes back to idle keep-alive ({@link socketIdle}); it stops
+ * counting when it closes.
+ *
+ * A socket whose poll was answered ({@link socketAnswered}) is a poller's
+ * between two polls: its next poll follows within a round trip. It rests
+ * there, counted apart from the pending ones, so that answering a thousand
+ * held polls at once does not fill the pending limit and shut out new
+ * sockets until they poll again. Resting sockets are bounded like the
+ * subscriber connections they stand for (`--max-connections`, and
+ * `--max-connections-per-ip` per address); past that a socket counts as
+ * pending. A resting socket stays so until its next poll is held, its
+ * request fails, or it closes (the keep-alive timeout closes an idle one).
+ *
+ * Nothing is kept per socket but three fields on it and a shared 'close'
+ * listener; the counts live in two Maps.
  *
  * With TLS the TCP socket is counted (at accept, before the handshake); the
  * TLS socket over it stands for it ({@link countAs}). An HTTP/2 session
@@ -31,6 +43,7 @@ const STATE = Symbol("heartline.socketState");
 const PENDING = 1;
 const ADMITTED = 2;
 const CLOSED = 3;
+const RESTING = 4;
 type CountedSocket = Socket & { [PEER]?: string; [LIMITS]?: SocketLimits; [STATE]?: number };
 /** On a TLS socket or an HTTP/2 session: the counted socket it stands for. */
 const COUNTED = Symbol("heartline.counted");
@@ -47,6 +60,10 @@ export interface SocketLimitOptions {
   maxPending: number;
   /** Pending sockets per peer address; 0 = no limit. */
   maxPendingPerIp: number;
+  /** Resting sockets (a poller's between polls) in total; 0 = no limit. */
+  maxResting: number;
+  /** Resting sockets per peer address; 0 = no limit. */
+  maxRestingPerIp: number;
   /** Counts a refused socket. */
   onRefused: (perAddress: boolean) => void;
 }
@@ -55,6 +72,9 @@ export class SocketLimits {
   /** Pending sockets per peer address. */
   private readonly pending = new Map<string, number>();
   private pendingTotal = 0;
+  /** Resting sockets per peer address. */
+  private readonly resting = new Map<string, number>();
+  private restingTotal = 0;
   private openTotal = 0;
 
   constructor(private readonly options: SocketLimitOptions) {}
@@ -89,25 +109,54 @@ export class SocketLimits {
 
   private add(peer: string, n: number): void {
     this.pendingTotal += n;
-    const v = (this.pending.get(peer) ?? 0) + n;
-    if (v <= 0) this.pending.delete(peer);
-    else this.pending.set(peer, v);
+    bump(this.pending, peer, n);
   }
 
-  /** Moves a counted socket from `from` to `to`, adjusting the pending counts. */
+  private rest(peer: string, n: number): void {
+    this.restingTotal += n;
+    bump(this.resting, peer, n);
+  }
+
+  /** Whether one more socket of `peer` may rest. */
+  private mayRest(peer: string): boolean {
+    const o = this.options;
+    return (o.maxResting === 0 || this.restingTotal < o.maxResting) && (o.maxRestingPerIp === 0 || (this.resting.get(peer) ?? 0) < o.maxRestingPerIp);
+  }
+
+  /** Moves a counted socket from its state to `to` (a socket past the resting limits counts as pending instead), adjusting the counts. */
   move(s: CountedSocket, to: number): void {
     const from = s[STATE]!;
     if (from === to || from === CLOSED) return;
+    const peer = s[PEER]!;
+    if (to === RESTING && !this.mayRest(peer)) {
+      if (from === PENDING) return;
+      to = PENDING;
+    }
     s[STATE] = to;
     if (to === CLOSED) this.openTotal--;
-    if (from === PENDING) this.add(s[PEER]!, -1);
-    else if (to === PENDING) this.add(s[PEER]!, 1);
+    if (from === PENDING) this.add(peer, -1);
+    else if (from === RESTING) this.rest(peer, -1);
+    if (to === PENDING) this.add(peer, 1);
+    else if (to === RESTING) this.rest(peer, 1);
   }
 
-  /** Open sockets counted, pending ones among them, and the peer addresses holding pending ones. */
-  get counts(): { open: number; pending: number; addresses: number } {
-    return { open: this.openTotal, pending: this.pendingTotal, addresses: this.pending.size };
+  /** Open sockets counted, the pending and resting ones among them, and the peer addresses holding pending ones. */
+  get counts(): SocketCounts {
+    return { open: this.openTotal, pending: this.pendingTotal, resting: this.restingTotal, addresses: this.pending.size };
   }
+}
+
+export interface SocketCounts {
+  open: number;
+  pending: number;
+  resting: number;
+  addresses: number;
+}
+
+function bump(counts: Map<string, number>, peer: string, n: number): void {
+  const v = (counts.get(peer) ?? 0) + n;
+  if (v <= 0) counts.delete(peer);
+  else counts.set(peer, v);
 }
 
 function onClose(this: CountedSocket): void {
@@ -175,6 +224,22 @@ export function socketIdle(socket: Duplex | null | undefined): void {
   if (countedSession(socket) !== undefined) return;
   const s = counted(socket);
   if (s !== undefined) move(s, PENDING);
+}
+
+/**
+ * A poll on the socket was answered and the connection stays open: it rests
+ * as its poller's until the next poll (see the top of this file). An HTTP/2
+ * stream gives its part back as {@link socketIdle} says: the session's socket
+ * counts as a whole.
+ */
+export function socketAnswered(socket: Duplex | null | undefined): void {
+  if (socket == null) return;
+  if ((socket as Stream)[HOLDS] !== undefined || countedSession(socket) !== undefined) {
+    socketIdle(socket);
+    return;
+  }
+  const s = counted(socket);
+  if (s !== undefined) move(s, RESTING);
 }
 
 function streamClosed(this: Stream): void {

@@ -21,7 +21,7 @@
 import type { ServerResponse } from "node:http";
 import type { TokenClaims } from "../auth/tokens.js";
 import { isResponse } from "../http/h2.js";
-import { socketAdmitted, socketIdle } from "../http/socket-limits.js";
+import { socketAdmitted, socketAnswered, socketIdle } from "../http/socket-limits.js";
 import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
 import type { ChannelsRead, CursorPositions, Waiter } from "../hub/hub.js";
 import { pollAnswerJson } from "../wire.js";
@@ -238,8 +238,6 @@ class PendingPoll implements Waiter, Held, HeldPoll {
   answer(a: PollAnswer): void {
     if (this.done) return;
     this.transport.release(this);
-    // Answered: the connection is no longer a subscriber's (a poll whose client left never gets here).
-    socketIdle(socketOf(this.out));
     this.transport.send(this.out, a, this.headers, this.keepAlive, this.rest);
   }
 
@@ -282,9 +280,14 @@ export class PollTransport {
     this.wakes = new WakeQueue(ctx.hub);
   }
 
-  /** Sends an answer through the response, or on the bare socket (see BareHttp.answerJson), and counts what it delivers. */
+  /**
+   * Sends an answer through the response, or on the bare socket (see
+   * BareHttp.answerJson), and counts what it delivers. The socket rests as
+   * its poller's until the next poll (a poll whose client left never gets here).
+   */
   send(out: HttpOutput, a: PollAnswer, headers: Record<string, string>, keepAlive: boolean, rest: Buffer | undefined): void {
     this.ctx.stats.delivered.poll += a.messages;
+    socketAnswered(socketOf(out));
     this.http.answerJson(out, a.body, a.bytes, headers, keepAlive && !this.ctx.draining, rest);
   }
 
