@@ -1,8 +1,9 @@
 /**
  * The demo's "Here now" list in headless Chromium: it is the presence of the
  * arena's channel (on by default in the demo), named by the arena's
- * subscribe hook; two pages see each other in it, a rename shows (WebSocket), and a page
- * that leaves disappears from the other's list.
+ * subscribe hook; two pages see each other in it, a rename shows (WebSocket), a page
+ * that leaves disappears from the other's list, and a page whose name cookie did not
+ * go with its handshake is named once it has joined.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -78,4 +79,25 @@ describe("demo: who is here, from presence", { skip }, () => {
       }
     });
   }
+
+  it("a page whose name cookie missed its handshake is listed by name once it joins", async () => {
+    const carol: Seat = await seat(browser, "Carol");
+    const dave: Seat = await seat(browser, "Dave");
+    // The cookie write is lost, as when the browser stores it only after the WebSocket handshake has gone.
+    await carol.page.addInitScript(() => Object.defineProperty(Document.prototype, "cookie", { configurable: true, get: () => "", set: () => {} }));
+    try {
+      await playDemo(dave, s.url, "ws");
+      await playDemo(carol, s.url, "ws");
+      assert.deepEqual((await carol.page.context().cookies()).filter((c) => c.name === "arena-name"), [], "no cookie went with Carol's handshake");
+      await waitInPage(dave.page, () => window.heartlineDemo.here().some((h) => h.name === "Carol"), null, "Dave to list Carol by name");
+      await waitInPage(carol.page, () => window.heartlineDemo.here().some((h) => h.me && h.name === "Carol"), null, "Carol to list herself by name");
+      // Listed once, by name: the nameless entry left before the named one joined.
+      const list = await shown(dave.page);
+      assert.deepEqual(list.filter((n) => n === "Carol" || n === "someone"), ["Carol"]);
+      assert.deepEqual([...carol.errors, ...dave.errors], []);
+    } finally {
+      await carol.page.context().close();
+      await dave.page.context().close();
+    }
+  });
 });
