@@ -134,6 +134,11 @@ export class Admission {
     return { kind, channels, cursor: shared?.positions, shared, claims, ip, hold, session, client, asServer };
   }
 
+  /** The decoded cursor of `text`, as admission decodes a request's. Throws `bad_cursor`. */
+  cursor(text: string): SharedCursor {
+    return this.cursors.decode(text);
+  }
+
   /** CORS answer headers for the request (see OriginPolicy). */
   corsHeaders(req: IncomingMessage): Record<string, string> {
     return this.origins.corsHeaders(req);

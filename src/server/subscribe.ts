@@ -9,11 +9,12 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { httpError } from "../errors.js";
 import { socketIdle } from "../http/socket-limits.js";
-import { keepsAlive, watchBareSocket } from "../transports/bare.js";
+import { keepsAlive, offerRepeat, watchBareSocket } from "../transports/bare.js";
 import { userOf } from "../transports/connection.js";
 import type { Poller } from "../transports/poll.js";
 import { openSseResponse, openSseSocket, serveSse } from "../transports/sse.js";
 import type { SubscribeRequest } from "./admission.js";
+import { offerPollRepeat } from "./poll-repeat.js";
 import type { Door } from "./door.js";
 
 /** `GET /sse` through node:http's response. */
@@ -59,7 +60,12 @@ export function pollSocket(d: Door, req: IncomingMessage, socket: Socket, head: 
 async function openPoll(d: Door, req: IncomingMessage, socket: Socket, head: Buffer, cors: Record<string, string>): Promise<void> {
   const s = await d.admission.admit("poll", req, socket);
   if (s === undefined) return;
-  return d.poll.serve(socket, s.ip, s.channels, s.shared, s.hold, cors, s.claims, keepsAlive(req), head, poller(s));
+  const keepAlive = keepsAlive(req);
+  const who = poller(s);
+  // The client's next poll on this connection may be this one with a new cursor (see poll-repeat.ts).
+  if (keepAlive) offerPollRepeat(d, req, socket, s, cors, who);
+  else offerRepeat(socket, undefined);
+  return d.poll.serve(socket, s.ip, s.channels, s.shared, s.hold, cors, s.claims, keepAlive, head, who);
 }
 
 /** `/ws` as a WebSocket upgrade: admitted before `ws` completes the handshake; a throw is answered as HTTP. */

@@ -123,8 +123,11 @@ const WATCHED = Symbol("heartline.watched");
 const WAITING = Symbol("heartline.waiting");
 /** On a server: its sockets that wait for a next request. */
 const WAITERS = Symbol("heartline.waiters");
+/** On a socket: the poll its client may repeat with another cursor (see {@link Repeatable}). */
+const REPEAT = Symbol("heartline.repeat");
 type BareSocket = Socket & {
   [WAITING]?: Server;
+  [REPEAT]?: Repeatable;
   [HELD]?: Held;
   [KEPT]?: boolean;
   [WATCHED]?: boolean;
@@ -225,10 +228,42 @@ function stopWaiting(socket: BareSocket, server: Server): void {
   waitingOn(server).delete(socket);
 }
 
+/**
+ * A poll that its connection may send again with another cursor: the same
+ * request line but for the cursor's value, the same header fields, byte for
+ * byte. Such a poll was admitted already, and nothing admission reads has
+ * changed, so the repeat is served with the first one's admission (see
+ * server/poll-repeat.ts) without being parsed or admitted again.
+ */
+export interface Repeatable {
+  /** The cursor of `bytes` when they start with a repeat of this poll (its head's length in {@link length}); else undefined. */
+  match(bytes: Buffer): string | undefined;
+  /** The length of the head {@link match} matched last. */
+  readonly length: number;
+  /** Serves the repeat with `cursor`; `rest`: the bytes after its head. */
+  serve(socket: Socket, cursor: string, rest: Buffer): void;
+}
+
+/** What a socket's client may repeat next (undefined: nothing). */
+export function offerRepeat(socket: Socket, r: Repeatable | undefined): void {
+  const s = socket as BareSocket;
+  if (s[REPEAT] !== r) s[REPEAT] = r;
+}
+
 /** The client's next request on a socket that waits for one: a poll is taken here, anything else goes to node:http. */
 function nextRequest(socket: BareSocket, server: Server, bytes: Buffer): void {
   socket.removeListener("data", onNextData);
   if (socket[WAITING] !== undefined) stopWaiting(socket, server);
+  const repeat = socket[REPEAT];
+  if (repeat !== undefined && server.listening) {
+    const cursor = repeat.match(bytes);
+    if (cursor !== undefined) {
+      socket.pause();
+      (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+      repeat.serve(socket, cursor, repeat.length < bytes.length ? bytes.subarray(repeat.length) : EMPTY);
+      return;
+    }
+  }
   const head = server.listening ? readPlainGet(bytes, (server as { maxHeaderSize?: number }).maxHeaderSize ?? maxHeaderSize) : undefined;
   if (head === undefined || routePath(head.target) !== "/poll") {
     toNodeHttp(socket, server, bytes);
