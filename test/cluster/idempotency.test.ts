@@ -177,7 +177,12 @@ describe("idempotent publish in a cluster", { skip: redisSkip }, () => {
     assert.equal(info.body.offset, total, "nothing was stored twice");
 
     for (const [i, s] of subs.entries()) {
-      await waitFor(() => s.messages(channel).length >= total, 15_000, `subscriber ${i} to receive ${total} messages`);
+      await waitFor(() => s.messages(channel).length >= total, 15_000, `subscriber ${i} to receive ${total} messages`).catch((err: Error) => {
+        // Say what arrived, so a failure shows whether the subscriber stalled or lost messages.
+        const offsets = s.messages(channel).map((f) => f.offset);
+        const missing = Array.from({ length: total }, (_, k) => k + 1).filter((o) => !offsets.includes(o));
+        throw new Error(`${err.message}: it has ${offsets.length} (last offset ${offsets.at(-1)}), missing offsets ${missing.slice(0, 20).join(",")}${missing.length > 20 ? ",…" : ""}, connection ${s.closeCode === undefined ? "open" : "closed " + s.closeCode}`);
+      });
       await sleep(100);
       const seen = new Map<number, number>();
       for (const f of s.messages(channel)) {
