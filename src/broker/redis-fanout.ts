@@ -5,7 +5,8 @@
  * duplicate and is dropped. When the fan-out connection comes back after a
  * drop, every remembered channel is read again from its last offset. What
  * history no longer holds is skipped, and the hub announces the gap as a
- * reset. A queue per channel keeps offset order while those reads are in
+ * reset; what history holds but cannot be read at the moment waits for the
+ * next heal instead. A queue per channel keeps offset order while those reads are in
  * flight. Publishes waiting for their notification are released here.
  * History found behind what was handed over (messages lost by Redis inside
  * an epoch) ends the epoch, so the loss is announced as a reset.
@@ -214,7 +215,13 @@ export class FanoutTracks {
     } else if (m.offset <= t.offset) {
       return;
     }
-    if (m.offset > t.offset + 1) await this.fill(m.channel, t, m.offset - 1);
+    if (m.offset > t.offset + 1 && !(await this.fill(m.channel, t, m.offset - 1))) {
+      // History could not be read now (Redis paused, a connection cut): what is missing is still stored, so
+      // `m` waits with it for the heal (retried by the sweep once Redis answers), which hands both over in
+      // order. Handed over the gap, `m` would turn a delay into a reset, and the messages into a loss.
+      t.needsHeal = true;
+      return;
+    }
     if (m.epoch === t.epoch && m.offset > t.offset) this.hand(t, m);
   }
 
