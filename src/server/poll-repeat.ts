@@ -10,12 +10,13 @@
  * admission decodes one. This is most of what a poll costs the server
  * beyond its two system calls.
  *
- * Only what admission decides from the request alone is reused: a repeat is
- * offered only when neither tokens (`--jwt-secret`, `--jwt-public-key`: a
- * token expires and can be revoked) nor hooks (the application decides each
- * time) are configured, and never for the event feed's reader. A server
- * that is draining answers the repeat through the whole admission, which
- * refuses it. What follows admission (the connection slot of a held poll,
+ * Only what admission decides from the request alone is reused. What can
+ * change between two identical requests sends the repeat through the whole
+ * admission instead: a token that has expired or been revoked since (the
+ * same token verifies to the same claims, and allows the same channels), a
+ * server that is draining. A repeat is never offered when hooks are
+ * configured (the application decides each time), nor for a poll of the
+ * event feed. What follows admission (the connection slot of a held poll,
  * presence, the answer) is the same as for any poll: `PollTransport.serve`.
  */
 import type { IncomingMessage } from "node:http";
@@ -42,7 +43,8 @@ export function offerPollRepeat(d: Door, req: IncomingMessage, socket: Socket, s
 }
 
 function repeatable(d: Door, req: IncomingMessage, s: SubscribeRequest): boolean {
-  return !d.ctx.auth.enabled && !d.ctx.hooks.enabled && !s.asServer && s.shared !== undefined && req.httpVersionMajor === 1;
+  const feed = d.ctx.config.eventsChannel;
+  return !d.ctx.hooks.enabled && !s.asServer && (feed === undefined || !s.channels.includes(feed)) && s.shared !== undefined && req.httpVersionMajor === 1;
 }
 
 class PollRepeat implements Repeatable {
@@ -88,7 +90,10 @@ class PollRepeat implements Repeatable {
   }
 
   match(bytes: Buffer): string | undefined {
-    if (this.d.ctx.draining) return undefined;
+    const ctx = this.d.ctx;
+    if (ctx.draining) return undefined;
+    const claims = this.s.claims;
+    if (claims !== undefined && (ctx.auth.now() >= claims.expMs || ctx.auth.isRevoked(claims))) return undefined;
     const before = this.before;
     const after = this.after;
     const from = before.length;

@@ -2,11 +2,12 @@
  * A long poll repeated on its kept-alive connection with a new cursor (the
  * same request otherwise, byte for byte) is served with the admission of the
  * first; anything that differs, and every odd or hostile repeat, is answered
- * as on a fresh connection; a server with tokens admits every poll anew.
+ * as on a fresh connection; a token that has expired or been revoked since
+ * the first is refused on the repeat.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { nowSec, sign } from "../helpers/auth.js";
+import { sign } from "../helpers/auth.js";
 import { answerTo, pollRequest, RawConnection } from "../helpers/raw-connection.js";
 import { waitFor, withServer } from "../helpers/server.js";
 
@@ -113,12 +114,35 @@ describe("a long poll repeated on its connection", () => {
 
 describe("a long poll repeated on its connection, on a server with tokens", () => {
   const SECRET = "poll-repeat-secret-of-at-least-32-bytes!";
-  const s = withServer({ pollTimeout: 30, jwtSecret: SECRET });
+  /** The wall clock tokens are checked against (moved by the tests). */
+  let wall = Date.now();
+  const s = withServer({ pollTimeout: 30, jwtSecret: SECRET }, { wallClock: () => wall });
+  const sec = () => Math.floor(wall / 1000);
+
+  it("is served while its token holds, and refused once it has expired", async () => {
+    const token = await sign({ sub: "tess", iat: sec() - 10, exp: sec() + 60, channels: ["room:*"] }, SECRET);
+    const { c, cursor } = await twice(s.port, `room:e&token=${token}`, "");
+    const poll = (cur: string) => pollRequest(`channel=room:e&token=${token}&cursor=${cur}&timeout=0`);
+    await s.hl.publish("room:e", "one");
+    c.send(poll(cursor));
+    const a = await c.next();
+    assert.equal(a.status, 200);
+    const body = JSON.parse(a.body) as { cursor: string; messages: Array<{ data: unknown }> };
+    assert.deepEqual(body.messages.map((m) => m.data), ["one"]);
+    wall += 61_000;
+    assert.equal(await answerTo(c, poll(body.cursor)), "401 token_expired");
+  });
 
   it("is admitted anew: a token revoked between two polls is refused on the next", async () => {
-    const token = await sign({ sub: "rita", iat: nowSec() - 120, exp: nowSec() + 600, channels: ["room:*"] }, SECRET);
+    const token = await sign({ sub: "rita", iat: sec() - 120, exp: sec() + 600, channels: ["room:*"] }, SECRET);
     const { c, cursor } = await twice(s.port, `room:a&token=${token}`, "");
-    await s.hl.revoke("rita", nowSec() - 60);
+    await s.hl.revoke("rita", sec() - 60);
     assert.equal(await answerTo(c, pollRequest(`channel=room:a&token=${token}&cursor=${cursor}&timeout=0`)), "401 token_revoked");
+  });
+
+  it("keeps the channels its token allows: a repeat that asks for another is admitted anew and refused", async () => {
+    const token = await sign({ sub: "uma", iat: sec() - 10, exp: sec() + 600, channels: ["room:a"] }, SECRET);
+    const { c, cursor } = await twice(s.port, `room:a&token=${token}`, "");
+    assert.equal(await answerTo(c, pollRequest(`channel=room:b&token=${token}&cursor=${cursor}&timeout=0`)), "403 forbidden");
   });
 });
