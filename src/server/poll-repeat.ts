@@ -34,12 +34,12 @@ for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.
 const MAX_CURSOR = 4096;
 
 /**
- * Offers the poll `req` (admitted as `s`, on a kept-alive bare socket) for
- * repeating on its connection, or withdraws what was offered there when it
- * cannot be repeated.
+ * Offers the poll `req` (admitted as `s`, on a bare socket) for repeating on
+ * its connection when it is kept alive, or withdraws what was offered there
+ * when it cannot be repeated.
  */
-export function offerPollRepeat(d: Door, req: IncomingMessage, socket: Socket, s: SubscribeRequest, cors: Record<string, string>, who: Poller): void {
-  offerRepeat(socket, repeatable(d, req, s) ? PollRepeat.of(d, req, s, cors, who) : undefined);
+export function offerPollRepeat(d: Door, req: IncomingMessage, socket: Socket, s: SubscribeRequest, cors: Record<string, string>, who: Poller, keepAlive: boolean): void {
+  offerRepeat(socket, keepAlive && repeatable(d, req, s) ? PollRepeat.of(d, req, s, cors, who) : undefined);
 }
 
 function repeatable(d: Door, req: IncomingMessage, s: SubscribeRequest): boolean {

@@ -9,7 +9,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { httpError } from "../errors.js";
 import { socketIdle } from "../http/socket-limits.js";
-import { keepsAlive, offerRepeat, watchBareSocket } from "../transports/bare.js";
+import { keepsAlive, watchBareSocket } from "../transports/bare.js";
 import { userOf } from "../transports/connection.js";
 import type { Poller } from "../transports/poll.js";
 import { openSseResponse, openSseSocket, serveSse } from "../transports/sse.js";
@@ -63,8 +63,7 @@ async function openPoll(d: Door, req: IncomingMessage, socket: Socket, head: Buf
   const keepAlive = keepsAlive(req);
   const who = poller(s);
   // The client's next poll on this connection may be this one with a new cursor (see poll-repeat.ts).
-  if (keepAlive) offerPollRepeat(d, req, socket, s, cors, who);
-  else offerRepeat(socket, undefined);
+  offerPollRepeat(d, req, socket, s, cors, who, keepAlive);
   return d.poll.serve(socket, s.ip, s.channels, s.shared, s.hold, cors, s.claims, keepAlive, head, who);
 }
 

@@ -258,8 +258,7 @@ function nextRequest(socket: BareSocket, server: Server, bytes: Buffer): void {
   if (repeat !== undefined && server.listening) {
     const cursor = repeat.match(bytes);
     if (cursor !== undefined) {
-      socket.pause();
-      (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+      asUpgraded(socket);
       repeat.serve(socket, cursor, repeat.length < bytes.length ? bytes.subarray(repeat.length) : EMPTY);
       return;
     }
@@ -269,9 +268,7 @@ function nextRequest(socket: BareSocket, server: Server, bytes: Buffer): void {
     toNodeHttp(socket, server, bytes);
     return;
   }
-  // As node:http leaves a socket it hands to an upgrade listener: neither paused nor flowing.
-  socket.pause();
-  (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+  asUpgraded(socket);
   const req = new StreamRequest(socket);
   req.method = "GET";
   req.url = head.target;
@@ -288,6 +285,12 @@ function nextRequest(socket: BareSocket, server: Server, bytes: Buffer): void {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Leaves `socket` as node:http leaves one it hands to an upgrade listener: neither paused nor flowing. */
+function asUpgraded(socket: Socket): void {
+  socket.pause();
+  (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+}
 
 /** The sockets of `server` waiting for a next request (see awaitNext). */
 function waitingOn(server: Server): Set<Socket> {
