@@ -111,6 +111,15 @@ export function createMetrics(ctx: ServerContext): Registry {
     },
   });
   new Counter({
+    name: "heartline_poll_repeats_total",
+    help: "Long polls served as a repeat of the one before on their connection, without a second admission.",
+    registers: [register],
+    collect() {
+      this.reset();
+      this.inc(stats.pollRepeats);
+    },
+  });
+  new Counter({
     name: "heartline_broker_errors_total",
     help: "Broker operations that failed.",
     registers: [register],

@@ -14,6 +14,8 @@ export class Stats {
   }
   /** Long polls that had to wait for data. */
   pollWaits = 0;
+  /** Long polls served as a repeat of the one before on their connection (server/poll-repeat.ts). */
+  pollRepeats = 0;
   brokerErrors = 0;
   /** Publishes accepted through this node's API and WebSocket frames. */
   publishAccepted = 0;

@@ -13,6 +13,12 @@ import { waitFor, withServer } from "../helpers/server.js";
 
 const ORIGIN = "Origin: http://allowed.test\r\n";
 
+/** Polls served as repeats so far (`heartline_poll_repeats_total`). */
+async function repeats(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return Number(/^heartline_poll_repeats_total (\d+)$/m.exec(text)?.[1] ?? NaN);
+}
+
 /** A connection that has polled `channel` twice (the second time with a cursor): its next poll may be a repeat. Resolves with the cursor to go on from. */
 async function twice(port: number, channel: string, extra = ORIGIN): Promise<{ c: RawConnection; cursor: string }> {
   const c = new RawConnection(port);
@@ -31,6 +37,7 @@ describe("a long poll repeated on its connection", () => {
 
   it("gets every message after each new cursor, in order, held or at once", async () => {
     const { c, cursor: start } = await twice(s.port, "public:rep");
+    const before = await repeats(s.url);
     let cursor = start;
     const seen: unknown[] = [];
     for (let i = 0; i < 30; i++) {
@@ -54,11 +61,14 @@ describe("a long poll repeated on its connection", () => {
     const expected: unknown[] = [];
     for (let i = 0; i < 30; i++) expected.push(...(i % 3 === 0 ? [`a${i}`, `b${i}`] : [`h${i}`]));
     assert.deepEqual(seen, expected);
+    // The first poll of the loop drops `timeout=0`: admitted anew, then repeated 29 times.
+    assert.equal((await repeats(s.url)) - before, 29, "each poll after the first of the loop was served as a repeat");
     c.socket.destroy();
   });
 
   it("is admitted anew when anything but the cursor differs: an Origin not allowed, another channel, another header", async () => {
     const { c, cursor } = await twice(s.port, "public:diff");
+    const before = await repeats(s.url);
     assert.equal(await answerTo(c, pollRequest(`channel=public:diff&cursor=${cursor}&timeout=0`, "Origin: http://evil.test\r\n")), "403 origin_not_allowed");
     const d = await twice(s.port, "public:diff");
     await s.hl.publish("public:other", "other");
@@ -68,6 +78,7 @@ describe("a long poll repeated on its connection", () => {
     // One more header field: admitted anew, answered.
     d.c.send(pollRequest(`channel=public:other&cursor=${d.cursor}&timeout=0`, ORIGIN + "X-Extra: 1\r\n"));
     assert.equal((await d.c.next()).status, 200);
+    assert.equal(await repeats(s.url), before, "none of them was a repeat");
     d.c.socket.destroy();
   });
 
@@ -124,11 +135,13 @@ describe("a long poll repeated on its connection, on a server with tokens", () =
     const { c, cursor } = await twice(s.port, `room:e&token=${token}`, "");
     const poll = (cur: string) => pollRequest(`channel=room:e&token=${token}&cursor=${cur}&timeout=0`);
     await s.hl.publish("room:e", "one");
+    const before = await repeats(s.url);
     c.send(poll(cursor));
     const a = await c.next();
     assert.equal(a.status, 200);
     const body = JSON.parse(a.body) as { cursor: string; messages: Array<{ data: unknown }> };
     assert.deepEqual(body.messages.map((m) => m.data), ["one"]);
+    assert.equal((await repeats(s.url)) - before, 1, "a poll with a token is repeated while the token holds");
     wall += 61_000;
     assert.equal(await answerTo(c, poll(body.cursor)), "401 token_expired");
   });
