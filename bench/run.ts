@@ -62,9 +62,10 @@ const plan = {
   fanout: quick
     ? { sizes: [100], batch: 10, warmupMs: 300, durationMs: 1500 }
     : { sizes: [100, 1000], batch: 10, warmupMs: 1000, durationMs: 4000 },
+  /** `rounds`: every row is measured this many times, the servers in turn, and reported by its median (single runs vary with the machine's minute). */
   steady: quick
-    ? { sizes: [100], publishers: 4, window: 16, bytes: 100, warmupMs: 500, durationMs: 1500 }
-    : { sizes: [100, 1000], publishers: 4, window: 16, bytes: 100, warmupMs: 1000, durationMs: 4000 },
+    ? { sizes: [100], publishers: 4, window: 16, bytes: 100, warmupMs: 500, durationMs: 1500, rounds: 1 }
+    : { sizes: [100, 1000], publishers: 4, window: 16, bytes: 100, warmupMs: 1000, durationMs: 4000, rounds: 3 },
   /** `asIsMs`: how long after the last connection opened RSS is read as it stands (no forced GC); `settleMs`: the same before a forced GC. */
   /**
    * `warm`: connections opened and closed before the baseline is read. 1,000
@@ -189,7 +190,7 @@ function estimate(): number {
   let s = 0;
   if (scenarios.has("1") || scenarios.has("steady") || scenarios.has("3")) s += pairs.length * (quick ? 1 : 1.5) + 3;
   if (scenarios.has("1")) s += plan.fanout.sizes.length * pairs.length * ((plan.fanout.warmupMs + plan.fanout.durationMs) / 1000 + 1.5) + 3;
-  if (scenarios.has("steady")) s += plan.steady.sizes.length * steadyPairs.length * ((plan.steady.warmupMs + plan.steady.durationMs) / 1000 + 2);
+  if (scenarios.has("steady")) s += plan.steady.rounds * plan.steady.sizes.length * steadyPairs.length * ((plan.steady.warmupMs + plan.steady.durationMs) / 1000 + 2);
   // Two fresh servers per pair; per size: opening (about 1,500 connections a second) and the wait before reading.
   if (scenarios.has("2"))
     for (const [, t] of pairs) {
@@ -350,32 +351,34 @@ async function fanout(running: Running): Promise<void> {
  * subscriber; server CPU per delivered message over the measured seconds.
  */
 async function steadyFanout(running: Running): Promise<void> {
-  const { sizes, publishers, window, bytes, warmupMs, durationMs } = plan.steady;
+  const { sizes, publishers, window, bytes, warmupMs, durationMs, rounds } = plan.steady;
   const gen = await LoadGen.start(1);
   try {
-    for (const n of sizes) {
-      for (const [s, t] of steadyPairs) {
-        progress.step(`scenario steady · ${label(s, t)} · ${n} subscribers`, (warmupMs + durationMs) / 1000 + 2);
-        const h = handleOf(running, s, t);
-        const row: SteadyRow = { server: s, transport: t, subscribers: n };
-        try {
-          const channel = channelFor(`steady-${t}-${n}`);
-          await primeChannel(h.endpoint, channel);
-          await openOrThrow(gen, h.endpoint, t, channel, n);
-          const r = await gen.call<SteadyResult>(0, { cmd: "steady", endpoint: h.endpoint, channel, publishers, window, bytes, warmupMs, durationMs, serverPids: h.pids() });
-          if (r.stalled) throw new Error(r.stalled);
-          Object.assign(row, perDelivered(r), {
-            publishedPerSec: r.published / (r.elapsedMs / 1000),
-            meanInFlight: r.meanInFlight,
-            writesPerMsg: r.serverWrites / r.delivered,
-          });
-        } catch (e) {
-          row.error = errMsg(e);
-          progress.note(`scenario steady · ${label(s, t)} · ${n}: ${row.error}`);
+    for (let round = 1; round <= rounds; round++) {
+      for (const n of sizes) {
+        for (const [s, t] of steadyPairs) {
+          progress.step(`scenario steady · ${label(s, t)} · ${n} subscribers${rounds > 1 ? ` · round ${round} of ${rounds}` : ""}`, (warmupMs + durationMs) / 1000 + 2);
+          const h = handleOf(running, s, t);
+          const row: SteadyRow = { server: s, transport: t, subscribers: n, round };
+          try {
+            const channel = channelFor(`steady-${t}-${n}`);
+            await primeChannel(h.endpoint, channel);
+            await openOrThrow(gen, h.endpoint, t, channel, n);
+            const r = await gen.call<SteadyResult>(0, { cmd: "steady", endpoint: h.endpoint, channel, publishers, window, bytes, warmupMs, durationMs, serverPids: h.pids() });
+            if (r.stalled) throw new Error(r.stalled);
+            Object.assign(row, perDelivered(r), {
+              publishedPerSec: r.published / (r.elapsedMs / 1000),
+              meanInFlight: r.meanInFlight,
+              writesPerMsg: r.serverWrites / r.delivered,
+            });
+          } catch (e) {
+            row.error = errMsg(e);
+            progress.note(`scenario steady · ${label(s, t)} · ${n}: ${row.error}`);
+          }
+          results.steady.push(row);
+          await gen.closeAll();
+          await sleep(300);
         }
-        results.steady.push(row);
-        await gen.closeAll();
-        await sleep(300);
       }
     }
   } finally {
