@@ -77,6 +77,7 @@ describe("demo game: two players and a cheat against the server", { skip }, () =
             if (prev && Math.abs(x - prev[1]) > 0.01) still = now;
             frames.push([now, x]);
             got.add(hook.players().find((p) => p.id === pid)!.x);
+            (window as unknown as { receivedSoFar: number }).receivedSoFar = got.size - 1;
             const moved = x - frames[0]![1] > 50;
             if ((moved && now - still > 400) || now - begin > 5000) resolve({ frames, received: got.size - 1 });
             else requestAnimationFrame(frame);
@@ -87,6 +88,12 @@ describe("demo game: two players and a cheat against the server", { skip }, () =
     );
     await alice.page.keyboard.down("ArrowRight");
     await sleep(1000);
+    // On a loaded machine a page may draw (and so sample) a few times a second only: Alice walks on
+    // until Bob's page has seen five of her positions, for at most 2 s more.
+    for (let waited = 0; waited < 2000; waited += 100) {
+      if ((await bob.page.evaluate(() => (window as unknown as { receivedSoFar?: number }).receivedSoFar ?? 0)) >= 5) break;
+      await sleep(100);
+    }
     await alice.page.keyboard.up("ArrowRight");
     const { frames, received } = await recording;
     const x0 = frames[0]![1];
