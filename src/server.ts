@@ -32,7 +32,7 @@ import { createMetrics } from "./metrics.js";
 import { Stats } from "./stats.js";
 import { ConnectionRegistry, type ServerContext } from "./transports/connection.js";
 import { sweepClosing, sweepHeartbeats } from "./transports/heartbeat.js";
-import { clearKeepAliveLimit, closeServer, StreamRequest } from "./transports/bare.js";
+import { clearKeepAliveLimit, closeServer, shapeSocket, StreamRequest } from "./transports/bare.js";
 import { PollTransport } from "./transports/poll.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 import { FrontDoor } from "./server/front-door.js";
@@ -362,7 +362,10 @@ export class Heartline {
       // Longer than a proxy's upstream idle timeout: the proxy closes idle connections (it never retries a POST).
       keepAliveTimeout: this.config.keepAliveTimeout * 1000,
     });
-    server.on("connection", (socket: Socket) => this.sockets.accept(socket));
+    server.on("connection", (socket: Socket) => {
+      shapeSocket(socket);
+      this.sockets.accept(socket);
+    });
     return server as unknown as Server;
   }
 

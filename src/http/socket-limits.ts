@@ -102,6 +102,7 @@ export class SocketLimits {
     s[PEER] = peer;
     s[LIMITS] = this;
     s[STATE] = PENDING;
+    (s as Stream)[HOLDS] = undefined;
     this.openTotal++;
     this.add(peer, 1);
     socket.once("close", onClose);

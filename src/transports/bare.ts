@@ -136,6 +136,23 @@ type BareSocket = Socket & {
 };
 
 /**
+ * Gives an accepted socket every field this module may put on it, in one
+ * order, before any is used: sockets then share one hidden class whatever
+ * they have been through (a poll, a stream, an upgrade), and the property
+ * accesses on them, ours and node's own, stay fast rather than megamorphic.
+ */
+export function shapeSocket(socket: Socket): void {
+  const s = socket as BareSocket;
+  // A socket handed back to node:http after a poll comes here again, shaped and watched already.
+  if (s[WATCHED] !== undefined) return;
+  s[WATCHED] = false;
+  s[KEPT] = false;
+  s[HELD] = undefined;
+  s[WAITING] = undefined;
+  s[REPEAT] = undefined;
+}
+
+/**
  * Bytes a client may send while its poll is held on the bare socket (the
  * start of its next, pipelined, request). They are kept for node:http; past
  * this the socket is no longer read until the answer, which leaves the rest
