@@ -74,3 +74,33 @@ export class DateLine {
     return this.text;
   }
 }
+
+/**
+ * The bytes of the last answer written on a bare socket, kept for the next
+ * one with the same parts: the polls that one pass answers at one cursor
+ * get the same body (one string), the same header object, the same date and
+ * connection lines, and so the same bytes, encoded once rather than once per
+ * poll. A part that differs makes the bytes anew.
+ */
+export class LastAnswer {
+  private fixed = "";
+  private date = "";
+  private connection = "";
+  private headers: Readonly<Record<string, string>> | undefined;
+  private body = "";
+  private bytes: Buffer | undefined;
+
+  /** `fixed` (status line and constant header lines), `date` and `connection` (header lines), `Content-Length: length`, `headers`, then `body`. */
+  bytesOf(fixed: string, date: string, connection: string, length: number, headers: Readonly<Record<string, string>>, body: string): Buffer {
+    if (this.bytes !== undefined && this.body === body && this.headers === headers && this.date === date && this.connection === connection && this.fixed === fixed) {
+      return this.bytes;
+    }
+    this.bytes = Buffer.from(fixed + date + connection + headerLine("Content-Length", length) + headerLines(headers) + HEAD_END + body);
+    this.fixed = fixed;
+    this.date = date;
+    this.connection = connection;
+    this.headers = headers;
+    this.body = body;
+    return this.bytes;
+  }
+}

@@ -19,7 +19,7 @@ import type { Duplex } from "node:stream";
 import { carrierOf, isResponse } from "../http/h2.js";
 import { readPlainGet } from "../http/request-head.js";
 import { routePath } from "../http/request-path.js";
-import { DateLine, dateLine } from "../http/respond.js";
+import { DateLine, dateLine, LastAnswer } from "../http/respond.js";
 import { HEAD_END, headerLine, headerLines, statusLine } from "../wire.js";
 
 /** Where a response goes: node:http's response, or the bare socket of a request taken out of node:http. */
@@ -397,6 +397,8 @@ const CLOSE_LINE = headerLine("Connection", "close");
 /** One-shot answers on either output; the bare-socket header lines are formatted when they change. One per owner. */
 export class BareHttp {
   readonly date = new DateLine();
+  /** The last answer written on a bare socket: the polls of one pass at one cursor are written from its bytes. */
+  private readonly last = new LastAnswer();
   private keepAliveLine = "";
   private keepAliveMs = -1;
 
@@ -432,8 +434,7 @@ export class BareHttp {
     }
     const server = socket.server;
     keepAlive &&= server !== undefined && server.listening;
-    const head = JSON_HEAD + this.date.line() + (keepAlive ? this.keepAlive(server!) : CLOSE_LINE) + headerLine("Content-Length", bytes) + headerLines(headers) + HEAD_END;
-    socket.write(head + body);
+    socket.write(this.last.bytesOf(JSON_HEAD, this.date.line(), keepAlive ? this.keepAlive(server!) : CLOSE_LINE, bytes, headers, body));
     if (keepAlive) awaitNext(socket, server!, rest);
     else socket.destroySoon();
   }
