@@ -59,18 +59,15 @@ export function steadyRoundRatios(rows: SteadyRow[], peer: ServerName): RoundRat
   const ok = rows.filter((r) => !r.error && r.serverUsPerMsg !== undefined);
   const out: RoundRatios[] = [];
   for (const [t, n] of keys(ok, (r) => r.subscribers)) {
-    const ratios: number[] = [];
     const byRound: Array<number | undefined> = [];
     for (const hl of ok.filter((r) => r.server === "heartline" && r.transport === t && r.subscribers === n)) {
       const p = ok.find((r) => r.server === peer && r.transport === t && r.subscribers === n && r.round === hl.round);
-      if (!p) continue;
-      ratios.push(hl.serverUsPerMsg! / p.serverUsPerMsg!);
-      byRound[(hl.round ?? 1) - 1] = ratios[ratios.length - 1];
+      if (p) byRound[(hl.round ?? 1) - 1] = hl.serverUsPerMsg! / p.serverUsPerMsg!;
     }
-    if (ratios.length === 0) continue;
-    const sorted = [...ratios].sort((a, b) => a - b);
+    const sorted = byRound.filter((x) => x !== undefined).sort((a, b) => a - b);
+    if (sorted.length === 0) continue;
     const mid = sorted.length / 2;
-    out.push({ transport: t, subscribers: n, ratios, byRound, median: sorted.length % 2 ? sorted[Math.floor(mid)]! : (sorted[mid - 1]! + sorted[mid]!) / 2 });
+    out.push({ transport: t, subscribers: n, byRound, median: sorted.length % 2 ? sorted[Math.floor(mid)]! : (sorted[mid - 1]! + sorted[mid]!) / 2 });
   }
   return out;
 }
@@ -78,10 +75,9 @@ export function steadyRoundRatios(rows: SteadyRow[], peer: ServerName): RoundRat
 export interface RoundRatios {
   transport: Transport;
   subscribers: number;
-  /** The ratios of the rounds where both servers were measured, in round order. */
-  ratios: number[];
-  /** The same by round (index 0: round 1); undefined where either failed. */
+  /** Heartline ÷ the peer by round (index 0: round 1); undefined where either failed. */
   byRound: Array<number | undefined>;
+  /** The median of the rounds where both were measured. */
   median: number;
 }
 
@@ -267,8 +263,7 @@ export function fanoutTable<R extends FanoutRow | SteadyRow>(rows: R[], extra: A
 export function steadyTable(rows: SteadyRow[]): string {
   const rounds = Math.max(1, ...rows.map((r) => r.round ?? 1));
   const byRound = steadyRoundRatios(rows, "nchan");
-  const median =
-    rounds > 1 ? `Each row is the median of ${rounds} rounds (the servers in turn within a round).\n\n` : "";
+  const note = rounds > 1 ? `Each row is the median of ${rounds} rounds (the servers in turn within a round).\n\n` : "";
   const perRound =
     rounds > 1 && byRound.length > 0
       ? "\n\nHeartline ÷ nchan, round by round (each pair measured minutes apart):\n\n" +
@@ -277,7 +272,7 @@ export function steadyTable(rows: SteadyRow[]): string {
           byRound.map((b) => [TRANSPORT_LABEL[b.transport], String(b.subscribers), ...Array.from({ length: rounds }, (_, i) => b.byRound[i]?.toFixed(2) ?? "—"), b.median.toFixed(2)]),
         )
       : "";
-  return median + steadyColumns(steadyMedians(rows)) + perRound;
+  return note + steadyColumns(steadyMedians(rows)) + perRound;
 }
 
 function steadyColumns(rows: SteadyRow[]): string {
@@ -432,8 +427,8 @@ export function evaluateTargets(r: Results): Target[] {
         out.push({
           target: `${TRANSPORT_LABEL[t]} fan-out CPU/msg ≤ 0.8 × nchan's, steady stream (${n} subscribers)`,
           measured:
-            rounds.ratios.length > 1
-              ? `median ${num(hl.serverUsPerMsg, 2)} vs ${num(nc.serverUsPerMsg, 2)} µs; ratio by round ${rounds.ratios.map((x) => x.toFixed(2)).join(", ")} → median ${rounds.median.toFixed(2)}`
+            rounds.byRound.length > 1
+              ? `median ${num(hl.serverUsPerMsg, 2)} vs ${num(nc.serverUsPerMsg, 2)} µs; ratio by round ${rounds.byRound.map((x) => x?.toFixed(2) ?? "—").join(", ")} → median ${rounds.median.toFixed(2)}`
               : `${num(hl.serverUsPerMsg, 2)} vs ${num(nc.serverUsPerMsg, 2)} µs → ratio ${rounds.median.toFixed(2)}`,
           met: rounds.median <= 0.8,
         });

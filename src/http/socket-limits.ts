@@ -102,6 +102,7 @@ export class SocketLimits {
     s[PEER] = peer;
     s[LIMITS] = this;
     s[STATE] = PENDING;
+    // Set now, though only a held stream uses it: every socket gets this module's fields in one order (see shapeSocket in transports/bare.ts).
     (s as Stream)[HOLDS] = undefined;
     this.openTotal++;
     this.add(peer, 1);
