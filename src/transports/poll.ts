@@ -9,7 +9,7 @@
  * applies the reset rule. When the hub reads at once (the memory broker),
  * polls are read and answered in the turn they are woken, and the polls of
  * one pass that wait at the same cursor on the same channels share one
- * answer body.
+ * answer (poll-answers.ts).
  *
  * A poll is answered either through node:http's response (servers Heartline
  * is attached to) or, on servers Heartline creates, on the bare socket: the
@@ -22,43 +22,14 @@ import type { ServerResponse } from "node:http";
 import type { TokenClaims } from "../auth/tokens.js";
 import { isResponse } from "../http/h2.js";
 import { socketAdmitted, socketAnswered, socketIdle } from "../http/socket-limits.js";
-import { encodeCursor, positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
-import type { ChannelsRead, CursorPositions, Waiter } from "../hub/hub.js";
-import { pollAnswerJson } from "../wire.js";
+import { positionIn, type Position, type SharedCursor } from "../hub/cursor.js";
+import type { Waiter } from "../hub/hub.js";
 import { BareHttp, holdOn, socketOf, type Held, type HttpOutput } from "./bare.js";
 import type { HeldPoll, ServerContext } from "./connection.js";
+import { AnswerTable, encodeAnswer, hasNews, POLL_BATCH_LIMIT, type PollAnswer } from "./poll-answers.js";
 import { pollMembers, POLLER_GRACE_MS, presenceNews, type Poller, type PollMembers } from "./poll-presence.js";
 
 export type { Poller };
-
-/** Most messages in one answer; the client polls again at once for the rest. */
-export const POLL_BATCH_LIMIT = 1000;
-
-/** An answer ready to send: its body, the body's length in bytes, and how many messages it carries. */
-export interface PollAnswer {
-  readonly body: string;
-  readonly bytes: number;
-  readonly messages: number;
-}
-
-/** `{"messages":[…],"cursor":"…","resets":[…],"presence":[…]}`; the messages and presence events are already JSON. */
-export function encodeAnswer(c: ChannelsRead, presence?: readonly string[]): PollAnswer {
-  const body = pollAnswerJson(c.messages, encodeCursor(c.positions), c.resets, presence);
-  return { body, bytes: Buffer.byteLength(body), messages: c.messages.length };
-}
-
-/**
- * Whether a held poll has something to answer: messages, a reset, or a
- * channel the cursor did not name that has just been given a position
- * (answered at once, so the client holds it before anything is published there).
- */
-function hasNews(c: ChannelsRead, channels: readonly string[], cursor: CursorPositions): boolean {
-  if (c.messages.length > 0 || c.resets.length > 0) return true;
-  let named = 0;
-  for (const ch of channels) if (positionIn(cursor, ch) !== undefined) named++;
-  return c.positions.length > named;
-}
-
 
 const POLL = Symbol("heartline.poll");
 
@@ -67,27 +38,6 @@ type PollResponse = ServerResponse & { [POLL]?: PendingPoll };
 
 function onPollClose(this: PollResponse): void {
   this[POLL]?.abandon();
-}
-
-/** The key of a (cursor, channels) pair; channel names hold no space. */
-function answerKey(cursor: string, channels: readonly string[]): string {
-  return channels.length === 1 ? cursor + " " + channels[0] : cursor + " " + channels.join(" ");
-}
-
-/**
- * What follows `cursor` on `channels` when the hub reads at once, as an
- * answer, or null when nothing is new; `shared` holds the answers already
- * worked out in this turn, by (cursor, channels).
- */
-function readNow(hub: ServerContext["hub"], cursor: SharedCursor, channels: readonly string[], shared: Map<string, PollAnswer | null>): PollAnswer | null {
-  const key = answerKey(cursor.text, channels);
-  let a = shared.get(key);
-  if (a === undefined) {
-    const c = hub.readAfterNow(channels, cursor.positions, POLL_BATCH_LIMIT);
-    a = hasNews(c, channels, cursor.positions) ? encodeAnswer(c) : null;
-    shared.set(key, a);
-  }
-  return a;
 }
 
 /** Turns a burst may hold woken polls back; each is one pass of the event loop, microseconds when idle. */
@@ -133,12 +83,12 @@ class WakeQueue {
     const list = this.woken.splice(0, this.woken.length);
     // Answers of this pass by (cursor, channels): nothing is published while it
     // runs, so polls at the same cursor get the same answer.
-    let shared: Map<string, PollAnswer | null> | undefined;
+    let shared: AnswerTable | undefined;
     for (let i = 0; i < list.length; i++) {
       const p = list[i]!;
       p.queued = false;
       if (p.done) continue;
-      if (this.hub.readsNow && p.members === undefined) p.checkNow((shared ??= new Map()));
+      if (this.hub.readsNow && p.members === undefined) p.checkNow((shared ??= new AnswerTable()));
       else void p.check();
     }
   };
@@ -192,9 +142,9 @@ class PendingPoll implements Waiter, Held, HeldPoll {
    * When the hub reads at once: reads and answers now if anything is there.
    * `shared` holds the answers already worked out in this turn, by (cursor, channels).
    */
-  checkNow(shared: Map<string, PollAnswer | null>): void {
+  checkNow(shared: AnswerTable): void {
     try {
-      const a = readNow(this.transport.ctx.hub, this.cursor, this.channels, shared);
+      const a = shared.read(this.transport.ctx.hub, this.cursor, this.channels);
       if (this.tokenExpired()) {
         // Woken after the token expired (before the sweep): answer without news;
         // the next poll is refused and the client resumes with a new token.
@@ -333,7 +283,7 @@ export class PollTransport {
       // The hub reads at once: nothing can be stored between this read and the
       // wait below. A poll with something to answer is answered without being
       // held: no slot, no waiter (a burst's polls share the answer).
-      const a = readNow(hub, shared, channels, this.answers());
+      const a = this.answers().read(hub, shared, channels);
       if (a !== null) {
         this.send(out, a, headers, keepAlive, rest);
         return;
@@ -394,17 +344,17 @@ export class PollTransport {
    * the same cursor (after a burst, every client polls again with the same
    * one). Forgotten at the end of the turn and whenever a message is stored.
    */
-  private answers(): Map<string, PollAnswer | null> {
+  private answers(): AnswerTable {
     const published = this.ctx.hub.published;
     if (!this.turnAnswers || this.turnPublished !== published) {
-      this.turnAnswers = new Map();
+      this.turnAnswers = new AnswerTable();
       this.turnPublished = published;
       setImmediate(() => (this.turnAnswers = undefined));
     }
     return this.turnAnswers;
   }
 
-  private turnAnswers: Map<string, PollAnswer | null> | undefined;
+  private turnAnswers: AnswerTable | undefined;
   private turnPublished = 0;
 
   release(p: PendingPoll): void {
