@@ -166,7 +166,11 @@ function ignoreSocketError(): void {}
 /**
  * Puts the handlers on a socket taken out of node:http for a poll, once per
  * connection: they stay for the polls that follow on it, and do nothing while
- * nothing is held.
+ * nothing is held or awaited. The `data` handler too: the socket is paused
+ * while a poll is served and resumed to hold it or to read the next request
+ * (adding and removing a listener for each poll cost more than the poll's
+ * own work on the socket). While node:http has the socket between two polls,
+ * its parser reads it, and the handler ignores what it may still see.
  */
 export function watchBareSocket(socket: Socket): void {
   const s = socket as BareSocket;
@@ -176,6 +180,9 @@ export function watchBareSocket(socket: Socket): void {
   socket.on("end", onHeldEnd);
   socket.on("close", onHeldClose);
   socket.on("timeout", onBareTimeout);
+  socket.on("data", onBareData);
+  // As node:http left it: nothing is read until the poll is held or answered.
+  socket.pause();
 }
 
 /**
@@ -185,14 +192,19 @@ export function watchBareSocket(socket: Socket): void {
  */
 export function holdOn(socket: Socket, h: Held): void {
   (socket as BareSocket)[HELD] = h;
-  socket.on("data", onHeldData);
+  socket.resume();
 }
 
-function onHeldData(this: BareSocket, chunk: Buffer): void {
+/** What a watched socket reads: kept while a poll is held, a next request when one is awaited, else not Heartline's. */
+function onBareData(this: BareSocket, chunk: Buffer): void {
   const h = this[HELD];
-  if (!h) return;
-  h.rest = h.rest === undefined ? chunk : Buffer.concat([h.rest, chunk]);
-  if (h.rest.length >= HELD_BYTES_LIMIT) this.pause();
+  if (h !== undefined) {
+    h.rest = h.rest === undefined ? chunk : Buffer.concat([h.rest, chunk]);
+    if (h.rest.length >= HELD_BYTES_LIMIT) this.pause();
+    return;
+  }
+  const server = this[WAITING];
+  if (server !== undefined) nextRequest(this, server, chunk);
 }
 
 /** node:http servers allow half-open sockets: a client that ends its side during the hold is gone. */
@@ -222,7 +234,6 @@ function onHeldClose(this: BareSocket): void {
  * {@link idleLimit}); the server's drain closes it ({@link closeServer}).
  */
 function awaitNext(socket: BareSocket, server: Server, rest: Buffer | undefined): void {
-  socket.removeListener("data", onHeldData);
   if (socket[HELD] !== undefined) socket[HELD] = undefined;
   idleLimit(socket, server);
   if (rest !== undefined) {
@@ -231,13 +242,7 @@ function awaitNext(socket: BareSocket, server: Server, rest: Buffer | undefined)
   }
   socket[WAITING] = server;
   waitingOn(server).add(socket);
-  socket.on("data", onNextData);
   socket.resume();
-}
-
-function onNextData(this: BareSocket, chunk: Buffer): void {
-  const server = this[WAITING];
-  if (server !== undefined) nextRequest(this, server, chunk);
 }
 
 function stopWaiting(socket: BareSocket, server: Server): void {
@@ -269,7 +274,6 @@ export function offerRepeat(socket: Socket, r: Repeatable | undefined): void {
 
 /** The client's next request on a socket that waits for one: a poll is taken here, anything else goes to node:http. */
 function nextRequest(socket: BareSocket, server: Server, bytes: Buffer): void {
-  socket.removeListener("data", onNextData);
   if (socket[WAITING] !== undefined) stopWaiting(socket, server);
   const repeat = socket[REPEAT];
   if (repeat !== undefined && server.listening) {
