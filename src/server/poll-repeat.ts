@@ -111,7 +111,7 @@ class PollRepeat implements Repeatable {
     try {
       const shared = d.admission.cursor(cursor);
       d.ctx.stats.pollRepeats++;
-      d.poll.serve(socket, s.ip, s.channels, shared, s.hold, cors, s.claims, true, rest, this.who).catch((err) => d.fail(socket, err, cors));
+      d.poll.serve(socket, s.ip, s.channels, shared, s.hold, cors, s.claims, true, rest, this.who)?.catch((err) => d.fail(socket, err, cors));
     } catch (err) {
       d.fail(socket, err, cors);
     }

@@ -248,8 +248,13 @@ export class PollTransport {
    * taken out of node:http, its socket; then `keepAlive` says whether the
    * connection goes back to node:http after the answer, and `head` holds the
    * bytes read after the request.
+   *
+   * When the hub reads at once and the poll holds no presence members (a
+   * steady stream's polls), all of it happens now, without a promise; a
+   * promise is returned only for a poll that waits for the broker or for
+   * presence. A throw before that is the caller's, as the promise's rejection is.
    */
-  async serve(
+  serve(
     out: HttpOutput,
     ip: string,
     channels: readonly string[],
@@ -260,28 +265,21 @@ export class PollTransport {
     keepAlive = false,
     head?: Buffer,
     who?: Poller,
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     // A poll never waits past its token's expiry.
     if (claims) holdSeconds = Math.min(holdSeconds, this.ctx.auth.holdLimit(claims));
     const hub = this.ctx.hub;
-    const cursor = shared?.positions;
     const rest = head !== undefined && head.length > 0 ? head : undefined;
     // A poll that names its client holds its members on presence channels while it is held, and for the grace after its answer.
     const members = pollMembers(this.ctx, channels, who);
-    if (members) await this.enterMembers(members);
-    const now = hub.readsNow && members === undefined;
+    if (members !== undefined || !hub.readsNow) return this.serveLater(out, ip, channels, shared, holdSeconds, headers, claims, keepAlive, rest, who, members);
     if (!shared || holdSeconds <= 0) {
-      try {
-        const c = now ? hub.readAfterNow(channels, cursor, POLL_BATCH_LIMIT) : await hub.readAfter(channels, cursor, POLL_BATCH_LIMIT);
-        this.send(out, encodeAnswer(c, members ? await presenceNews(this.ctx, members) : undefined), headers, keepAlive, rest);
-      } finally {
-        if (members) this.exitMembers(members);
-      }
+      this.send(out, encodeAnswer(hub.readAfterNow(channels, shared?.positions, POLL_BATCH_LIMIT)), headers, keepAlive, rest);
       return;
     }
-    if (now && !this.ctx.draining) {
-      // The hub reads at once: nothing can be stored between this read and the
-      // wait below. A poll with something to answer is answered without being
+    if (!this.ctx.draining) {
+      // Nothing can be stored between this read and the wait below (no turn
+      // passes). A poll with something to answer is answered without being
       // held: no slot, no waiter (a burst's polls share the answer).
       const a = this.answers().read(hub, shared, channels);
       if (a !== null) {
@@ -289,34 +287,67 @@ export class PollTransport {
         return;
       }
     }
-    // Take the slot and register before the first read, so a message stored
-    // between the read and the wait still wakes this poll.
-    this.ctx.registry.admit("poll", ip);
+    const p = this.hold(new PendingPoll(this, out, ip, channels, shared, this.deadline(holdSeconds), headers, claims?.expMs ?? 0, keepAlive, undefined), rest, claims, who);
+    if (p.done) return;
+    if (!isResponse(out)) holdOn(out, p);
+    this.ctx.stats.pollWaits++;
+  }
+
+  /** {@link serve} for a poll that waits for the broker's reads or holds presence members. */
+  private async serveLater(
+    out: HttpOutput,
+    ip: string,
+    channels: readonly string[],
+    shared: SharedCursor | undefined,
+    holdSeconds: number,
+    headers: Record<string, string>,
+    claims: TokenClaims | undefined,
+    keepAlive: boolean,
+    rest: Buffer | undefined,
+    who: Poller | undefined,
+    members: PollMembers | undefined,
+  ): Promise<void> {
+    if (members) await this.enterMembers(members);
+    if (!shared || holdSeconds <= 0) {
+      try {
+        const c = await this.ctx.hub.readAfter(channels, shared?.positions, POLL_BATCH_LIMIT);
+        this.send(out, encodeAnswer(c, members ? await presenceNews(this.ctx, members) : undefined), headers, keepAlive, rest);
+      } finally {
+        if (members) this.exitMembers(members);
+      }
+      return;
+    }
+    const p = this.hold(new PendingPoll(this, out, ip, channels, shared, this.deadline(holdSeconds), headers, claims?.expMs ?? 0, keepAlive, members), rest, claims, who);
+    if (p.done) return;
+    if (!isResponse(out)) holdOn(out, p);
+    await p.check();
+    if (!p.done) this.ctx.stats.pollWaits++;
+  }
+
+  /**
+   * Takes the slot and registers a poll as a waiter, before the read that
+   * may answer it (so a message stored meanwhile still wakes it); answers it
+   * at once while draining.
+   */
+  private hold(p: PendingPoll, rest: Buffer | undefined, claims: TokenClaims | undefined, who: Poller | undefined): PendingPoll {
+    const out = p.out;
+    this.ctx.registry.admit("poll", p.ip);
     socketAdmitted(socketOf(out));
-    const p = new PendingPoll(this, out, ip, channels, shared, Math.ceil(this.ctx.clock.now() + holdSeconds * 1000), headers, claims?.expMs ?? 0, keepAlive, members);
     p.rest = rest;
     this.waiting.add(p);
     [p.claims, p.client, p.user] = [claims, who?.client, who?.user];
     this.ctx.registry.polls.add(p.user, p);
-    this.ctx.hub.addWaiter(channels, p);
-    const bare = !isResponse(out);
-    if (!bare) {
+    this.ctx.hub.addWaiter(p.channels, p);
+    if (isResponse(out)) {
       (out as PollResponse)[POLL] = p;
       out.on("close", onPollClose);
     }
-    if (this.ctx.draining) {
-      p.finish();
-      return;
-    }
-    if (now) {
-      p.checkNow(this.answers());
-      if (bare && !p.done) holdOn(out, p);
-    } else {
-      // A poll with members reads presence through the broker: always the async path.
-      if (bare) holdOn(out, p);
-      await p.check();
-    }
-    if (!p.done) this.ctx.stats.pollWaits++;
+    if (this.ctx.draining) p.finish();
+    return p;
+  }
+
+  private deadline(holdSeconds: number): number {
+    return Math.ceil(this.ctx.clock.now() + holdSeconds * 1000);
   }
 
   /** Holds a poller's members (each in use until {@link exitMembers}); on a failure, lets go of those already held. */
