@@ -18,10 +18,28 @@
  * meanwhile leave together, and what a message waits more stays within what
  * the last flush took. With `delayMs` 0 nothing is held. One batch per server
  * (its connection registry holds it), so servers in one process share nothing.
+ *
+ * Two ways to batch. A {@link Corkable} target (an SSE stream) is corked and
+ * written to as usual; the flush uncorks it, and node writes what it
+ * buffered in one writev. A {@link Gathering} target (a WebSocket on the
+ * pre-framed path) hands the batch its shared frames instead; the flush
+ * gives it all of them as one buffer, and targets that were given the same
+ * frames in the same order (every subscriber of one channel) get the same
+ * buffer, joined once: one plain write each, no per-connection copy, no
+ * chunk list for node to build and read back.
  */
 export interface Corkable {
   cork(): void;
   uncork(): void;
+}
+
+/** A target whose buffers the batch gathers until the flush (see {@link WriteBatch.gather}). */
+export interface Gathering {
+  /** Where its buffers of this batch start and end in the batch; -1 when it has none. Kept by the batch: start both at -1. */
+  gatherFirst: number;
+  gatherLast: number;
+  /** The flush: what was gathered for it, in order, as one buffer. */
+  writeGathered(bytes: Buffer): void;
 }
 
 /** How a batch schedules its flush: at the end of the turn, or after a delay. */
@@ -51,12 +69,18 @@ export class WriteBatch {
   private readonly flush = (): void => {
     this.scheduled = false;
     const start = this.timers.now();
-    // New writes during the loop below start a new batch.
+    // New writes during the loops below start a new batch.
     const list = this.corked.splice(0, this.corked.length);
     for (let i = 0; i < list.length; i++) list[i]!.uncork();
+    this.writeGathered();
     const end = (this.lastFlush = this.timers.now());
     if (this.delayMs > 0) this.hold = Math.max(this.delayMs, Math.min(end - start, MAX_HOLD_MS));
   };
+
+  /** Every gathered buffer of the batch, in order; `nexts[i]`: the index of the same target's next one, or -1. */
+  private readonly bufs: Buffer[] = [];
+  private readonly nexts: number[] = [];
+  private readonly gathering: Gathering[] = [];
 
   constructor(
     /** The least time between two flushes, ms (`--write-delay-ms`); 0: every turn's writes go at its end. */
@@ -70,10 +94,87 @@ export class WriteBatch {
   corkUntilFlush(target: Corkable): void {
     target.cork();
     this.corked.push(target);
+    this.schedule();
+  }
+
+  /** Keeps `bytes` for `target` until the next flush, after what it was given before. */
+  gather(target: Gathering, bytes: Buffer): void {
+    const i = this.bufs.length;
+    this.bufs.push(bytes);
+    this.nexts.push(-1);
+    if (target.gatherLast < 0) {
+      target.gatherFirst = i;
+      this.gathering.push(target);
+      this.schedule();
+    } else this.nexts[target.gatherLast] = i;
+    target.gatherLast = i;
+  }
+
+  /** What was gathered for `target`, as one buffer, now (the flush then skips it): for a write that must come after it. */
+  take(target: Gathering): Buffer | undefined {
+    const first = target.gatherFirst;
+    if (first < 0) return undefined;
+    target.gatherFirst = target.gatherLast = -1;
+    return this.nexts[first]! < 0 ? this.bufs[first] : this.join(first);
+  }
+
+  private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
     const since = this.timers.now() - this.lastFlush;
     if (since < this.hold) this.timers.after(this.hold - since, this.flush);
     else this.timers.endOfTurn(this.flush);
+  }
+
+  private writeGathered(): void {
+    const list = this.gathering.splice(0, this.gathering.length);
+    const bufs = this.bufs;
+    // The last joined run of buffers: the next target given the same ones in the same order shares it.
+    let joinedFirst = -1;
+    let joined: Buffer | undefined;
+    for (let i = 0; i < list.length; i++) {
+      const t = list[i]!;
+      const first = t.gatherFirst;
+      if (first < 0) continue;
+      t.gatherFirst = t.gatherLast = -1;
+      let bytes: Buffer;
+      if (this.nexts[first]! < 0) bytes = bufs[first]!;
+      else if (joined !== undefined && this.sameRun(joinedFirst, first)) bytes = joined;
+      else {
+        bytes = joined = this.join(first);
+        joinedFirst = first;
+      }
+      t.writeGathered(bytes);
+    }
+    // Buffers gathered during the loop belong to the next flush: keep them.
+    if (this.gathering.length === 0) {
+      bufs.length = 0;
+      this.nexts.length = 0;
+    }
+  }
+
+  private sameRun(a: number, b: number): boolean {
+    const bufs = this.bufs;
+    const nexts = this.nexts;
+    while (a >= 0 && b >= 0) {
+      if (bufs[a] !== bufs[b]) return false;
+      a = nexts[a]!;
+      b = nexts[b]!;
+    }
+    return a === b;
+  }
+
+  private join(first: number): Buffer {
+    const bufs = this.bufs;
+    const nexts = this.nexts;
+    let length = 0;
+    for (let i = first; i >= 0; i = nexts[i]!) length += bufs[i]!.length;
+    const out = Buffer.allocUnsafe(length);
+    let at = 0;
+    for (let i = first; i >= 0; i = nexts[i]!) {
+      out.set(bufs[i]!, at);
+      at += bufs[i]!.length;
+    }
+    return out;
   }
 }

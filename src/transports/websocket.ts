@@ -72,8 +72,10 @@ export class WsConnection extends Connection {
     socket.on("error", onError);
   }
 
-  /** True while the TCP socket is corked for this turn (see batch.ts). */
-  corked = false;
+  /** This connection's frames in the write batch (see batch.ts), and their bytes. */
+  gatherFirst = -1;
+  gatherLast = -1;
+  gathered = 0;
   /** Admitted with the server's credential (the event feed's reader): subscribes to any channel. */
   asServer = false;
   /** RPCs sent to the rpc hook and not yet answered (at most {@link MAX_RPC_IN_FLIGHT}). */
@@ -96,33 +98,34 @@ export class WsConnection extends Connection {
 
   /**
    * Writes what many connections share: a whole frame on the fast path
-   * (corked until the turn ends), else the payload through ws. False when
-   * over the send budget (the connection is then closed).
+   * (gathered in the write batch until it flushes), else the payload through
+   * ws. False when over the send budget (the connection is then closed).
    */
   private writeShared(bytes: Buffer): boolean {
     if (this.overBudget(bytes.length)) {
       this.close("slow_consumer");
       return false;
     }
-    const raw = this.raw;
-    if (raw !== null) {
-      if (!this.corked) {
-        this.corked = true;
-        this.ctx.registry.batch.corkUntilFlush(this);
-      }
-      raw.write(bytes);
+    if (this.raw !== null) {
+      this.gathered += bytes.length;
+      this.ctx.registry.batch.gather(this, bytes);
     } else this.socket.send(bytes, TEXT);
     this.lastSendAt = this.ctx.now;
     return true;
   }
 
-  cork(): void {
-    this.raw?.cork();
+  /** The batch's flush: this connection's frames, joined. Nothing after a close frame (ours, or the peer's answered by ws). */
+  writeGathered(bytes: Buffer): void {
+    this.gathered = 0;
+    if (!this.closed && this.socket.readyState === 1) this.raw!.write(bytes);
   }
 
-  uncork(): void {
-    this.corked = false;
-    this.raw?.uncork();
+  /** Writes the frames gathered for this connection now: what is written next must come after them. */
+  private writeGatheredNow(): void {
+    const bytes = this.ctx.registry.batch.take(this);
+    if (bytes === undefined) return;
+    this.gathered = 0;
+    this.raw!.write(bytes);
   }
 
   reset(sub: Subscription, epoch: string, offset: number): void {
@@ -141,7 +144,7 @@ export class WsConnection extends Connection {
   }
 
   bufferedBytes(): number {
-    return this.socket.bufferedAmount;
+    return this.socket.bufferedAmount + this.gathered;
   }
 
   protected sendUnsubscribed(channel: string): void {
@@ -196,6 +199,7 @@ export class WsConnection extends Connection {
       this.close("slow_consumer");
       return;
     }
+    this.writeGatheredNow();
     this.socket.send(bytes, TEXT);
     this.lastSendAt = this.ctx.now;
   }
@@ -203,6 +207,8 @@ export class WsConnection extends Connection {
   protected end(reason: CloseReason, code: number): void {
     const s = this.socket;
     if (s.readyState === s.OPEN || s.readyState === s.CONNECTING) {
+      // What was delivered goes before the close frame; a slow consumer's is dropped.
+      if (reason !== "slow_consumer" && s.readyState === s.OPEN) this.writeGatheredNow();
       s.close(code, CLOSE_CODES[reason].reason);
       // The peer may never read our close frame (it is slow, or gone): cut it soon.
       this.terminateAt = this.ctx.now + (reason === "slow_consumer" ? 1000 : 5000);

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
 import { describe, it } from "node:test";
-import { publishHttp, waitFor, withServer, type TestServer } from "../helpers/server.js";
+import { publishHttp, startServer, waitFor, withServer, type TestServer } from "../helpers/server.js";
 
 /** A raw TCP client that keeps each chunk the kernel hands it, as latin1 text. */
 class RawClient {
@@ -98,6 +98,32 @@ describe("--write-delay-ms", () => {
     } finally {
       ws.close();
       sse.close();
+    }
+  });
+});
+
+describe("--write-delay-ms and a close from the server", () => {
+  it("sends a message held for the next flush before the close frame of a drain", async () => {
+    const server = await startServer({ writeDelayMs: 300 });
+    const ws = await RawClient.open(server.port, wsRequest("wd:3"));
+    try {
+      await waitFor(() => ws.text.includes('"subscribed"'), 5000, "subscribed");
+      assert.equal((await publishHttp(server, "wd:3", { n: 20 })).status, 200);
+      await waitFor(() => ws.text.includes(marker(20)), 5000, "the first message");
+      // Within the delay after that flush: held for the next one, which the drain comes before.
+      assert.equal((await publishHttp(server, "wd:3", { n: 21 })).status, 200);
+      const closing = server.hl.close(5);
+      // A close frame (opcode 8, FIN) with the code 1012.
+      const close = /\x88[\x02-\x7d]\x03\xf4/;
+      await waitFor(() => close.test(ws.text), 5000, "the close frame");
+      const text = ws.text;
+      assert.ok(text.includes(marker(21)), "the held message was sent");
+      assert.ok(text.indexOf(marker(21)) < text.search(close), "the message, then the close frame");
+      ws.close();
+      await closing;
+    } finally {
+      ws.close();
+      await server.close();
     }
   });
 });

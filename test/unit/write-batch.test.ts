@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MAX_HOLD_MS, WriteBatch, type Corkable, type FlushScheduler } from "../../src/transports/batch.js";
+import { MAX_HOLD_MS, WriteBatch, type Corkable, type FlushScheduler, type Gathering } from "../../src/transports/batch.js";
 
 /** A scheduler whose time and callbacks the test moves by hand. */
 class FakeScheduler implements FlushScheduler {
@@ -168,5 +168,92 @@ describe("WriteBatch", () => {
     assert.equal(s.turnEnd.length, 1, "a new flush is scheduled");
     s.runTurnEnd();
     assert.deepEqual(log, ["first", "late"]);
+  });
+});
+
+/** A connection stand-in that records what each flush gave it. */
+class Gatherer implements Gathering {
+  gatherFirst = -1;
+  gatherLast = -1;
+  writes: Buffer[] = [];
+  writeGathered(bytes: Buffer): void {
+    this.writes.push(bytes);
+  }
+}
+
+describe("WriteBatch: gathered buffers", () => {
+  const frame = (s: string) => Buffer.from(s);
+
+  it("gives each target its buffers at the flush, in order, as one buffer; a single buffer as it is", () => {
+    const s = new FakeScheduler();
+    const batch = new WriteBatch(0, s);
+    const a = new Gatherer();
+    const b = new Gatherer();
+    const one = frame("1");
+    batch.gather(a, one);
+    batch.gather(b, frame("x"));
+    batch.gather(a, frame("2"));
+    batch.gather(a, frame("3"));
+    assert.equal(s.turnEnd.length, 1, "one flush for the batch");
+    assert.deepEqual([a.writes.length, b.writes.length], [0, 0], "nothing before the flush");
+    s.runTurnEnd();
+    assert.deepEqual(a.writes.map(String), ["123"]);
+    assert.deepEqual(b.writes.map(String), ["x"]);
+    // The next batch starts empty.
+    batch.gather(a, one);
+    s.runTurnEnd();
+    assert.equal(a.writes[1], one, "a lone buffer is written as it is, not copied");
+  });
+
+  it("joins once for targets given the same buffers in the same order, and apart for any other run", () => {
+    const s = new FakeScheduler();
+    const batch = new WriteBatch(0, s);
+    const [m1, m2, m3] = [frame("m1"), frame("m2"), frame("m3")];
+    const same = [new Gatherer(), new Gatherer(), new Gatherer()];
+    const shorter = new Gatherer();
+    const other = new Gatherer();
+    for (const m of [m1, m2]) {
+      for (const g of same) batch.gather(g, m);
+      batch.gather(other, m === m1 ? m1 : m3);
+    }
+    batch.gather(shorter, m1);
+    batch.gather(shorter, m2);
+    batch.gather(shorter, m3);
+    s.runTurnEnd();
+    assert.equal(String(same[0]!.writes[0]), "m1m2");
+    assert.equal(same[1]!.writes[0], same[0]!.writes[0], "shared, not joined again");
+    assert.equal(same[2]!.writes[0], same[0]!.writes[0]);
+    assert.equal(String(other.writes[0]), "m1m3");
+    assert.equal(String(shorter.writes[0]), "m1m2m3");
+  });
+
+  it("hands a target's buffers over early with take, and the flush then skips it", () => {
+    const s = new FakeScheduler();
+    const batch = new WriteBatch(0, s);
+    const a = new Gatherer();
+    assert.equal(batch.take(a), undefined);
+    batch.gather(a, frame("1"));
+    batch.gather(a, frame("2"));
+    assert.equal(String(batch.take(a)), "12");
+    batch.gather(a, frame("3"));
+    s.runTurnEnd();
+    assert.deepEqual(a.writes.map(String), ["3"], "only what was gathered after the take");
+  });
+
+  it("keeps buffers gathered during a flush for the next one", () => {
+    const s = new FakeScheduler();
+    const batch = new WriteBatch(0, s);
+    const late = new Gatherer();
+    const first: Gathering = {
+      gatherFirst: -1,
+      gatherLast: -1,
+      writeGathered: () => batch.gather(late, frame("late")),
+    };
+    batch.gather(first, frame("a"));
+    s.runTurnEnd();
+    assert.equal(late.writes.length, 0);
+    assert.equal(s.turnEnd.length, 1, "a new flush is scheduled");
+    s.runTurnEnd();
+    assert.deepEqual(late.writes.map(String), ["late"]);
   });
 });
