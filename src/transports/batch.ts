@@ -164,17 +164,10 @@ export class WriteBatch {
     return a === b;
   }
 
+  /** The run of buffers from `first`, joined (once per distinct run in a flush, not per target). */
   private join(first: number): Buffer {
-    const bufs = this.bufs;
-    const nexts = this.nexts;
-    let length = 0;
-    for (let i = first; i >= 0; i = nexts[i]!) length += bufs[i]!.length;
-    const out = Buffer.allocUnsafe(length);
-    let at = 0;
-    for (let i = first; i >= 0; i = nexts[i]!) {
-      out.set(bufs[i]!, at);
-      at += bufs[i]!.length;
-    }
-    return out;
+    const run: Buffer[] = [];
+    for (let i = first; i >= 0; i = this.nexts[i]!) run.push(this.bufs[i]!);
+    return Buffer.concat(run);
   }
 }

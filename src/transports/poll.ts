@@ -216,6 +216,20 @@ class PendingPoll implements Waiter, Held, HeldPoll {
   }
 }
 
+/** What {@link PollTransport.serve} hands to serveLater: the poll's request, as serve read it. */
+interface LaterPoll {
+  out: HttpOutput;
+  ip: string;
+  channels: readonly string[];
+  shared: SharedCursor | undefined;
+  holdSeconds: number;
+  headers: Record<string, string>;
+  claims: TokenClaims | undefined;
+  keepAlive: boolean;
+  rest: Buffer | undefined;
+  who: Poller | undefined;
+}
+
 export class PollTransport {
   /** Polls holding a slot, for the deadline sweep and for draining. */
   readonly waiting = new Set<PendingPoll>();
@@ -272,7 +286,7 @@ export class PollTransport {
     const rest = head !== undefined && head.length > 0 ? head : undefined;
     // A poll that names its client holds its members on presence channels while it is held, and for the grace after its answer.
     const members = pollMembers(this.ctx, channels, who);
-    if (members !== undefined || !hub.readsNow) return this.serveLater(out, ip, channels, shared, holdSeconds, headers, claims, keepAlive, rest, who, members);
+    if (members !== undefined || !hub.readsNow) return this.serveLater({ out, ip, channels, shared, holdSeconds, headers, claims, keepAlive, rest, who }, members);
     if (!shared || holdSeconds <= 0) {
       this.send(out, encodeAnswer(hub.readAfterNow(channels, shared?.positions, POLL_BATCH_LIMIT)), headers, keepAlive, rest);
       return;
@@ -294,19 +308,8 @@ export class PollTransport {
   }
 
   /** {@link serve} for a poll that waits for the broker's reads or holds presence members. */
-  private async serveLater(
-    out: HttpOutput,
-    ip: string,
-    channels: readonly string[],
-    shared: SharedCursor | undefined,
-    holdSeconds: number,
-    headers: Record<string, string>,
-    claims: TokenClaims | undefined,
-    keepAlive: boolean,
-    rest: Buffer | undefined,
-    who: Poller | undefined,
-    members: PollMembers | undefined,
-  ): Promise<void> {
+  private async serveLater(ask: LaterPoll, members: PollMembers | undefined): Promise<void> {
+    const { out, ip, channels, shared, holdSeconds, headers, claims, keepAlive, rest, who } = ask;
     if (members) await this.enterMembers(members);
     if (!shared || holdSeconds <= 0) {
       try {
