@@ -164,10 +164,23 @@ export class WriteBatch {
     return a === b;
   }
 
-  /** The run of buffers from `first`, joined (once per distinct run in a flush, not per target). */
+  /**
+   * The run of buffers from `first`, joined (once per distinct run in a
+   * flush, not per target). Copied here rather than through an array for
+   * Buffer.concat, which counted about a tenth more instructions per
+   * delivered message (callgrind, 100 WebSocket subscribers).
+   */
   private join(first: number): Buffer {
-    const run: Buffer[] = [];
-    for (let i = first; i >= 0; i = this.nexts[i]!) run.push(this.bufs[i]!);
-    return Buffer.concat(run);
+    const bufs = this.bufs;
+    const nexts = this.nexts;
+    let length = 0;
+    for (let i = first; i >= 0; i = nexts[i]!) length += bufs[i]!.length;
+    const out = Buffer.allocUnsafe(length);
+    let at = 0;
+    for (let i = first; i >= 0; i = nexts[i]!) {
+      out.set(bufs[i]!, at);
+      at += bufs[i]!.length;
+    }
+    return out;
   }
 }
