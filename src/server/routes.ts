@@ -122,8 +122,24 @@ async function publish(d: Door, req: IncomingMessage, res: ServerResponse, cors:
   // Counted until answered (or gone): drain lets it finish.
   d.publishRequests.add(req);
   res.once("close", () => d.publishRequests.delete(req));
-  const result = await d.publisher.handleHttp(req);
-  sendJson(res, 200, result, cors);
+  answerAfterDeliveries(d, res, await d.publisher.handleHttp(req), cors);
+}
+
+/**
+ * The answer to a publish: after the writes to its subscribers when they go
+ * at the end of this turn, so that the subscribers have the message first
+ * (node:http's answer costs a cold server a few hundred microseconds); at
+ * once when nothing is due this turn.
+ */
+function answerAfterDeliveries(d: Door, res: ServerResponse, body: unknown, cors: Record<string, string>): void {
+  const send = (): void => {
+    try {
+      sendJson(res, 200, body, cors);
+    } catch {
+      res.destroy();
+    }
+  };
+  if (!d.ctx.registry.batch.afterThisTurn(send)) send();
 }
 
 /** `POST /api/broadcast` (the server's credential), counted until answered like a publish. */
@@ -131,7 +147,7 @@ async function broadcastRoute(d: Door, req: IncomingMessage, res: ServerResponse
   if (d.ctx.draining) throw httpError("shutting_down", "the server is draining; publish to another node");
   d.publishRequests.add(req);
   res.once("close", () => d.publishRequests.delete(req));
-  sendJson(res, 200, await handleBroadcast(d.publisher, req, d.ctx.config.maxMessageBytes), cors);
+  answerAfterDeliveries(d, res, await handleBroadcast(d.publisher, req, d.ctx.config.maxMessageBytes), cors);
 }
 
 /** `POST /api/rpc`: answered like a publish, counted until answered so drain lets it finish. */

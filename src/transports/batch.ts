@@ -19,6 +19,11 @@
  * the last flush took. With `delayMs` 0 nothing is held. One batch per server
  * (its connection registry holds it), so servers in one process share nothing.
  *
+ * What must follow a turn's writes (the answer to an HTTP publish: its
+ * subscribers first, then the publisher) waits for the flush when one is due
+ * at the end of the turn ({@link WriteBatch.afterThisTurn}); a flush held by
+ * the delay holds nothing else.
+ *
  * Two ways to batch. A {@link Corkable} target (an SSE stream) is corked and
  * written to as usual; the flush uncorks it, and node writes what it
  * buffered in one writev. A {@link Gathering} target (a WebSocket on the
@@ -61,6 +66,10 @@ export const MAX_HOLD_MS = 50;
 export class WriteBatch {
   private readonly corked: Corkable[] = [];
   private scheduled = false;
+  /** The flush is due at the end of this turn (not held by the delay). */
+  private dueThisTurn = false;
+  /** What runs after the flush due at the end of this turn. */
+  private readonly after: Array<() => void> = [];
   /** When the last flush ended; -Infinity before the first. */
   private lastFlush = Number.NEGATIVE_INFINITY;
   /** The least time from the last flush to the next: `delayMs`, or what the last flush took when longer. */
@@ -68,11 +77,16 @@ export class WriteBatch {
   /** Bound once: scheduling the flush allocates no closure. */
   private readonly flush = (): void => {
     this.scheduled = false;
+    this.dueThisTurn = false;
     const start = this.timers.now();
     // New writes during the loops below start a new batch.
     const list = this.corked.splice(0, this.corked.length);
     for (let i = 0; i < list.length; i++) list[i]!.uncork();
     this.writeGathered();
+    if (this.after.length > 0) {
+      const after = this.after.splice(0, this.after.length);
+      for (let i = 0; i < after.length; i++) after[i]!();
+    }
     const end = (this.lastFlush = this.timers.now());
     if (this.delayMs > 0) this.hold = Math.max(this.delayMs, Math.min(end - start, MAX_HOLD_MS));
   };
@@ -118,12 +132,26 @@ export class WriteBatch {
     return this.nexts[first]! < 0 ? this.bufs[first] : this.join(first);
   }
 
+  /**
+   * Runs `fn` right after the flush due at the end of this turn, and returns
+   * true; returns false, running nothing, when no flush is due this turn
+   * (nothing was written, or the delay holds it). `fn` must not throw.
+   */
+  afterThisTurn(fn: () => void): boolean {
+    if (!this.dueThisTurn) return false;
+    this.after.push(fn);
+    return true;
+  }
+
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
     const since = this.timers.now() - this.lastFlush;
     if (since < this.hold) this.timers.after(this.hold - since, this.flush);
-    else this.timers.endOfTurn(this.flush);
+    else {
+      this.dueThisTurn = true;
+      this.timers.endOfTurn(this.flush);
+    }
   }
 
   private writeGathered(): void {

@@ -256,4 +256,43 @@ describe("WriteBatch: gathered buffers", () => {
     s.runTurnEnd();
     assert.deepEqual(late.writes.map(String), ["late"]);
   });
+  it("runs what must follow a turn's writes after the flush due at its end, and nothing when none is due", () => {
+    const s = new FakeScheduler();
+    const log: string[] = [];
+    const batch = new WriteBatch(2, s);
+    assert.equal(batch.afterThisTurn(() => log.push("answer")), false, "nothing written: nothing to wait for");
+    batch.corkUntilFlush(new Target("a", log));
+    batch.corkUntilFlush(new Target("b", log));
+    assert.equal(batch.afterThisTurn(() => log.push("answer")), true);
+    assert.deepEqual(log, [], "not before the flush");
+    s.runTurnEnd();
+    assert.deepEqual(log, ["a", "b", "answer"], "after every target of the flush");
+    // Within the delay the next flush is held by a timer: what follows runs at once instead.
+    s.t += 1;
+    batch.corkUntilFlush(new Target("c", log));
+    assert.equal(s.timers.length, 1);
+    assert.equal(batch.afterThisTurn(() => log.push("late")), false);
+    s.runTimers();
+    assert.deepEqual(log, ["a", "b", "answer", "c"], "a held flush runs nothing else");
+    // Past the delay again: due at the end of the turn; runs once.
+    s.t += 5;
+    batch.corkUntilFlush(new Target("d", log));
+    assert.equal(batch.afterThisTurn(() => log.push("answer2")), true);
+    s.runTurnEnd();
+    s.t += 5;
+    batch.corkUntilFlush(new Target("e", log));
+    s.runTurnEnd();
+    assert.deepEqual(log, ["a", "b", "answer", "c", "d", "answer2", "e"]);
+  });
+
+  it("runs what follows a turn's gathered frames after they are written", () => {
+    const s = new FakeScheduler();
+    const log: string[] = [];
+    const batch = new WriteBatch(0, s);
+    const t: Gathering = { gatherFirst: -1, gatherLast: -1, writeGathered: (b) => log.push(b.toString()) };
+    batch.gather(t, Buffer.from("x"));
+    assert.equal(batch.afterThisTurn(() => log.push("answer")), true);
+    s.runTurnEnd();
+    assert.deepEqual(log, ["x", "answer"]);
+  });
 });
