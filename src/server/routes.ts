@@ -139,7 +139,10 @@ function answerAfterDeliveries(d: Door, res: ServerResponse, body: unknown, cors
       res.destroy();
     }
   };
-  if (!d.ctx.registry.batch.afterThisTurn(send)) send();
+  const afterPolls = (): void => {
+    if (!d.poll.wakes.afterPass(send)) send();
+  };
+  if (!d.ctx.registry.batch.afterThisTurn(afterPolls)) afterPolls();
 }
 
 /** `POST /api/broadcast` (the server's credential), counted until answered like a publish. */

@@ -55,8 +55,21 @@ class WakeQueue {
   /** `hub.published` when the queue last looked; while it moves, a burst is still arriving. */
   private seenPublished = -1;
   private deferred = 0;
+  /** What runs after the pass that answers the polls woken now. */
+  private readonly after: Array<() => void> = [];
 
   constructor(private readonly hub: ServerContext["hub"]) {}
+
+  /**
+   * Runs `fn` right after the pass that answers the polls woken so far, and
+   * returns true; returns false, running nothing, when none is waiting for a
+   * pass. `fn` must not throw.
+   */
+  afterPass(fn: () => void): boolean {
+    if (!this.scheduled) return false;
+    this.after.push(fn);
+    return true;
+  }
 
   add(p: PendingPoll): void {
     this.woken.push(p);
@@ -90,6 +103,10 @@ class WakeQueue {
       if (p.done) continue;
       if (this.hub.readsNow && p.members === undefined) p.checkNow((shared ??= new AnswerTable()));
       else void p.check();
+    }
+    if (this.after.length > 0) {
+      const after = this.after.splice(0, this.after.length);
+      for (let i = 0; i < after.length; i++) after[i]!();
     }
   };
 }

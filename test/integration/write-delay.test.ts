@@ -156,4 +156,26 @@ describe("the answer to a publish", () => {
       for (const s of subscribers) s.close();
     }
   });
+
+  it("leaves after the answers to the long polls the message wakes", async () => {
+    const channel = "answer-after-polls";
+    const first = (await (await fetch(`${server.url}/poll?channel=${channel}`)).json()) as { cursor: string };
+    const pollers: RawClient[] = [];
+    for (let i = 0; i < 8; i++) pollers.push(await RawClient.open(server.port, `GET /poll?channel=${channel}&cursor=${first.cursor} HTTP/1.1\r\nHost: t\r\n\r\n`));
+    await waitFor(() => server.hl.hub.totalWaiters === pollers.length, 5000, "every poll held");
+    const publisher = connect(server.port, "127.0.0.1");
+    await new Promise((r) => publisher.once("connect", r));
+    const order: string[] = [];
+    pollers.forEach((s, i) => s.socket.on("data", (c: Buffer) => c.toString("latin1").includes(marker(2)) && order.push(`poller ${i}`)));
+    publisher.on("data", (c: Buffer) => c.toString("latin1").startsWith("HTTP/1.1 200") && order.push("answer"));
+    try {
+      const body = JSON.stringify({ channel, data: { n: 2 } });
+      publisher.write(`POST /api/publish HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      await waitFor(() => order.length === pollers.length + 1, 5000, "every poller and the publisher");
+      assert.equal(order.at(-1), "answer", `the publisher is answered last: ${order.join(", ")}`);
+    } finally {
+      publisher.destroy();
+      for (const s of pollers) s.close();
+    }
+  });
 });
