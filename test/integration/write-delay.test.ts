@@ -128,33 +128,42 @@ describe("--write-delay-ms and a close from the server", () => {
   });
 });
 
+/**
+ * Publishes `{"n": n}` on a raw connection once `clients` have what they
+ * were sent so far, and gives the order in which the clients got the
+ * message and the publisher its answer. The test reads every socket in this
+ * process: epoll hands them over in the order their bytes arrived, so the
+ * order of the `data` events is the order of the server's writes.
+ */
+async function publishOrder(server: TestServer, clients: RawClient[], channel: string, n: number): Promise<string[]> {
+  const publisher = connect(server.port, "127.0.0.1");
+  await new Promise((r) => publisher.once("connect", r));
+  // Past the write delay since the last flush: this turn's flush is not held.
+  await new Promise((r) => setTimeout(r, 20));
+  const order: string[] = [];
+  clients.forEach((s, i) => s.socket.on("data", (c: Buffer) => c.toString("latin1").includes(marker(n)) && order.push(`client ${i}`)));
+  publisher.on("data", (c: Buffer) => c.toString("latin1").startsWith("HTTP/1.1 200") && order.push("answer"));
+  try {
+    const body = JSON.stringify({ channel, data: { n } });
+    publisher.write(`POST /api/publish HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    await waitFor(() => order.length === clients.length + 1, 5000, "every client and the publisher");
+    return order;
+  } finally {
+    publisher.destroy();
+    for (const s of clients) s.close();
+  }
+}
+
 describe("the answer to a publish", () => {
   const server = withServer();
 
   it("leaves after the message's writes to the subscribers of the same server", async () => {
-    // The test reads every socket in this process: epoll hands them over in
-    // the order their bytes arrived, so the order of the `data` events is
-    // the order of the server's writes.
     const channel = "answer-after-deliveries";
     const subscribers: RawClient[] = [];
     for (let i = 0; i < 8; i++) subscribers.push(await RawClient.open(server.port, i % 2 === 0 ? wsRequest(channel) : sseRequest(channel)));
     await waitFor(() => subscribers.every((s) => s.text.includes('"subscribed"') || s.text.includes("event: position")), 5000, "all subscribed");
-    const publisher = connect(server.port, "127.0.0.1");
-    await new Promise((r) => publisher.once("connect", r));
-    // Past the write delay since the subscribed frames' flush: this turn's flush is not held.
-    await new Promise((r) => setTimeout(r, 20));
-    const order: string[] = [];
-    subscribers.forEach((s, i) => s.socket.on("data", (c: Buffer) => c.toString("latin1").includes(marker(1)) && order.push(`subscriber ${i}`)));
-    publisher.on("data", (c: Buffer) => c.toString("latin1").startsWith("HTTP/1.1 200") && order.push("answer"));
-    try {
-      const body = JSON.stringify({ channel, data: { n: 1 } });
-      publisher.write(`POST /api/publish HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-      await waitFor(() => order.length === subscribers.length + 1, 5000, "every subscriber and the publisher");
-      assert.equal(order.at(-1), "answer", `the publisher is answered last: ${order.join(", ")}`);
-    } finally {
-      publisher.destroy();
-      for (const s of subscribers) s.close();
-    }
+    const order = await publishOrder(server, subscribers, channel, 1);
+    assert.equal(order.at(-1), "answer", `the publisher is answered last: ${order.join(", ")}`);
   });
 
   it("leaves after the answers to the long polls the message wakes", async () => {
@@ -163,19 +172,7 @@ describe("the answer to a publish", () => {
     const pollers: RawClient[] = [];
     for (let i = 0; i < 8; i++) pollers.push(await RawClient.open(server.port, `GET /poll?channel=${channel}&cursor=${first.cursor} HTTP/1.1\r\nHost: t\r\n\r\n`));
     await waitFor(() => server.hl.hub.totalWaiters === pollers.length, 5000, "every poll held");
-    const publisher = connect(server.port, "127.0.0.1");
-    await new Promise((r) => publisher.once("connect", r));
-    const order: string[] = [];
-    pollers.forEach((s, i) => s.socket.on("data", (c: Buffer) => c.toString("latin1").includes(marker(2)) && order.push(`poller ${i}`)));
-    publisher.on("data", (c: Buffer) => c.toString("latin1").startsWith("HTTP/1.1 200") && order.push("answer"));
-    try {
-      const body = JSON.stringify({ channel, data: { n: 2 } });
-      publisher.write(`POST /api/publish HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-      await waitFor(() => order.length === pollers.length + 1, 5000, "every poller and the publisher");
-      assert.equal(order.at(-1), "answer", `the publisher is answered last: ${order.join(", ")}`);
-    } finally {
-      publisher.destroy();
-      for (const s of pollers) s.close();
-    }
+    const order = await publishOrder(server, pollers, channel, 2);
+    assert.equal(order.at(-1), "answer", `the publisher is answered last: ${order.join(", ")}`);
   });
 });
