@@ -135,7 +135,9 @@ function answerAfterDeliveries(d: Door, res: ServerResponse, body: unknown, cors
   const send = (): void => {
     try {
       sendJson(res, 200, body, cors);
-    } catch {
+    } catch (err) {
+      // Run from the flush, where a throw would escape every handler: end the request instead.
+      d.ctx.log.error({ err }, "could not answer a publish");
       res.destroy();
     }
   };
