@@ -319,9 +319,7 @@ export class PollTransport {
       }
     }
     const p = this.hold(new PendingPoll(this, out, ip, channels, shared, this.deadline(holdSeconds), headers, claims?.expMs ?? 0, keepAlive, undefined), rest, claims, who);
-    if (p.done) return;
-    if (!isResponse(out)) holdOn(out, p);
-    this.ctx.stats.pollWaits++;
+    if (!p.done) this.ctx.stats.pollWaits++;
   }
 
   /** {@link serve} for a poll that waits for the broker's reads or holds presence members. */
@@ -339,15 +337,14 @@ export class PollTransport {
     }
     const p = this.hold(new PendingPoll(this, out, ip, channels, shared, this.deadline(holdSeconds), headers, claims?.expMs ?? 0, keepAlive, members), rest, claims, who);
     if (p.done) return;
-    if (!isResponse(out)) holdOn(out, p);
     await p.check();
     if (!p.done) this.ctx.stats.pollWaits++;
   }
 
   /**
    * Takes the slot and registers a poll as a waiter, before the read that
-   * may answer it (so a message stored meanwhile still wakes it); answers it
-   * at once while draining.
+   * may answer it (so a message stored meanwhile still wakes it), and holds
+   * its response or bare socket; answers it at once while draining.
    */
   private hold(p: PendingPoll, rest: Buffer | undefined, claims: TokenClaims | undefined, who: Poller | undefined): PendingPoll {
     const out = p.out;
@@ -363,6 +360,7 @@ export class PollTransport {
       out.on("close", onPollClose);
     }
     if (this.ctx.draining) p.finish();
+    else if (!isResponse(out)) holdOn(out, p);
     return p;
   }
 

@@ -18,12 +18,17 @@ function counted(): { hub: Hub; reads: () => number } {
   return { hub, reads: () => reads };
 }
 
+/** A shared cursor at `offset` of channel a in `epoch`. */
+function cursorAt(epoch: string, offset: number) {
+  return new CursorCache().decode(encodeCursor([["a", { epoch, offset }]]));
+}
+
 describe("AnswerTable: the answers of one pass, shared by polls at the same cursor on the same channels", () => {
   it("reads once for every poll at one cursor object on the same channel names, whatever array holds them", async () => {
     const { hub, reads } = counted();
     const first = await hub.publish("a", '"one"');
     await hub.publish("a", '"two"');
-    const cursor = new CursorCache().decode(encodeCursor([["a", { epoch: first.epoch, offset: first.offset }]]));
+    const cursor = cursorAt(first.epoch, first.offset);
     const table = new AnswerTable();
     const x = table.read(hub, cursor, ["a"]);
     const y = table.read(hub, cursor, ["a"]);
@@ -38,7 +43,7 @@ describe("AnswerTable: the answers of one pass, shared by polls at the same curs
     const { hub, reads } = counted();
     const m = await hub.publish("a", '"one"');
     await hub.publish("b", '"bee"');
-    const cursor = new CursorCache().decode(encodeCursor([["a", { epoch: m.epoch, offset: m.offset }]]));
+    const cursor = cursorAt(m.epoch, m.offset);
     const table = new AnswerTable();
     // Nothing follows the cursor on a: no answer.
     assert.equal(table.read(hub, cursor, ["a"]), null);
@@ -55,10 +60,9 @@ describe("AnswerTable: the answers of one pass, shared by polls at the same curs
   it("does not share between cursor objects, even with the same text", async () => {
     const { hub, reads } = counted();
     const m = await hub.publish("a", '"one"');
-    const text = encodeCursor([["a", { epoch: m.epoch, offset: 0 }]]);
     const table = new AnswerTable();
-    const x = table.read(hub, new CursorCache().decode(text), ["a"]);
-    const y = table.read(hub, new CursorCache().decode(text), ["a"]);
+    const x = table.read(hub, cursorAt(m.epoch, 0), ["a"]);
+    const y = table.read(hub, cursorAt(m.epoch, 0), ["a"]);
     assert.ok(x && y);
     assert.notEqual(x, y);
     assert.equal(x.body, y.body);
